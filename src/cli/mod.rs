@@ -1,0 +1,167 @@
+//! `hactl`, the command-line tool. Subcommands that need no daemon
+//! (`config check|show`, `keygen`) run here directly; the verbs that talk to
+//! `hactld` over D-Bus come with the controller.
+//!
+//! Exit codes: 0 success; 1 the command ran and found a problem (an invalid
+//! configuration, a key that exists); 2 bad usage (from clap).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{
+    self, DEFAULT_AUTHKEY_PATH, DEFAULT_CONFIG_PATH, LoadError, Severity, authkey,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hactl",
+    version,
+    about = "Administer an hactl high-availability cluster"
+)]
+pub struct Cli {
+    /// The cluster configuration file.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check or print the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Create the shared cluster key (copy it to every node, mode 0400).
+    Keygen {
+        /// Where to write the key.
+        #[arg(long, short, value_name = "PATH", default_value = DEFAULT_AUTHKEY_PATH)]
+        output: PathBuf,
+        /// Replace an existing key.
+        #[arg(long)]
+        force: bool,
+        /// Key size in bytes (32 to 4096).
+        #[arg(long, default_value_t = authkey::KEY_BYTES_DEFAULT as u16, value_parser = clap::value_parser!(u16).range(authkey::KEY_BYTES_MIN as i64..=authkey::KEY_BYTES_MAX as i64))]
+        bytes: u16,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a configuration file and list every problem (exit 1 if any error).
+    Check {
+        /// The file to check (default: --config).
+        file: Option<PathBuf>,
+    },
+    /// Print the configuration in canonical form, with every default filled in.
+    Show {
+        /// The file to show (default: --config).
+        file: Option<PathBuf>,
+        /// Print only the membership digest nodes compare when they join.
+        #[arg(long)]
+        digest: bool,
+    },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Config(ConfigCommand::Check { file }) => {
+            config_check(file.as_deref().unwrap_or(&cli.config))
+        }
+        Command::Config(ConfigCommand::Show { file, digest }) => {
+            config_show(file.as_deref().unwrap_or(&cli.config), digest)
+        }
+        Command::Keygen {
+            output,
+            force,
+            bytes,
+        } => keygen(&output, usize::from(bytes), force),
+    }
+}
+
+fn config_check(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                println!("{w}");
+            }
+            let c = &loaded.config;
+            println!(
+                "{}: OK: cluster {}, {} nodes, {} resources, {} constraints, {} fence devices, {} warning(s)",
+                path.display(),
+                c.cluster.name,
+                c.nodes.len(),
+                c.resources.len(),
+                c.locations.len() + c.colocations.len() + c.orders.len(),
+                c.fence_devices.len(),
+                loaded.warnings.len()
+            );
+            println!("membership digest {}", config::membership_digest(c));
+            if !c.totem.insecure_no_crypto
+                && let Err(e) = authkey::load(&c.totem.authkey)
+            {
+                println!(
+                    "note: {e}\n    (hactld will refuse to start on this host until the key is in place: `hactl keygen`, then copy it to every node)"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(LoadError::Invalid(diags)) => {
+            for d in &diags {
+                println!("{d}");
+            }
+            let errors = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
+            println!(
+                "{}: {errors} error(s), {} warning(s)",
+                path.display(),
+                diags.len() - errors
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("hactl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_show(path: &Path, digest: bool) -> ExitCode {
+    match config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            if digest {
+                println!("{}", config::membership_digest(&loaded.config));
+            } else {
+                print!("{}", config::canonical(&loaded.config));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn keygen(path: &Path, bytes: usize, force: bool) -> ExitCode {
+    match authkey::generate(path, bytes, force) {
+        Ok(()) => {
+            println!(
+                "wrote a {}-bit key to {} (mode 0400); copy it to every node, keeping owner root and mode 0400",
+                bytes * 8,
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hactl keygen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1717 @@
+//! Reads the spanned TOML tree into the typed model, filling in defaults.
+//! Problems with single values are reported here; problems that involve
+//! several entries (references, duplicates, cycles) are in `validate`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+use toml::de::DeValue;
+
+use super::diag::Sink;
+use super::model::*;
+use super::reader::{Spans, Table, integer_of, match_choice, type_name};
+use super::score::Score;
+
+/// Provisional totem defaults, chosen for fast failure detection on a LAN
+/// (corosync 3.1's are in brackets). The totem work measures and tunes them.
+pub const TOKEN_MS_DEFAULT: u64 = 300; // [3000]
+pub const TOKEN_COEFFICIENT_MS_DEFAULT: u64 = 0; // [650]
+pub const TOKEN_RETRANSMITS_BEFORE_LOSS_DEFAULT: u32 = 4; // [4]
+pub const JOIN_MS_DEFAULT: u64 = 50; // [50]
+pub const MERGE_MS_DEFAULT: u64 = 200; // [200]
+pub const DOWNCHECK_MS_DEFAULT: u64 = 1000; // [1000]
+pub const FAIL_RECV_CONST_DEFAULT: u32 = 2500; // [2500]
+pub const SEQNO_UNCHANGED_CONST_DEFAULT: u32 = 30; // [30]
+pub const MAX_MESSAGES_DEFAULT: u32 = 17; // [17]
+pub const WINDOW_SIZE_DEFAULT: u32 = 50; // [50]
+pub const TOTEM_PORT_DEFAULT: u16 = 5405;
+/// Totem timers below this are refused: they would fire on scheduling
+/// noise alone.
+pub const TOTEM_TIMER_MS_MIN: u64 = 10;
+pub const TOTEM_TIMER_MS_MAX: u64 = 600_000;
+pub const LAST_MAN_STANDING_WINDOW_MS_DEFAULT: u64 = 10_000;
+pub const OP_TIMEOUT_MS_DEFAULT: u64 = 20_000;
+pub const MONITOR_INTERVAL_MS_DEFAULT: u64 = 10_000;
+pub const FENCE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+pub const IPMI_PORT_DEFAULT: u16 = 623;
+pub const WATCHDOG_TIMEOUT_S_DEFAULT: u32 = 10;
+pub const WATCHDOG_DEVICE_DEFAULT: &str = "/dev/watchdog";
+/// Longest id or name accepted, so messages and logs stay readable.
+pub const ID_LEN_MAX: usize = 64;
+
+const HINT_ID: &str =
+    "ids start with a letter or '_' and contain letters, digits, '-', '_', '.' (at most 64)";
+
+/// Checks a Pacemaker-style id (an XML name, which is what a CIB would need).
+pub(crate) fn valid_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && s.len() <= ID_LEN_MAX
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Reads an id-valued key, checking its spelling.
+fn read_id(
+    t: &mut Table,
+    sink: &mut Sink,
+    spans: &mut Spans,
+    key: &'static str,
+    what: &str,
+) -> Option<String> {
+    let s = t.req_string(
+        sink,
+        spans,
+        key,
+        &format!("every {what} needs {key} = \"...\""),
+    )?;
+    if !valid_id(s.get_ref()) {
+        sink.error(
+            &s.span(),
+            &t.key_path(key),
+            format!("\"{}\" is not a valid id", s.get_ref()),
+            HINT_ID,
+        );
+        return None;
+    }
+    Some(s.into_inner())
+}
+
+/// Reads a key that names another object (checked for existence later).
+fn read_ref(
+    t: &mut Table,
+    sink: &mut Sink,
+    spans: &mut Spans,
+    key: &'static str,
+    what: &str,
+) -> Option<String> {
+    t.req_string(
+        sink,
+        spans,
+        key,
+        &format!("name the {what} with {key} = \"...\""),
+    )
+    .map(Spanned::into_inner)
+}
+
+pub(crate) fn parse_document(
+    root: &toml::de::DeTable<'_>,
+    sink: &mut Sink,
+    spans: &mut Spans,
+) -> (Config, Paths) {
+    let mut top = Table::new(root, 0..0, String::new(), spans);
+
+    let cluster_t = top.table(sink, spans, "cluster");
+    let totem_t = top.table(sink, spans, "totem");
+    let quorum_t = top.table(sink, spans, "quorum");
+    let node_ts = top.tables(sink, spans, "node");
+    let fence_ts = top.tables(sink, spans, "fence_device");
+    let resource_ts = top.tables(sink, spans, "resource");
+    let group_ts = top.tables(sink, spans, "group");
+    let clone_ts = top.tables(sink, spans, "clone");
+    let location_ts = top.tables(sink, spans, "location");
+    let colocation_ts = top.tables(sink, spans, "colocation");
+    let order_ts = top.tables(sink, spans, "order");
+    top.finish(sink);
+
+    let (fence_paths, fence_devices): (Vec<String>, Vec<FenceDevice>) =
+        located(fence_ts, |t| parse_fence_device(t, sink, spans));
+    let has_fencing = !fence_devices.is_empty();
+    let cluster = parse_cluster(cluster_t, sink, spans);
+    let totem = parse_totem(totem_t, &cluster.name, sink, spans);
+    let quorum = parse_quorum(quorum_t, sink, spans);
+    let (node_paths, nodes) = located(node_ts, |t| parse_node(t, sink, spans));
+    let op_defaults = cluster.op_defaults.clone();
+    let (resource_paths, resources) = located(resource_ts, |t| {
+        parse_resource(t, &op_defaults, has_fencing, sink, spans)
+    });
+    let (group_paths, groups) = located(group_ts, |t| parse_group(t, sink, spans));
+    let (clone_paths, clones) = located(clone_ts, |t| parse_clone(t, sink, spans));
+    let (location_paths, locations) = located(location_ts, |t| parse_location(t, sink, spans));
+    let (colocation_paths, colocations) =
+        located(colocation_ts, |t| parse_colocation(t, sink, spans));
+    let (order_paths, orders) = located(order_ts, |t| parse_order(t, sink, spans));
+    let paths = Paths {
+        nodes: node_paths,
+        fence_devices: fence_paths,
+        resources: resource_paths,
+        groups: group_paths,
+        clones: clone_paths,
+        locations: location_paths,
+        colocations: colocation_paths,
+        orders: order_paths,
+    };
+
+    let config = Config {
+        cluster,
+        totem,
+        quorum,
+        nodes,
+        fence_devices,
+        resources,
+        groups,
+        clones,
+        locations,
+        colocations,
+        orders,
+    };
+    (config, paths)
+}
+
+/// The key path (`resource[3]`) of every parsed entry, index for index with
+/// the model's lists (entries that failed to parse are not in either).
+#[derive(Default)]
+pub(crate) struct Paths {
+    pub(crate) nodes: Vec<String>,
+    pub(crate) fence_devices: Vec<String>,
+    pub(crate) resources: Vec<String>,
+    pub(crate) groups: Vec<String>,
+    pub(crate) clones: Vec<String>,
+    pub(crate) locations: Vec<String>,
+    pub(crate) colocations: Vec<String>,
+    pub(crate) orders: Vec<String>,
+}
+
+fn located<'a, 'i, T>(
+    tables: Vec<Table<'a, 'i>>,
+    mut parse: impl FnMut(Table<'a, 'i>) -> Option<T>,
+) -> (Vec<String>, Vec<T>) {
+    tables
+        .into_iter()
+        .filter_map(|t| {
+            let path = t.path.clone();
+            parse(t).map(|v| (path, v))
+        })
+        .unzip()
+}
+
+// ---------------------------------------------------------------- [cluster]
+
+fn parse_cluster(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> ClusterSection {
+    let mut section = ClusterSection {
+        name: String::new(),
+        no_quorum_policy: NoQuorumPolicy::Stop,
+        resource_defaults: ResourceDefaults {
+            resource_stickiness: Score::ZERO,
+            migration_threshold: None,
+            failure_timeout_ms: 0,
+        },
+        op_defaults: OpDefaults {
+            timeout_ms: OP_TIMEOUT_MS_DEFAULT,
+            monitor_interval_ms: MONITOR_INTERVAL_MS_DEFAULT,
+        },
+    };
+    let Some(mut t) = t else {
+        sink.error(
+            &(0..0),
+            "cluster",
+            "missing section [cluster]",
+            "add [cluster] with name = \"...\" at the top of the file",
+        );
+        return section;
+    };
+    if let Some(name) = t.req_string(
+        sink,
+        spans,
+        "name",
+        "give the cluster a name: name = \"web\"",
+    ) {
+        if valid_id(name.get_ref()) {
+            section.name = name.into_inner();
+        } else {
+            sink.error(
+                &name.span(),
+                "cluster.name",
+                format!("\"{}\" is not a valid cluster name", name.get_ref()),
+                HINT_ID,
+            );
+        }
+    }
+    if let Some(p) = t.choice(
+        sink,
+        spans,
+        "no_quorum_policy",
+        &[
+            ("stop", NoQuorumPolicy::Stop),
+            ("freeze", NoQuorumPolicy::Freeze),
+            ("ignore", NoQuorumPolicy::Ignore),
+        ],
+    ) {
+        section.no_quorum_policy = p;
+    }
+    if let Some(mut d) = t.table(sink, spans, "resource_defaults") {
+        if let Some(s) = d.score(sink, spans, "resource_stickiness") {
+            section.resource_defaults.resource_stickiness = s;
+        }
+        if let Some(m) = migration_threshold(&mut d, sink, spans) {
+            section.resource_defaults.migration_threshold = m;
+        }
+        if let Some(ms) = d.duration_ms(sink, spans, "failure_timeout", 1_000) {
+            section.resource_defaults.failure_timeout_ms = ms;
+        }
+        d.finish(sink);
+    }
+    if let Some(mut d) = t.table(sink, spans, "op_defaults") {
+        if let Some(ms) = d.duration_ms(sink, spans, "timeout", 1_000) {
+            if ms == 0 {
+                sink.error(
+                    &spans.at("cluster.op_defaults.timeout"),
+                    "cluster.op_defaults.timeout",
+                    "an operation timeout of 0 would fail every operation",
+                    "use a positive duration such as \"20s\"",
+                );
+            } else {
+                section.op_defaults.timeout_ms = ms;
+            }
+        }
+        if let Some(ms) = d.duration_ms(sink, spans, "monitor_interval", 1_000) {
+            section.op_defaults.monitor_interval_ms = ms;
+        }
+        d.finish(sink);
+    }
+    t.finish(sink);
+    section
+}
+
+/// `migration_threshold`: a count, or INFINITY (never ban); 0 also means
+/// never, as in Pacemaker. Returns Some(None) for "never".
+fn migration_threshold(t: &mut Table, sink: &mut Sink, spans: &mut Spans) -> Option<Option<u32>> {
+    let v = t.raw("migration_threshold", spans)?;
+    let path = t.key_path("migration_threshold");
+    let n = match v.get_ref() {
+        DeValue::Integer(_) => integer_of(v.get_ref()),
+        DeValue::String(s) => match Score::parse(s) {
+            Some(s) if s == Score::INFINITY => return Some(None),
+            Some(s) => Some(s.value()),
+            None => None,
+        },
+        _ => None,
+    };
+    match n {
+        Some(0) => Some(None),
+        Some(n) if (1..=i64::from(u32::MAX)).contains(&n) && n < super::score::INFINITY => {
+            Some(Some(n as u32))
+        }
+        Some(n) if n >= super::score::INFINITY => Some(None),
+        _ => {
+            sink.error(
+                &v.span(),
+                &path,
+                "migration_threshold must be a positive count or \"INFINITY\"",
+                "e.g. migration_threshold = 3 (ban from a node after 3 failures there)",
+            );
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------- [totem]
+
+fn parse_totem(
+    t: Option<Table>,
+    cluster_name: &str,
+    sink: &mut Sink,
+    spans: &mut Spans,
+) -> TotemSection {
+    let mut s = TotemSection {
+        transport: Transport::Udp,
+        links: Vec::new(),
+        authkey: PathBuf::from(DEFAULT_AUTHKEY_PATH),
+        insecure_no_crypto: false,
+        timers: TotemTimers {
+            token_ms: TOKEN_MS_DEFAULT,
+            token_coefficient_ms: TOKEN_COEFFICIENT_MS_DEFAULT,
+            token_retransmits_before_loss_const: TOKEN_RETRANSMITS_BEFORE_LOSS_DEFAULT,
+            consensus_ms: 0,
+            join_ms: JOIN_MS_DEFAULT,
+            merge_ms: MERGE_MS_DEFAULT,
+            downcheck_ms: DOWNCHECK_MS_DEFAULT,
+            fail_recv_const: FAIL_RECV_CONST_DEFAULT,
+            seqno_unchanged_const: SEQNO_UNCHANGED_CONST_DEFAULT,
+            send_join_ms: 0,
+            max_messages: MAX_MESSAGES_DEFAULT,
+            window_size: WINDOW_SIZE_DEFAULT,
+        },
+    };
+    let mut consensus = None;
+    let mut link_ts = Vec::new();
+    if let Some(mut t) = t {
+        if let Some(tr) = t.choice(
+            sink,
+            spans,
+            "transport",
+            &[("udp", Transport::Udp), ("udpu", Transport::Udpu)],
+        ) {
+            s.transport = tr;
+        }
+        if let Some(p) = t.string(sink, spans, "authkey") {
+            if p.get_ref().starts_with('/') {
+                s.authkey = PathBuf::from(p.into_inner());
+            } else {
+                sink.error(
+                    &p.span(),
+                    "totem.authkey",
+                    "the authkey path must be absolute",
+                    "e.g. authkey = \"/etc/hactl/authkey\"",
+                );
+            }
+        }
+        if let Some(b) = t.bool(
+            sink,
+            spans,
+            "insecure_no_crypto_i_understand_anyone_can_join",
+        ) {
+            s.insecure_no_crypto = b;
+            if b {
+                sink.warning(&spans.at("totem.insecure_no_crypto_i_understand_anyone_can_join"), "totem.insecure_no_crypto_i_understand_anyone_can_join", "crypto is OFF: anyone on the network can read cluster traffic, join the cluster and trigger fencing", "remove this line and create a key with `hactl keygen`");
+            }
+        }
+        let tm = &mut s.timers;
+        let timer = |t: &mut Table,
+                     sink: &mut Sink,
+                     spans: &mut Spans,
+                     key: &'static str,
+                     slot: &mut u64,
+                     min: u64| {
+            if let Some(v) = t.int(sink, spans, key, min as i64, TOTEM_TIMER_MS_MAX as i64) {
+                *slot = v as u64;
+            }
+        };
+        timer(
+            &mut t,
+            sink,
+            spans,
+            "token",
+            &mut tm.token_ms,
+            TOTEM_TIMER_MS_MIN,
+        );
+        timer(
+            &mut t,
+            sink,
+            spans,
+            "token_coefficient",
+            &mut tm.token_coefficient_ms,
+            0,
+        );
+        timer(
+            &mut t,
+            sink,
+            spans,
+            "join",
+            &mut tm.join_ms,
+            TOTEM_TIMER_MS_MIN,
+        );
+        timer(
+            &mut t,
+            sink,
+            spans,
+            "merge",
+            &mut tm.merge_ms,
+            TOTEM_TIMER_MS_MIN,
+        );
+        timer(
+            &mut t,
+            sink,
+            spans,
+            "downcheck",
+            &mut tm.downcheck_ms,
+            TOTEM_TIMER_MS_MIN,
+        );
+        timer(&mut t, sink, spans, "send_join", &mut tm.send_join_ms, 0);
+        let mut c = 0;
+        timer(&mut t, sink, spans, "consensus", &mut c, TOTEM_TIMER_MS_MIN);
+        if t.has("consensus") && c > 0 {
+            consensus = Some(c);
+        }
+        let count = |t: &mut Table,
+                     sink: &mut Sink,
+                     spans: &mut Spans,
+                     key: &'static str,
+                     slot: &mut u32,
+                     max: i64| {
+            if let Some(v) = t.int(sink, spans, key, 1, max) {
+                *slot = v as u32;
+            }
+        };
+        count(
+            &mut t,
+            sink,
+            spans,
+            "token_retransmits_before_loss_const",
+            &mut tm.token_retransmits_before_loss_const,
+            100,
+        );
+        count(
+            &mut t,
+            sink,
+            spans,
+            "fail_recv_const",
+            &mut tm.fail_recv_const,
+            1_000_000,
+        );
+        count(
+            &mut t,
+            sink,
+            spans,
+            "seqno_unchanged_const",
+            &mut tm.seqno_unchanged_const,
+            1_000_000,
+        );
+        count(
+            &mut t,
+            sink,
+            spans,
+            "max_messages",
+            &mut tm.max_messages,
+            10_000,
+        );
+        count(
+            &mut t,
+            sink,
+            spans,
+            "window_size",
+            &mut tm.window_size,
+            10_000,
+        );
+        if tm.max_messages > tm.window_size {
+            sink.error(&spans.at("totem.max_messages"), "totem.max_messages", format!("max_messages ({}) is larger than window_size ({})", tm.max_messages, tm.window_size), "a node cannot send more per token visit than the whole ring per rotation: lower max_messages or raise window_size");
+        }
+        link_ts = t.tables(sink, spans, "link");
+        t.finish(sink);
+    }
+    // corosync: consensus defaults to 1.2 × token.
+    s.timers.consensus_ms = consensus.unwrap_or(s.timers.token_ms * 12 / 10);
+    if s.timers.consensus_ms < s.timers.join_ms {
+        sink.error(
+            &spans.at("totem.consensus"),
+            "totem.consensus",
+            format!(
+                "consensus ({} ms) is shorter than join ({} ms)",
+                s.timers.consensus_ms, s.timers.join_ms
+            ),
+            "consensus must be at least join; the usual value is 1.2 × token",
+        );
+    } else if consensus.is_some() && s.timers.consensus_ms * 10 < s.timers.token_ms * 12 {
+        sink.warning(&spans.at("totem.consensus"), "totem.consensus", format!("consensus ({} ms) is below 1.2 × token ({} ms)", s.timers.consensus_ms, s.timers.token_ms), "membership may form before a lost token is noticed everywhere; remove consensus to use 1.2 × token");
+    }
+
+    if link_ts.len() > LINKS_MAX {
+        sink.error(
+            &link_ts[LINKS_MAX].span,
+            &link_ts[LINKS_MAX].path,
+            format!(
+                "{} links configured, at most {LINKS_MAX} are supported",
+                link_ts.len()
+            ),
+            "remove the extra [[totem.link]] sections",
+        );
+    }
+    if link_ts.is_empty() {
+        s.links.push(Link {
+            network: None,
+            mcast_addr: None,
+            port: TOTEM_PORT_DEFAULT,
+            ttl: 1,
+        });
+    }
+    for (i, mut lt) in link_ts.into_iter().enumerate() {
+        let mut link = Link {
+            network: None,
+            mcast_addr: None,
+            port: TOTEM_PORT_DEFAULT + i as u16,
+            ttl: 1,
+        };
+        if let Some(n) = lt.string(sink, spans, "network") {
+            match parse_ipnet(n.get_ref()) {
+                Some(net) => link.network = Some(net),
+                None => sink.error(
+                    &n.span(),
+                    &lt.key_path("network"),
+                    format!("\"{}\" is not a network", n.get_ref()),
+                    "write an address and prefix length, e.g. \"10.0.0.0/24\"",
+                ),
+            }
+        }
+        if let Some(a) = lt.string(sink, spans, "mcast_addr") {
+            match a.get_ref().parse::<IpAddr>() {
+                Ok(ip) if ip.is_multicast() => link.mcast_addr = Some(ip),
+                Ok(_) => sink.error(&a.span(), &lt.key_path("mcast_addr"), format!("{} is not a multicast address", a.get_ref()), "use an address in 239.192.0.0/16 (IPv4, organisation-local) or ff15::/16 (IPv6)"),
+                Err(_) => sink.error(&a.span(), &lt.key_path("mcast_addr"), format!("\"{}\" is not an IP address", a.get_ref()), "e.g. mcast_addr = \"239.192.7.1\""),
+            }
+            if s.transport == Transport::Udpu {
+                sink.warning(
+                    &a.span(),
+                    &lt.key_path("mcast_addr"),
+                    "mcast_addr is ignored with transport = \"udpu\"",
+                    "remove it, or set transport = \"udp\" to use multicast",
+                );
+            }
+        }
+        if let Some(p) = lt.int(sink, spans, "port", 1, 65535) {
+            link.port = p as u16;
+        }
+        if let Some(ttl) = lt.int(sink, spans, "ttl", 0, 255) {
+            link.ttl = ttl as u8;
+        }
+        lt.finish(sink);
+        if s.transport == Transport::Udp && link.mcast_addr.is_none() {
+            link.mcast_addr = Some(derived_mcast_addr(
+                cluster_name,
+                i,
+                link.network.map(|n| n.addr.is_ipv6()).unwrap_or(false),
+            ));
+        }
+        s.links.push(link);
+    }
+    if s.transport == Transport::Udp && s.links.len() == 1 && s.links[0].mcast_addr.is_none() {
+        s.links[0].mcast_addr = Some(derived_mcast_addr(cluster_name, 0, false));
+    }
+    s
+}
+
+/// A multicast group derived from the cluster name, as corosync does, so
+/// that two clusters on one LAN do not share a group by default.
+pub(crate) fn derived_mcast_addr(cluster_name: &str, link: usize, ipv6: bool) -> IpAddr {
+    let h = Sha256::digest(format!("{cluster_name}/{link}").as_bytes());
+    if ipv6 {
+        IpAddr::V6(std::net::Ipv6Addr::new(
+            0xff15,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u16::from(h[0]),
+            u16::from_be_bytes([h[1], h[2]]),
+        ))
+    } else {
+        // 239.192.0.0/16 is the organisation-local scope; avoid .0 and .255.
+        IpAddr::V4(std::net::Ipv4Addr::new(239, 192, h[0], h[1].clamp(1, 254)))
+    }
+}
+
+pub(crate) fn parse_ipnet(s: &str) -> Option<IpNet> {
+    let (addr, len) = s.split_once('/')?;
+    let addr: IpAddr = addr.parse().ok()?;
+    let prefix_len: u8 = len.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (prefix_len <= max).then_some(IpNet { addr, prefix_len })
+}
+
+// ---------------------------------------------------------------- [quorum]
+
+fn parse_quorum(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> QuorumSection {
+    let mut q = QuorumSection {
+        expected_votes: None,
+        two_node: false,
+        wait_for_all: false,
+        last_man_standing: false,
+        last_man_standing_window_ms: LAST_MAN_STANDING_WINDOW_MS_DEFAULT,
+        auto_tie_breaker: false,
+        auto_tie_breaker_node: TieBreaker::Lowest,
+    };
+    let Some(mut t) = t else {
+        return q;
+    };
+    q.expected_votes = t
+        .int(sink, spans, "expected_votes", 1, 1024)
+        .map(|v| v as u32);
+    q.two_node = t.bool(sink, spans, "two_node").unwrap_or(false);
+    // two_node implies wait_for_all unless it is explicitly turned off.
+    q.wait_for_all = t.bool(sink, spans, "wait_for_all").unwrap_or(q.two_node);
+    q.last_man_standing = t.bool(sink, spans, "last_man_standing").unwrap_or(false);
+    if let Some(ms) = t.int(
+        sink,
+        spans,
+        "last_man_standing_window",
+        1,
+        TOTEM_TIMER_MS_MAX as i64,
+    ) {
+        q.last_man_standing_window_ms = ms as u64;
+    }
+    q.auto_tie_breaker = t.bool(sink, spans, "auto_tie_breaker").unwrap_or(false);
+    if let Some(v) = t.raw("auto_tie_breaker_node", spans) {
+        let path = "quorum.auto_tie_breaker_node";
+        let hint = "use \"lowest\", \"highest\", or a list of node ids in order of preference, e.g. [1, 3]";
+        match v.get_ref() {
+            DeValue::String(s) => {
+                if let Some(tb) = match_choice(
+                    sink,
+                    path,
+                    &Spanned::new(v.span(), s.to_string()),
+                    &[("lowest", 0u8), ("highest", 1u8)],
+                ) {
+                    q.auto_tie_breaker_node = if tb == 0 {
+                        TieBreaker::Lowest
+                    } else {
+                        TieBreaker::Highest
+                    };
+                }
+            }
+            DeValue::Array(items) => {
+                let mut ids = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    spans.record(&format!("{path}[{i}]"), item.span());
+                    match integer_of(item.get_ref()) {
+                        Some(n)
+                            if (i64::from(NODE_ID_MIN)..=i64::from(NODE_ID_MAX)).contains(&n) =>
+                        {
+                            ids.push(n as u32)
+                        }
+                        _ => sink.error(
+                            &item.span(),
+                            &format!("{path}[{i}]"),
+                            format!("expected a node id, found {}", type_name(item.get_ref())),
+                            hint,
+                        ),
+                    }
+                }
+                if ids.is_empty() {
+                    sink.error(&v.span(), path, "the tie-breaker list is empty", hint);
+                }
+                q.auto_tie_breaker_node = TieBreaker::List(ids);
+            }
+            other => sink.error(
+                &v.span(),
+                path,
+                format!(
+                    "expected a string or a list of node ids, found {}",
+                    type_name(other)
+                ),
+                hint,
+            ),
+        }
+    }
+    t.finish(sink);
+    q
+}
+
+// ---------------------------------------------------------------- [[node]]
+
+fn parse_node(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Node> {
+    let name = t.req_string(
+        sink,
+        spans,
+        "name",
+        "give the node its host name: name = \"node1\"",
+    );
+    let name = name.and_then(|n| {
+        if valid_hostname(n.get_ref()) {
+            Some(n.into_inner())
+        } else {
+            sink.error(
+                &n.span(),
+                &t.key_path("name"),
+                format!("\"{}\" is not a valid node name", n.get_ref()),
+                "use the host name: letters, digits, '-' and '.', at most 64 characters",
+            );
+            None
+        }
+    });
+    let id = if t.has("id") {
+        t.int(
+            sink,
+            spans,
+            "id",
+            i64::from(NODE_ID_MIN),
+            i64::from(NODE_ID_MAX),
+        )
+        .map(|n| n as u32)
+    } else {
+        t.allow("id");
+        t.missing(
+            sink,
+            "id",
+            &format!("give every node a unique id from {NODE_ID_MIN} to {NODE_ID_MAX}: id = 1"),
+        );
+        None
+    };
+    let mut addresses = Vec::new();
+    let single = t.string(sink, spans, "address");
+    let many = t.strings(sink, spans, "addresses");
+    let written: Vec<Spanned<String>> = match (single, many) {
+        (Some(_), Some(_)) => {
+            sink.error(
+                &spans.at(&t.key_path("address")),
+                &t.key_path("address"),
+                "both `address` and `addresses` are set",
+                "keep one: `addresses` lists one address per link",
+            );
+            Vec::new()
+        }
+        (Some(a), None) => vec![a],
+        (None, Some(v)) => v,
+        (None, None) => {
+            t.missing(
+                sink,
+                "addresses",
+                "list the node's address on each totem link: addresses = [\"10.0.0.1\"]",
+            );
+            Vec::new()
+        }
+    };
+    for a in written {
+        match a.get_ref().parse::<IpAddr>() {
+            Ok(ip) => addresses.push(ip),
+            Err(_) => sink.error(
+                &a.span(),
+                &t.key_path("addresses"),
+                format!("\"{}\" is not an IP address", a.get_ref()),
+                "write the address itself, e.g. \"10.0.0.1\" (host names are not resolved)",
+            ),
+        }
+    }
+    let votes = t.int(sink, spans, "votes", 0, 255).map_or(1, |v| v as u32);
+    let mut fence_levels = Vec::new();
+    if let Some(v) = t.raw("fence_levels", spans) {
+        let path = t.key_path("fence_levels");
+        let hint = "fence_levels is a list of levels, each a list of fence device ids: fence_levels = [[\"ipmi-node1\"], [\"pdu-a\", \"pdu-b\"]]";
+        match v.get_ref() {
+            DeValue::Array(levels) => {
+                for (i, level) in levels.iter().enumerate() {
+                    let lpath = format!("{path}[{i}]");
+                    spans.record(&lpath, level.span());
+                    match level.get_ref() {
+                        DeValue::Array(devs) => {
+                            let mut ids = Vec::new();
+                            for (j, d) in devs.iter().enumerate() {
+                                spans.record(&format!("{lpath}[{j}]"), d.span());
+                                match d.get_ref().as_str() {
+                                    Some(s) => ids.push(s.to_string()),
+                                    None => sink.error(
+                                        &d.span(),
+                                        &format!("{lpath}[{j}]"),
+                                        format!(
+                                            "expected a fence device id, found {}",
+                                            type_name(d.get_ref())
+                                        ),
+                                        hint,
+                                    ),
+                                }
+                            }
+                            if ids.is_empty() {
+                                sink.error(&level.span(), &lpath, "empty fencing level", hint);
+                            }
+                            fence_levels.push(ids);
+                        }
+                        other => sink.error(
+                            &level.span(),
+                            &lpath,
+                            format!("expected a list of device ids, found {}", type_name(other)),
+                            hint,
+                        ),
+                    }
+                }
+            }
+            other => sink.error(
+                &v.span(),
+                &path,
+                format!("expected a list of levels, found {}", type_name(other)),
+                hint,
+            ),
+        }
+    }
+    t.finish(sink);
+    Some(Node {
+        name: name?,
+        // An invalid id was reported; 0 keeps the node for the other checks.
+        id: id.unwrap_or(0),
+        addresses,
+        votes,
+        fence_levels,
+    })
+}
+
+/// Host names: letters, digits, '-', '.', not starting with '-' or '.'.
+pub(crate) fn valid_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= ID_LEN_MAX
+        && !s.starts_with(['-', '.'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+}
+
+// ---------------------------------------------------------------- [[fence_device]]
+
+fn parse_secret(
+    t: &mut Table,
+    sink: &mut Sink,
+    spans: &mut Spans,
+    required: bool,
+) -> Option<Secret> {
+    let file = t.string(sink, spans, "password_file");
+    let inline = t.string(sink, spans, "password");
+    match (file, inline) {
+        (Some(_), Some(p)) => {
+            sink.error(
+                &p.span(),
+                &t.key_path("password"),
+                "both password and password_file are set",
+                "keep password_file and remove password",
+            );
+            None
+        }
+        (Some(f), None) => {
+            if f.get_ref().starts_with('/') {
+                Some(Secret::File(PathBuf::from(f.into_inner())))
+            } else {
+                sink.error(
+                    &f.span(),
+                    &t.key_path("password_file"),
+                    "password_file must be an absolute path",
+                    "e.g. password_file = \"/etc/hactl/ipmi-node1.pass\"",
+                );
+                None
+            }
+        }
+        (None, Some(p)) => {
+            sink.warning(
+                &p.span(),
+                &t.key_path("password"),
+                "password given inline: anyone who can read this file can power off the node",
+                "put it in a root-only file (mode 0600) and use password_file = \"/etc/hactl/...\"",
+            );
+            Some(Secret::Inline(p.into_inner()))
+        }
+        (None, None) => {
+            if required {
+                t.missing(sink, "password_file", "put the password in a root-only file and name it: password_file = \"/etc/hactl/ipmi-node1.pass\"");
+            }
+            None
+        }
+    }
+}
+
+fn parse_fence_device(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<FenceDevice> {
+    let id = read_id(&mut t, sink, spans, "id", "fence device");
+    let timeout_ms = t
+        .duration_ms(sink, spans, "timeout", 1_000)
+        .unwrap_or(FENCE_TIMEOUT_MS_DEFAULT);
+    let delay_ms = t.duration_ms(sink, spans, "delay", 1_000).unwrap_or(0);
+    let kind_s = t.req_string(
+        sink,
+        spans,
+        "kind",
+        "say what the device is: kind = \"ipmi\" (or \"libvirt\", \"agent\", \"watchdog\")",
+    );
+    let kind = kind_s.as_ref().and_then(|k| {
+        match_choice(
+            sink,
+            &t.key_path("kind"),
+            k,
+            &[("ipmi", 0u8), ("libvirt", 1), ("agent", 2), ("watchdog", 3)],
+        )
+    });
+    let kind = match kind {
+        Some(0) => {
+            let host = t.req_string(
+                sink,
+                spans,
+                "host",
+                "the BMC's address: host = \"10.0.0.201\"",
+            );
+            let port = t
+                .int(sink, spans, "port", 1, 65535)
+                .map_or(IPMI_PORT_DEFAULT, |p| p as u16);
+            let username = t.req_string(
+                sink,
+                spans,
+                "username",
+                "the BMC user: username = \"admin\"",
+            );
+            let password = parse_secret(&mut t, sink, spans, true);
+            let cipher_suite = match t.raw("cipher_suite", spans) {
+                None => 17,
+                Some(v) => match integer_of(v.get_ref()) {
+                    Some(n @ (3 | 17)) => n as u8,
+                    _ => {
+                        sink.error(&v.span(), &t.key_path("cipher_suite"), "only cipher suites 3 and 17 are supported", "use 17 (HMAC-SHA256, AES-128) or, for older BMCs, 3 (HMAC-SHA1, AES-128); suite 0 and the other weak suites are refused on purpose");
+                        17
+                    }
+                },
+            };
+            let privilege = t
+                .choice(
+                    sink,
+                    spans,
+                    "privilege",
+                    &[
+                        ("operator", IpmiPrivilege::Operator),
+                        ("administrator", IpmiPrivilege::Administrator),
+                    ],
+                )
+                .unwrap_or(IpmiPrivilege::Operator);
+            FenceKind::Ipmi {
+                host: host?.into_inner(),
+                port,
+                username: username?.into_inner(),
+                password: password?,
+                cipher_suite,
+                privilege,
+            }
+        }
+        Some(1) => {
+            let uri = t.req_string(
+                sink,
+                spans,
+                "uri",
+                "the hypervisor's libvirt URI: uri = \"qemu+tcp://10.0.0.250/system\"",
+            );
+            let domain = t.req_string(
+                sink,
+                spans,
+                "domain",
+                "the VM's libvirt domain name or UUID: domain = \"node1\"",
+            );
+            let uri = uri.and_then(|u| {
+                let scheme = u.get_ref().split("://").next().unwrap_or("");
+                if u.get_ref().contains("://") && matches!(scheme, "qemu" | "qemu+unix" | "qemu+tcp" | "test") {
+                    Some(u.into_inner())
+                } else {
+                    sink.error(&u.span(), &t.key_path("uri"), format!("unsupported libvirt URI \"{}\"", u.get_ref()), "use qemu:///system, qemu+unix:///system?socket=PATH or qemu+tcp://HOST[:PORT]/system (TLS and SSH transports are not supported)");
+                    None
+                }
+            });
+            FenceKind::Libvirt {
+                uri: uri?,
+                domain: domain?.into_inner(),
+            }
+        }
+        Some(2) => {
+            let agent = t.req_string(
+                sink,
+                spans,
+                "agent",
+                "the fence agent program: agent = \"fence_ipmilan\"",
+            );
+            let agent = agent.and_then(|a| {
+                let base = a.get_ref().rsplit('/').next().unwrap_or("");
+                if base.starts_with("fence_") && (a.get_ref().starts_with('/') || !a.get_ref().contains('/')) {
+                    Some(a.into_inner())
+                } else {
+                    sink.error(&a.span(), &t.key_path("agent"), format!("\"{}\" is not a fence agent", a.get_ref()), "name a fence_* program on PATH, e.g. \"fence_ipmilan\", or give its absolute path");
+                    None
+                }
+            });
+            let params: BTreeMap<String, String> = t
+                .string_map(sink, spans, "params")
+                .into_iter()
+                .map(|(k, v)| (k.into_inner(), v.into_inner()))
+                .collect();
+            for k in params.keys() {
+                if matches!(k.as_str(), "password" | "passwd") {
+                    let p = format!("{}.params.{k}", t.path);
+                    sink.warning(&spans.at(&p), &p, "password given inline in params", "use password_file on the device instead; hactl passes the file's content to the agent");
+                }
+                if k == "action" {
+                    let p = format!("{}.params.action", t.path);
+                    sink.error(
+                        &spans.at(&p),
+                        &p,
+                        "`action` is chosen by hactl for each operation",
+                        "remove action from params",
+                    );
+                }
+            }
+            let password = parse_secret(&mut t, sink, spans, false);
+            FenceKind::Agent {
+                agent: agent?,
+                params,
+                password,
+            }
+        }
+        Some(3) => {
+            let device = t
+                .string(sink, spans, "device")
+                .map_or(PathBuf::from(WATCHDOG_DEVICE_DEFAULT), |d| {
+                    PathBuf::from(d.into_inner())
+                });
+            let timeout_s = t
+                .int(sink, spans, "watchdog_timeout", 1, 600)
+                .map_or(WATCHDOG_TIMEOUT_S_DEFAULT, |v| v as u32);
+            FenceKind::Watchdog { device, timeout_s }
+        }
+        _ => {
+            // Unknown kind: do not report its keys as unknown on top.
+            for k in [
+                "host",
+                "port",
+                "username",
+                "password",
+                "password_file",
+                "cipher_suite",
+                "privilege",
+                "uri",
+                "domain",
+                "agent",
+                "params",
+                "device",
+                "watchdog_timeout",
+            ] {
+                t.allow(k);
+            }
+            t.finish(sink);
+            return None;
+        }
+    };
+    t.finish(sink);
+    Some(FenceDevice {
+        id: id?,
+        kind,
+        timeout_ms,
+        delay_ms,
+    })
+}
+
+// ---------------------------------------------------------------- [[resource]]
+
+/// Parameters of the built-in agents: (name, required).
+pub const IPADDR_PARAMS: &[(&str, bool)] = &[
+    ("ip", true),
+    ("cidr_netmask", false),
+    ("nic", false),
+    ("label", false),
+    ("arp_count", false),
+    ("arp_interval", false),
+];
+pub const FILESYSTEM_PARAMS: &[(&str, bool)] = &[
+    ("device", true),
+    ("directory", true),
+    ("fstype", true),
+    ("options", false),
+    ("force_unmount", false),
+    ("create_directory", false),
+];
+
+fn parse_agent(a: &Spanned<String>, path: &str, sink: &mut Sink) -> Option<Agent> {
+    let s = a.get_ref().as_str();
+    let hint = "use systemd:UNIT, ipaddr, filesystem, ocf:PROVIDER:TYPE or lsb:SCRIPT";
+    let safe = |x: &str| {
+        !x.is_empty()
+            && !x.contains('/')
+            && x != "."
+            && x != ".."
+            && !x.chars().any(char::is_whitespace)
+    };
+    let bad = |sink: &mut Sink, msg: String| {
+        sink.error(&a.span(), path, msg, hint);
+        None
+    };
+    match s.split_once(':') {
+        None => match s {
+            "ipaddr" => Some(Agent::IpAddr),
+            "filesystem" => Some(Agent::Filesystem),
+            _ => {
+                let lower = s.to_ascii_lowercase();
+                let extra = if lower.starts_with("ipaddr") {
+                    " (did you mean \"ipaddr\"?)"
+                } else if lower.starts_with("filesystem") {
+                    " (did you mean \"filesystem\"?)"
+                } else {
+                    ""
+                };
+                bad(sink, format!("unknown agent \"{s}\"{extra}"))
+            }
+        },
+        Some(("systemd", unit)) => {
+            if safe(unit) && !unit.contains(':') {
+                Some(Agent::Systemd {
+                    unit: unit.to_string(),
+                })
+            } else {
+                bad(sink, format!("\"{unit}\" is not a systemd unit name"))
+            }
+        }
+        Some(("ocf", rest)) => match rest.split_once(':') {
+            Some((provider, kind)) if safe(provider) && safe(kind) && !kind.contains(':') => {
+                Some(Agent::Ocf {
+                    provider: provider.to_string(),
+                    kind: kind.to_string(),
+                })
+            }
+            _ => bad(
+                sink,
+                format!(
+                    "\"{s}\" is not an OCF agent: write ocf:PROVIDER:TYPE, e.g. ocf:heartbeat:IPaddr2"
+                ),
+            ),
+        },
+        Some(("lsb", script)) => {
+            if safe(script) && !script.contains(':') {
+                Some(Agent::Lsb {
+                    script: script.to_string(),
+                })
+            } else {
+                bad(sink, format!("\"{script}\" is not an init script name"))
+            }
+        }
+        Some((class, _)) => bad(sink, format!("unknown agent class \"{class}\"")),
+    }
+}
+
+fn parse_meta(t: &mut Table, sink: &mut Sink, spans: &mut Spans) -> Meta {
+    let mut meta = Meta::default();
+    let Some(mut m) = t.table(sink, spans, "meta") else {
+        return meta;
+    };
+    meta.resource_stickiness = m.score(sink, spans, "resource_stickiness");
+    meta.migration_threshold = migration_threshold(&mut m, sink, spans);
+    meta.failure_timeout_ms = m.duration_ms(sink, spans, "failure_timeout", 1_000);
+    meta.target_role = m.choice(sink, spans, "target_role", ROLES);
+    meta.priority = m.int(
+        sink,
+        spans,
+        "priority",
+        -super::score::INFINITY,
+        super::score::INFINITY,
+    );
+    m.finish(sink);
+    meta
+}
+
+/// Role spellings; the pre-2.1 Pacemaker names are accepted too.
+const ROLES: &[(&str, Role)] = &[
+    ("stopped", Role::Stopped),
+    ("started", Role::Started),
+    ("unpromoted", Role::Unpromoted),
+    ("promoted", Role::Promoted),
+    ("slave", Role::Unpromoted),
+    ("master", Role::Promoted),
+];
+
+const OP_NAMES: &[(&str, OpName)] = &[
+    ("start", OpName::Start),
+    ("stop", OpName::Stop),
+    ("monitor", OpName::Monitor),
+    ("promote", OpName::Promote),
+    ("demote", OpName::Demote),
+];
+
+fn parse_resource(
+    mut t: Table,
+    op_defaults: &OpDefaults,
+    has_fencing: bool,
+    sink: &mut Sink,
+    spans: &mut Spans,
+) -> Option<Resource> {
+    let id = read_id(&mut t, sink, spans, "id", "resource");
+    let agent_s = t.req_string(sink, spans, "agent", "say what runs the resource: agent = \"systemd:nginx\" (or ipaddr, filesystem, ocf:PROVIDER:TYPE, lsb:SCRIPT)");
+    let agent_path = t.key_path("agent");
+    let agent = agent_s
+        .as_ref()
+        .and_then(|a| parse_agent(a, &agent_path, sink));
+    let params_raw = t.string_map(sink, spans, "params");
+    let meta = parse_meta(&mut t, sink, spans);
+    let mut ops: Vec<Operation> = Vec::new();
+    for mut o in t.tables(sink, spans, "op") {
+        let name = if o.has("name") {
+            o.choice(sink, spans, "name", OP_NAMES)
+        } else {
+            o.allow("name");
+            o.missing(
+                sink,
+                "name",
+                "name the operation: name = \"monitor\" (or start, stop, promote, demote)",
+            );
+            None
+        };
+        let interval_ms = o.duration_ms(sink, spans, "interval", 1_000).unwrap_or(0);
+        let timeout_ms = o
+            .duration_ms(sink, spans, "timeout", 1_000)
+            .unwrap_or(op_defaults.timeout_ms);
+        if timeout_ms == 0 {
+            sink.error(
+                &spans.at(&o.key_path("timeout")),
+                &o.key_path("timeout"),
+                "an operation timeout of 0 would fail every operation",
+                "use a positive duration such as \"20s\"",
+            );
+        }
+        let on_fail = o.choice(
+            sink,
+            spans,
+            "on_fail",
+            &[
+                ("ignore", OnFail::Ignore),
+                ("block", OnFail::Block),
+                ("stop", OnFail::Stop),
+                ("restart", OnFail::Restart),
+                ("fence", OnFail::Fence),
+                ("standby", OnFail::Standby),
+                ("demote", OnFail::Demote),
+            ],
+        );
+        let role = o.choice(sink, spans, "role", ROLES);
+        let (opath, ospan) = (o.path.clone(), o.span.clone());
+        o.finish(sink);
+        let Some(name) = name else { continue };
+        if name == OpName::Monitor && interval_ms == 0 {
+            sink.error(
+                &ospan,
+                &format!("{opath}.interval"),
+                "a monitor needs an interval",
+                "e.g. interval = \"10s\"",
+            );
+        }
+        if name != OpName::Monitor && interval_ms != 0 {
+            sink.error(
+                &spans.at(&format!("{opath}.interval")),
+                &format!("{opath}.interval"),
+                format!("only monitors recur: {} takes no interval", name.as_str()),
+                "remove interval",
+            );
+        }
+        if on_fail == Some(OnFail::Fence) && !has_fencing {
+            sink.error(
+                &spans.at(&format!("{opath}.on_fail")),
+                &format!("{opath}.on_fail"),
+                "on_fail = \"fence\" but no [[fence_device]] is configured",
+                "configure a fence device, or choose another on_fail",
+            );
+        }
+        if ops
+            .iter()
+            .any(|p| p.name == name && p.interval_ms == interval_ms && p.role == role)
+        {
+            sink.error(
+                &ospan,
+                &opath,
+                format!(
+                    "duplicate {} operation with the same interval",
+                    name.as_str()
+                ),
+                "remove one of them",
+            );
+        }
+        ops.push(Operation {
+            name,
+            interval_ms,
+            timeout_ms,
+            on_fail: on_fail.unwrap_or_else(|| default_on_fail(name, has_fencing)),
+            role,
+        });
+    }
+    // Fill in the operations every resource has, so the model is complete.
+    for (name, needed) in [
+        (OpName::Start, true),
+        (OpName::Stop, true),
+        (OpName::Monitor, op_defaults.monitor_interval_ms > 0),
+    ] {
+        if needed && !ops.iter().any(|o| o.name == name) {
+            ops.push(Operation {
+                name,
+                interval_ms: if name == OpName::Monitor {
+                    op_defaults.monitor_interval_ms
+                } else {
+                    0
+                },
+                timeout_ms: op_defaults.timeout_ms,
+                on_fail: default_on_fail(name, has_fencing),
+                role: None,
+            });
+        }
+    }
+    ops.sort_by_key(|o| (o.name, o.role, o.interval_ms));
+    let path = t.path.clone();
+    t.finish(sink);
+
+    let id = id?;
+    let agent = agent?;
+    let params: BTreeMap<String, String> = params_raw
+        .iter()
+        .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
+        .collect();
+    let builtin = match agent {
+        Agent::IpAddr => Some(("ipaddr", IPADDR_PARAMS)),
+        Agent::Filesystem => Some(("filesystem", FILESYSTEM_PARAMS)),
+        _ => None,
+    };
+    if let Some((agent_name, known)) = builtin {
+        let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
+        for (k, _) in &params_raw {
+            if !names.contains(&k.get_ref().as_str()) {
+                let hint = match super::diag::closest(k.get_ref(), &names) {
+                    Some(c) => format!("did you mean `{c}`?"),
+                    None => format!("{agent_name} takes: {}", names.join(", ")),
+                };
+                sink.error(
+                    &k.span(),
+                    &format!("{path}.params.{}", k.get_ref()),
+                    format!("{agent_name} has no parameter `{}`", k.get_ref()),
+                    hint,
+                );
+            }
+        }
+        for (name, required) in known {
+            if *required && !params.contains_key(*name) {
+                let example = match *name {
+                    "ip" => "ip = \"10.0.0.100\"",
+                    "device" => "device = \"nfs.example.com:/export/www\"",
+                    "directory" => "directory = \"/srv/www\"",
+                    _ => "fstype = \"nfs\"",
+                };
+                sink.error(
+                    &spans.at(&format!("{path}.params")),
+                    &format!("{path}.params.{name}"),
+                    format!("{agent_name} needs the parameter `{name}`"),
+                    format!("add it to params, e.g. {example}"),
+                );
+            }
+        }
+    }
+    match agent {
+        Agent::IpAddr => check_ipaddr_params(&params, &path, sink, spans),
+        Agent::Filesystem => check_filesystem_params(&params, &path, sink, spans),
+        Agent::Systemd { .. } if !params.is_empty() => {
+            sink.error(
+                &spans.at(&format!("{path}.params")),
+                &format!("{path}.params"),
+                "systemd resources take no params",
+                "configure the unit itself (a drop-in under /etc/systemd/system/UNIT.d/)",
+            );
+        }
+        _ => {}
+    }
+    Some(Resource {
+        id,
+        agent,
+        params,
+        ops,
+        meta,
+    })
+}
+
+fn default_on_fail(name: OpName, has_fencing: bool) -> OnFail {
+    match name {
+        // A stop that fails leaves the resource in an unknown state: only
+        // fencing makes it safe to start elsewhere (Pacemaker's default).
+        OpName::Stop if has_fencing => OnFail::Fence,
+        OpName::Stop => OnFail::Block,
+        _ => OnFail::Restart,
+    }
+}
+
+fn check_ipaddr_params(p: &BTreeMap<String, String>, path: &str, sink: &mut Sink, spans: &Spans) {
+    let mut err = |key: &str, msg: String, hint: &str| {
+        let kp = format!("{path}.params.{key}");
+        sink.error(&spans.at(&kp), &kp, msg, hint);
+    };
+    let ip = p.get("ip").map(|s| s.parse::<IpAddr>());
+    if let Some(Err(_)) = ip {
+        err(
+            "ip",
+            format!("\"{}\" is not an IP address", p["ip"]),
+            "e.g. ip = \"10.0.0.100\"",
+        );
+    }
+    if let Some(m) = p.get("cidr_netmask") {
+        let max = if let Some(Ok(IpAddr::V6(_))) = ip {
+            128
+        } else {
+            32
+        };
+        match m.parse::<u8>() {
+            Ok(n) if (1..=max).contains(&n) => {}
+            _ => err(
+                "cidr_netmask",
+                format!("\"{m}\" is not a prefix length"),
+                &format!("use a number from 1 to {max}, e.g. cidr_netmask = 24"),
+            ),
+        }
+    }
+    if let Some(c) = p.get("arp_count")
+        && !matches!(c.parse::<u32>(), Ok(0..=100))
+    {
+        err(
+            "arp_count",
+            format!("\"{c}\" is not a count from 0 to 100"),
+            "e.g. arp_count = 5",
+        );
+    }
+    if let Some(c) = p.get("arp_interval")
+        && !matches!(c.parse::<u32>(), Ok(1..=10_000))
+    {
+        err(
+            "arp_interval",
+            format!("\"{c}\" is not an interval in milliseconds"),
+            "e.g. arp_interval = 200",
+        );
+    }
+    if let Some(l) = p.get("label")
+        && l.len() > 15
+    {
+        err(
+            "label",
+            format!("label \"{l}\" is longer than 15 characters"),
+            "the kernel limits address labels to 15 characters, including the interface name",
+        );
+    }
+}
+
+fn check_filesystem_params(
+    p: &BTreeMap<String, String>,
+    path: &str,
+    sink: &mut Sink,
+    spans: &Spans,
+) {
+    let mut err = |key: &str, msg: String, hint: &str| {
+        let kp = format!("{path}.params.{key}");
+        sink.error(&spans.at(&kp), &kp, msg, hint);
+    };
+    if let Some(d) = p.get("directory")
+        && (!d.starts_with('/') || d == "/")
+    {
+        err(
+            "directory",
+            format!("\"{d}\" is not an absolute mount point"),
+            "e.g. directory = \"/srv/www\"",
+        );
+    }
+    for key in ["force_unmount", "create_directory"] {
+        if let Some(v) = p.get(key)
+            && !matches!(v.as_str(), "true" | "false")
+        {
+            err(
+                key,
+                format!("\"{v}\" is not a boolean"),
+                &format!("write {key} = true or {key} = false"),
+            );
+        }
+    }
+    if let Some(d) = p.get("device")
+        && d.is_empty()
+    {
+        err(
+            "device",
+            "the device is empty".to_string(),
+            "a block device, LABEL=..., UUID=... or host:/export",
+        );
+    }
+}
+
+// ---------------------------------------------------------------- groups, clones
+
+fn parse_group(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Group> {
+    let id = read_id(&mut t, sink, spans, "id", "group");
+    let members = if t.has("members") {
+        t.strings(sink, spans, "members")
+    } else {
+        t.allow("members");
+        t.missing(
+            sink,
+            "members",
+            "list the resources in start order: members = [\"vip\", \"fs\", \"web\"]",
+        );
+        None
+    };
+    if let Some(m) = &members
+        && m.is_empty()
+    {
+        sink.error(
+            &spans.at(&t.key_path("members")),
+            &t.key_path("members"),
+            "a group needs at least one member",
+            "list the resources in start order: members = [\"vip\", \"fs\", \"web\"]",
+        );
+    }
+    let meta = parse_meta(&mut t, sink, spans);
+    t.finish(sink);
+    Some(Group {
+        id: id?,
+        members: members?.into_iter().map(Spanned::into_inner).collect(),
+        meta,
+    })
+}
+
+fn parse_clone(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Clone> {
+    let id = read_id(&mut t, sink, spans, "id", "clone");
+    let resource = read_ref(
+        &mut t,
+        sink,
+        spans,
+        "resource",
+        "primitive or group to clone",
+    );
+    let clone_max = t
+        .int(sink, spans, "clone_max", 1, i64::from(NODE_ID_MAX) * 64)
+        .map(|v| v as u32);
+    let clone_node_max = t
+        .int(sink, spans, "clone_node_max", 1, 64)
+        .map_or(1, |v| v as u32);
+    let promotable = t.bool(sink, spans, "promotable").unwrap_or(false);
+    let promoted_max = t
+        .int(sink, spans, "promoted_max", 0, i64::from(NODE_ID_MAX) * 64)
+        .map(|v| v as u32);
+    let promoted_node_max = t
+        .int(sink, spans, "promoted_node_max", 1, 64)
+        .map(|v| v as u32);
+    if !promotable {
+        for key in ["promoted_max", "promoted_node_max"] {
+            if t.has(key) {
+                let kp = t.key_path(key);
+                sink.warning(
+                    &spans.at(&kp),
+                    &kp,
+                    format!("{key} has no effect: the clone is not promotable"),
+                    "set promotable = true, or remove it",
+                );
+            }
+        }
+    }
+    let meta = parse_meta(&mut t, sink, spans);
+    t.finish(sink);
+    Some(Clone {
+        id: id?,
+        resource: resource?,
+        clone_max,
+        clone_node_max,
+        promotable,
+        promoted_max: promoted_max.unwrap_or(1),
+        promoted_node_max: promoted_node_max.unwrap_or(1),
+        meta,
+    })
+}
+
+// ---------------------------------------------------------------- constraints
+
+/// Constraint ids are optional; a missing one is derived from the contents.
+fn constraint_id(
+    t: &mut Table,
+    sink: &mut Sink,
+    spans: &mut Spans,
+    derived: impl FnOnce() -> String,
+) -> Option<String> {
+    if t.has("id") {
+        read_id(t, sink, spans, "id", "constraint")
+    } else {
+        t.allow("id");
+        Some(derived())
+    }
+}
+
+fn parse_location(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Location> {
+    let resource = read_ref(&mut t, sink, spans, "resource", "resource");
+    let node = read_ref(&mut t, sink, spans, "node", "node");
+    let score = if t.has("score") {
+        t.score(sink, spans, "score")
+    } else {
+        t.allow("score");
+        t.missing(sink, "score", "say how much the resource prefers the node: score = 100 (or \"INFINITY\", or \"-INFINITY\" to forbid it)");
+        None
+    };
+    let id = constraint_id(&mut t, sink, spans, || {
+        format!(
+            "location-{}-{}",
+            resource.as_deref().unwrap_or("?"),
+            node.as_deref().unwrap_or("?")
+        )
+    });
+    t.finish(sink);
+    Some(Location {
+        id: id?,
+        resource: resource?,
+        node: node?,
+        // An invalid score was reported; keep the entry so that its
+        // references are still checked.
+        score: score.unwrap_or_default(),
+    })
+}
+
+fn parse_colocation(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Colocation> {
+    let resource = read_ref(&mut t, sink, spans, "resource", "resource to place");
+    let with = read_ref(&mut t, sink, spans, "with", "resource it is placed with");
+    let score = if t.has("score") {
+        t.score(sink, spans, "score")
+    } else {
+        t.allow("score");
+        t.missing(
+            sink,
+            "score",
+            "score = \"INFINITY\" keeps them together, \"-INFINITY\" apart",
+        );
+        None
+    };
+    let resource_role = t.choice(sink, spans, "resource_role", ROLES);
+    let with_role = t.choice(sink, spans, "with_role", ROLES);
+    let id = constraint_id(&mut t, sink, spans, || {
+        format!(
+            "colocation-{}-with-{}",
+            resource.as_deref().unwrap_or("?"),
+            with.as_deref().unwrap_or("?")
+        )
+    });
+    t.finish(sink);
+    Some(Colocation {
+        id: id?,
+        resource: resource?,
+        with: with?,
+        score: score.unwrap_or_default(),
+        resource_role,
+        with_role,
+    })
+}
+
+fn parse_order(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Order> {
+    let first = read_ref(&mut t, sink, spans, "first", "resource that goes first");
+    let then = read_ref(&mut t, sink, spans, "then", "resource that follows");
+    let kind = t
+        .choice(
+            sink,
+            spans,
+            "kind",
+            &[
+                ("mandatory", OrderKind::Mandatory),
+                ("optional", OrderKind::Optional),
+                ("serialize", OrderKind::Serialize),
+            ],
+        )
+        .unwrap_or(OrderKind::Mandatory);
+    let symmetrical = t
+        .bool(sink, spans, "symmetrical")
+        .unwrap_or(kind != OrderKind::Serialize);
+    let first_action = t
+        .choice(sink, spans, "first_action", OP_NAMES)
+        .unwrap_or(OpName::Start);
+    let then_action = t
+        .choice(sink, spans, "then_action", OP_NAMES)
+        .unwrap_or(first_action);
+    for (key, action) in [("first_action", first_action), ("then_action", then_action)] {
+        if action == OpName::Monitor {
+            let kp = t.key_path(key);
+            sink.error(
+                &spans.at(&kp),
+                &kp,
+                "monitor cannot be ordered",
+                "use start, stop, promote or demote",
+            );
+        }
+    }
+    if kind == OrderKind::Serialize && symmetrical && t.has("symmetrical") {
+        let kp = t.key_path("symmetrical");
+        sink.error(
+            &spans.at(&kp),
+            &kp,
+            "a serialize order cannot be symmetrical",
+            "remove symmetrical",
+        );
+    }
+    let id = constraint_id(&mut t, sink, spans, || {
+        format!(
+            "order-{}-then-{}",
+            first.as_deref().unwrap_or("?"),
+            then.as_deref().unwrap_or("?")
+        )
+    });
+    t.finish(sink);
+    Some(Order {
+        id: id?,
+        first: first?,
+        then: then?,
+        kind,
+        symmetrical,
+        first_action,
+        then_action,
+    })
+}

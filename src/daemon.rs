@@ -1,0 +1,343 @@
+//! The I/O edge of `hactld`: logging (journal or stderr), the systemd
+//! notification protocol (READY=1, STATUS=, WATCHDOG=1, STOPPING=1),
+//! signals, and the main loop.
+//!
+//! For now the daemon loads and validates the configuration, works out which
+//! node it is, checks the cluster key, and then serves its main loop
+//! (watchdog pings, reload on SIGHUP, clean stop on SIGTERM). Membership,
+//! quorum and resource management plug into this loop as they land.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config, Diagnostic, LoadError, Node, Severity};
+
+/// Exit status for a configuration problem (sysexits' EX_CONFIG); the unit
+/// lists it in RestartPreventExitStatus= so systemd does not restart a daemon
+/// that can only fail again the same way.
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit status for a failure of the environment (no runtime, no signals).
+pub const EXIT_SOFTWARE: u8 = 70;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: PathBuf,
+    /// This node's name; default: the node whose name is the host name, or
+    /// whose address is configured on a local interface.
+    pub node: Option<String>,
+}
+
+/// Sets up logging: to the journal, with structured fields, when stderr is
+/// connected to it (systemd sets JOURNAL_STREAM); otherwise to stderr.
+pub fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HACTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journal) = tracing_journald::layer()
+    {
+        let journal = journal
+            .with_field_prefix(None)
+            .with_syslog_identifier("hactld".to_string());
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(journal)
+            .init();
+        return;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn notify(states: &[NotifyState]) {
+    // Not running under systemd is normal (NOTIFY_SOCKET unset: no-op); a
+    // failure to reach systemd is logged but never fatal.
+    if let Err(e) = sd_notify::notify(states) {
+        warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+fn status(text: &str) {
+    notify(&[NotifyState::Status(text)]);
+}
+
+fn log_diagnostic(d: &Diagnostic) {
+    let file = d.file.display().to_string();
+    match d.severity {
+        Severity::Error => {
+            error!(file = %file, line = d.line, column = d.column, key = %d.key, hint = %d.hint, "{d}")
+        }
+        Severity::Warning => {
+            warn!(file = %file, line = d.line, column = d.column, key = %d.key, hint = %d.hint, "{d}")
+        }
+    }
+}
+
+/// Loads the configuration, logging every diagnostic.
+fn load_config(path: &Path) -> Result<Config, String> {
+    match config::load(path) {
+        Ok(loaded) => {
+            loaded.warnings.iter().for_each(log_diagnostic);
+            Ok(loaded.config)
+        }
+        Err(LoadError::Invalid(diags)) => {
+            diags.iter().for_each(log_diagnostic);
+            let n = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
+            Err(format!(
+                "{}: {n} configuration error(s); run `hactl config check {}`",
+                path.display(),
+                path.display()
+            ))
+        }
+        Err(e @ LoadError::Io { .. }) => Err(e.to_string()),
+    }
+}
+
+/// Which configured node this host is: the one named explicitly, else the
+/// one named like the host, else the one with an address on this host.
+pub fn pick_local_node<'c>(
+    config: &'c Config,
+    explicit: Option<&str>,
+    hostname: &str,
+    local_addrs: &[IpAddr],
+) -> Result<&'c Node, String> {
+    let names = || {
+        config
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(name) = explicit {
+        return config.node_by_name(name).ok_or_else(|| {
+            format!(
+                "--node {name}: no such node in the configuration (nodes: {})",
+                names()
+            )
+        });
+    }
+    let short = hostname.split('.').next().unwrap_or(hostname);
+    if let Some(n) = config
+        .nodes
+        .iter()
+        .find(|n| n.name == hostname || n.name == short)
+    {
+        return Ok(n);
+    }
+    let by_addr: Vec<&Node> = config
+        .nodes
+        .iter()
+        .filter(|n| n.addresses.iter().any(|a| local_addrs.contains(a)))
+        .collect();
+    match by_addr.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!(
+            "this host (\"{hostname}\") is none of the configured nodes ({}): no node has its name or one of its addresses; pass --node NAME",
+            names()
+        )),
+        many => Err(format!(
+            "addresses of several nodes are on this host ({}); pass --node NAME",
+            many.iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+fn local_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| {
+            let s = a.address?;
+            if let Some(v4) = s.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect()
+}
+
+/// Everything the daemon checks before it declares itself started.
+struct Started {
+    config: Config,
+    node: Node,
+}
+
+fn start(opts: &Options) -> Result<Started, String> {
+    let config = load_config(&opts.config)?;
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let node =
+        pick_local_node(&config, opts.node.as_deref(), &hostname, &local_addresses())?.clone();
+    if config.totem.insecure_no_crypto {
+        warn!(
+            "crypto is OFF (insecure_no_crypto_i_understand_anyone_can_join): anyone on the network can join this cluster"
+        );
+    } else {
+        config::authkey::load(&config.totem.authkey).map_err(|e| e.to_string())?;
+    }
+    Ok(Started { config, node })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Returns the process exit code.
+pub fn run(opts: Options) -> ExitCode {
+    status("loading configuration");
+    let started = match start(&opts) {
+        Ok(s) => s,
+        Err(msg) => {
+            error!("refusing to start: {msg}");
+            status(&format!("failed: {msg}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::from(EXIT_SOFTWARE);
+        }
+    };
+    runtime.block_on(main_loop(opts, started))
+}
+
+fn describe(s: &Started) -> String {
+    format!(
+        "node {} (id {}) of cluster {}: {} nodes, {} resources, configuration {}; membership not implemented yet",
+        s.node.name,
+        s.node.id,
+        s.config.cluster.name,
+        s.config.nodes.len(),
+        s.config.resources.len(),
+        &config::membership_digest(&s.config)[..12]
+    )
+}
+
+async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("cannot install signal handlers");
+        return ExitCode::from(EXIT_SOFTWARE);
+    };
+    // systemd's watchdog: ping at half the interval it asked for.
+    let watchdog = sd_notify::watchdog_enabled();
+    let ping_every = watchdog.map_or(Duration::from_secs(3600), |w| w / 2);
+    let mut ping = tokio::time::interval(ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let text = describe(&started);
+    info!(node = %started.node.name, node_id = started.node.id, cluster = %started.config.cluster.name, "started: {text}");
+    notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
+    if let Some(w) = watchdog {
+        info!(
+            "systemd watchdog every {} ms; pinging every {} ms",
+            w.as_millis(),
+            ping_every.as_millis()
+        );
+    }
+
+    loop {
+        tokio::select! {
+            _ = ping.tick() => {
+                if watchdog.is_some() {
+                    notify(&[NotifyState::Watchdog]);
+                }
+            }
+            _ = hup.recv() => {
+                notify(&[NotifyState::Reloading, NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Custom(""))]);
+                match load_config(&opts.config) {
+                    Ok(config) if config.node_by_name(&started.node.name).is_some() => {
+                        info!("configuration reloaded");
+                        started.config = config;
+                    }
+                    Ok(_) => error!("reload refused: node {} is not in the new configuration; keeping the old one", started.node.name),
+                    Err(msg) => error!("reload refused, keeping the running configuration: {msg}"),
+                }
+                let text = describe(&started);
+                notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    info!("stopped");
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn three_nodes() -> Config {
+        let text = r#"
+[cluster]
+name = "t"
+[[node]]
+name = "node1"
+id = 1
+addresses = ["10.0.0.1"]
+[[node]]
+name = "node2"
+id = 2
+addresses = ["10.0.0.2"]
+[[node]]
+name = "node3"
+id = 3
+addresses = ["10.0.0.3"]
+"#;
+        config::parse_str(text, Path::new("t.toml"))
+            .expect("valid")
+            .config
+    }
+
+    #[test]
+    fn local_node_is_found_by_flag_then_hostname_then_address() {
+        let c = three_nodes();
+        let a2: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(
+            pick_local_node(&c, Some("node3"), "node1", &[a2])
+                .unwrap()
+                .id,
+            3
+        );
+        assert_eq!(
+            pick_local_node(&c, None, "node1.example.com", &[a2])
+                .unwrap()
+                .id,
+            1
+        );
+        assert_eq!(pick_local_node(&c, None, "box", &[a2]).unwrap().id, 2);
+        let e = pick_local_node(&c, None, "box", &[]).unwrap_err();
+        assert!(e.contains("pass --node NAME"), "{e}");
+        let e = pick_local_node(&c, Some("node9"), "box", &[]).unwrap_err();
+        assert!(
+            e.contains("no such node") && e.contains("node1, node2, node3"),
+            "{e}"
+        );
+    }
+}
