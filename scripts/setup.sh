@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian package hactl's build, tests and demo need.
+# Idempotent: installs only what is missing. Run as root on Debian 12.
+set -euo pipefail
+
+packages=(
+  iproute2          # network namespaces, veth, bridges (demo, multi-node tests)
+  dbus              # dbus-daemon for the D-Bus policy test
+  util-linux        # setpriv (run a test client as an unprivileged user)
+  systemd           # systemd-analyze
+  systemd-container # systemd-nspawn: real systemd nodes (vm-tests/nspawn)
+  debootstrap       # the nspawn nodes' root filesystem
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
+
+# Members of this group may change the cluster through hactld's D-Bus API
+# (conf/dbus/org.hactl.Cluster1.conf); the D-Bus policy test needs it too.
+getent group haclient >/dev/null || groupadd --system haclient
