@@ -8,13 +8,21 @@ use std::process::Command;
 use hactl::config::{self, Config};
 
 fn conf(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("conf").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("conf")
+        .join(name)
 }
 
 fn parse(text: &str) -> Config {
     match config::parse_str(text, Path::new("t.toml")) {
         Ok(l) => l.config,
-        Err(d) => panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")),
+        Err(d) => panic!(
+            "{}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
     }
 }
 
@@ -197,8 +205,15 @@ symmetrical = false
 fn assert_round_trip(original: &Config) {
     let shown = config::canonical(original);
     let reparsed = parse(&shown);
-    assert_eq!(&reparsed, original, "canonical form did not parse back to the same configuration:\n{shown}");
-    assert_eq!(config::canonical(&reparsed), shown, "canonical form is not a fixed point");
+    assert_eq!(
+        &reparsed, original,
+        "canonical form did not parse back to the same configuration:\n{shown}"
+    );
+    assert_eq!(
+        config::canonical(&reparsed),
+        shown,
+        "canonical form is not a fixed point"
+    );
 }
 
 #[test]
@@ -207,14 +222,29 @@ fn every_feature_survives_show_and_parse() {
     assert_round_trip(&c);
     // Spot-check that the file meant what it says (not just "round trips").
     assert_eq!(c.totem.links.len(), 2);
-    assert_eq!(c.nodes[0].fence_levels, vec![vec!["ipmi-a".to_string()], vec!["pdu".to_string(), "virt".to_string()]]);
+    assert_eq!(
+        c.nodes[0].fence_levels,
+        vec![
+            vec!["ipmi-a".to_string()],
+            vec!["pdu".to_string(), "virt".to_string()]
+        ]
+    );
     assert_eq!(c.clones[0].promoted_max, 1);
     assert_eq!(c.orders[0].first_action, config::OpName::Promote);
     assert_eq!(c.orders[1].kind, config::OrderKind::Serialize);
-    assert!(!c.orders[1].symmetrical, "serialize orders default to not symmetrical");
+    assert!(
+        !c.orders[1].symmetrical,
+        "serialize orders default to not symmetrical"
+    );
     assert_eq!(c.locations[1].score, config::Score::INFINITY);
-    assert_eq!(c.locations[1].id, "location-front-a", "missing constraint ids are derived");
-    assert_eq!(c.resources[0].params["port"], "5432", "numbers reach agents as strings");
+    assert_eq!(
+        c.locations[1].id, "location-front-a",
+        "missing constraint ids are derived"
+    );
+    assert_eq!(
+        c.resources[0].params["port"], "5432",
+        "numbers reach agents as strings"
+    );
 }
 
 #[test]
@@ -228,7 +258,9 @@ fn shipped_examples_survive_show_and_parse() {
 
 #[test]
 fn show_fills_in_defaults() {
-    let c = parse("[cluster]\nname = \"x\"\n[[node]]\nname = \"n1\"\nid = 1\naddresses = [\"10.0.0.1\"]\n[[resource]]\nid = \"r\"\nagent = \"systemd:r\"\n");
+    let c = parse(
+        "[cluster]\nname = \"x\"\n[[node]]\nname = \"n1\"\nid = 1\naddresses = [\"10.0.0.1\"]\n[[resource]]\nid = \"r\"\nagent = \"systemd:r\"\n",
+    );
     let shown = config::canonical(&c);
     for expected in [
         "no_quorum_policy = \"stop\"",
@@ -240,7 +272,10 @@ fn show_fills_in_defaults() {
         "name = \"monitor\"\ninterval = \"10s\"\ntimeout = \"20s\"\non_fail = \"restart\"",
         "name = \"stop\"\ntimeout = \"20s\"\non_fail = \"block\"",
     ] {
-        assert!(shown.contains(expected), "missing {expected:?} in:\n{shown}");
+        assert!(
+            shown.contains(expected),
+            "missing {expected:?} in:\n{shown}"
+        );
     }
     // A multicast group is derived from the cluster name, like corosync.
     assert!(shown.contains("mcast_addr = \"239.192."), "{shown}");
@@ -249,8 +284,18 @@ fn show_fills_in_defaults() {
 #[test]
 fn two_node_implies_wait_for_all_unless_turned_off() {
     let base = "[cluster]\nname = \"x\"\n[[node]]\nname = \"a\"\nid = 1\naddresses = [\"10.0.0.1\"]\n[[node]]\nname = \"b\"\nid = 2\naddresses = [\"10.0.0.2\"]\n";
-    assert!(parse(&format!("{base}[quorum]\ntwo_node = true\n")).quorum.wait_for_all);
-    assert!(!parse(&format!("{base}[quorum]\ntwo_node = true\nwait_for_all = false\n")).quorum.wait_for_all);
+    assert!(
+        parse(&format!("{base}[quorum]\ntwo_node = true\n"))
+            .quorum
+            .wait_for_all
+    );
+    assert!(
+        !parse(&format!(
+            "{base}[quorum]\ntwo_node = true\nwait_for_all = false\n"
+        ))
+        .quorum
+        .wait_for_all
+    );
 }
 
 #[test]
@@ -261,7 +306,10 @@ fn digest_ignores_formatting_and_resources_but_not_membership() {
     assert!(digest.chars().all(|c| c.is_ascii_hexdigit()));
 
     // The canonical form (other formatting, no comments) has the same digest.
-    assert_eq!(config::membership_digest(&parse(&config::canonical(&base))), digest);
+    assert_eq!(
+        config::membership_digest(&parse(&config::canonical(&base))),
+        digest
+    );
 
     // Resources, constraints, fencing and the local key path do not count.
     let mut c = base.clone();
@@ -278,8 +326,11 @@ fn digest_ignores_formatting_and_resources_but_not_membership() {
     assert_eq!(config::membership_digest(&c), digest);
 
     // Anything the members must agree on does.
-    let changes: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
-        ("address", Box::new(|c| c.nodes[1].addresses[0] = "192.168.10.99".parse().unwrap())),
+    let changes: Vec<(&str, Change)> = vec![
+        (
+            "address",
+            Box::new(|c| c.nodes[1].addresses[0] = "192.168.10.99".parse().unwrap()),
+        ),
         ("node id", Box::new(|c| c.nodes[2].id = 5)),
         ("votes", Box::new(|c| c.nodes[0].votes = 2)),
         ("token", Box::new(|c| c.totem.timers.token_ms += 1)),
@@ -291,13 +342,26 @@ fn digest_ignores_formatting_and_resources_but_not_membership() {
     for (what, change) in changes {
         let mut c = base.clone();
         change(&mut c);
-        assert_ne!(config::membership_digest(&c), digest, "changing the {what} must change the digest");
+        assert_ne!(
+            config::membership_digest(&c),
+            digest,
+            "changing the {what} must change the digest"
+        );
     }
 }
 
+type Change = Box<dyn Fn(&mut Config)>;
+
 fn hactl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hactl")).args(args).output().expect("run hactl");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_hactl"))
+        .args(args)
+        .output()
+        .expect("run hactl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -314,7 +378,10 @@ fn config_show_command_prints_a_file_that_checks_and_shows_the_same() {
 
     let (code, digest, _) = hactl(&["config", "show", "--digest", web.to_str().unwrap()]);
     assert_eq!(code, 0);
-    assert_eq!(digest.trim(), config::membership_digest(&config::load(&web).unwrap().config));
+    assert_eq!(
+        digest.trim(),
+        config::membership_digest(&config::load(&web).unwrap().config)
+    );
 }
 
 #[test]
@@ -331,11 +398,24 @@ fn config_check_command_exits_0_for_examples_and_1_listing_every_error() {
     let (code, out, _) = hactl(&["config", "check", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     let file = bad.display().to_string();
-    assert!(out.contains(&format!("{file}:3:1: error: cluster.colour: unknown key `colour`")), "{out}");
-    assert!(out.contains(&format!("{file}:6:6: error: node[0].id: 99 is out of range")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{file}:3:1: error: cluster.colour: unknown key `colour`"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{file}:6:6: error: node[0].id: 99 is out of range"
+        )),
+        "{out}"
+    );
     assert!(out.contains("2 error(s)"), "{out}");
 
     let (code, _, err) = hactl(&["config", "check", "/nonexistent/cluster.toml"]);
     assert_eq!(code, 1);
-    assert!(err.contains("/nonexistent/cluster.toml: cannot read the configuration"), "{err}");
+    assert!(
+        err.contains("/nonexistent/cluster.toml: cannot read the configuration"),
+        "{err}"
+    );
 }

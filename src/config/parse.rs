@@ -120,9 +120,10 @@ pub(crate) fn parse_document(
         located(fence_ts, |t| parse_fence_device(t, sink, spans));
     let has_fencing = !fence_devices.is_empty();
     let cluster = parse_cluster(cluster_t, sink, spans);
-    let totem = parse_totem(totem_t, &cluster.name, sink, spans);
+    let mut totem = parse_totem(totem_t, sink, spans);
     let quorum = parse_quorum(quorum_t, sink, spans);
     let (node_paths, nodes) = located(node_ts, |t| parse_node(t, sink, spans));
+    derive_mcast_addrs(&mut totem, &nodes, &cluster.name);
     let op_defaults = cluster.op_defaults.clone();
     let (resource_paths, resources) = located(resource_ts, |t| {
         parse_resource(t, &op_defaults, has_fencing, sink, spans)
@@ -309,12 +310,7 @@ fn migration_threshold(t: &mut Table, sink: &mut Sink, spans: &mut Spans) -> Opt
 
 // ---------------------------------------------------------------- [totem]
 
-fn parse_totem(
-    t: Option<Table>,
-    cluster_name: &str,
-    sink: &mut Sink,
-    spans: &mut Spans,
-) -> TotemSection {
+fn parse_totem(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> TotemSection {
     let mut s = TotemSection {
         transport: Transport::Udp,
         links: Vec::new(),
@@ -556,19 +552,29 @@ fn parse_totem(
             link.ttl = ttl as u8;
         }
         lt.finish(sink);
-        if s.transport == Transport::Udp && link.mcast_addr.is_none() {
-            link.mcast_addr = Some(derived_mcast_addr(
-                cluster_name,
-                i,
-                link.network.map(|n| n.addr.is_ipv6()).unwrap_or(false),
-            ));
-        }
         s.links.push(link);
     }
-    if s.transport == Transport::Udp && s.links.len() == 1 && s.links[0].mcast_addr.is_none() {
-        s.links[0].mcast_addr = Some(derived_mcast_addr(cluster_name, 0, false));
-    }
     s
+}
+
+/// Gives every multicast link without a group one derived from the cluster
+/// name, of the IP version its nodes use.
+fn derive_mcast_addrs(totem: &mut TotemSection, nodes: &[Node], cluster_name: &str) {
+    if totem.transport != Transport::Udp {
+        return;
+    }
+    for (i, link) in totem.links.iter_mut().enumerate() {
+        if link.mcast_addr.is_none() {
+            let ipv6 = match link.network {
+                Some(net) => net.addr.is_ipv6(),
+                None => nodes
+                    .iter()
+                    .filter_map(|n| n.addresses.get(i))
+                    .any(IpAddr::is_ipv6),
+            };
+            link.mcast_addr = Some(derived_mcast_addr(cluster_name, i, ipv6));
+        }
+    }
 }
 
 /// A multicast group derived from the cluster name, as corosync does, so
