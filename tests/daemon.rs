@@ -46,7 +46,11 @@ fn setup(config_text: &str) -> Setup {
 
 fn spawn(s: &Setup, node: &str, notify: Option<&Path>, watchdog_usec: Option<u64>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hactld"));
-    cmd.args(["--config", s.config.to_str().unwrap(), "--node", node]).stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("JOURNAL_STREAM").env_remove("WATCHDOG_PID");
+    cmd.args(["--config", s.config.to_str().unwrap(), "--node", node])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("WATCHDOG_PID");
     match notify {
         Some(p) => cmd.env("NOTIFY_SOCKET", p),
         None => cmd.env_remove("NOTIFY_SOCKET"),
@@ -59,14 +63,23 @@ fn spawn(s: &Setup, node: &str, notify: Option<&Path>, watchdog_usec: Option<u64
 }
 
 /// Collects notification messages until `done` says so or the deadline.
-fn collect(sock: &UnixDatagram, deadline: Duration, mut done: impl FnMut(&[String]) -> bool) -> Vec<String> {
+fn collect(
+    sock: &UnixDatagram,
+    deadline: Duration,
+    mut done: impl FnMut(&[String]) -> bool,
+) -> Vec<String> {
     let start = Instant::now();
     let mut msgs = Vec::new();
     let mut buf = [0u8; 4096];
-    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     while start.elapsed() < deadline && !done(&msgs) {
         if let Ok(n) = sock.recv(&mut buf) {
-            msgs.extend(String::from_utf8_lossy(&buf[..n]).lines().map(str::to_string));
+            msgs.extend(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .map(str::to_string),
+            );
         }
     }
     msgs
@@ -74,7 +87,10 @@ fn collect(sock: &UnixDatagram, deadline: Duration, mut done: impl FnMut(&[Strin
 
 fn finish(child: Child) -> (i32, String) {
     let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn is_root() -> bool {
@@ -93,16 +109,32 @@ fn ready_status_watchdog_and_clean_stop_reach_the_service_manager() {
     // Ask for a watchdog every 300 ms: the daemon must ping every 150 ms.
     let child = spawn(&s, "node1", Some(&sock_path), Some(300_000));
 
-    let msgs = collect(&sock, Duration::from_secs(20), |m| m.iter().filter(|l| *l == "WATCHDOG=1").count() >= 3);
-    let ready = msgs.iter().position(|l| l == "READY=1").unwrap_or_else(|| panic!("no READY=1 in {msgs:?}"));
-    let status = msgs.iter().find(|l| l.starts_with("STATUS=") && l.contains("node node1 (id 1) of cluster t")).unwrap_or_else(|| panic!("no STATUS= naming the node in {msgs:?}"));
+    let msgs = collect(&sock, Duration::from_secs(20), |m| {
+        m.iter().filter(|l| *l == "WATCHDOG=1").count() >= 3
+    });
+    let ready = msgs
+        .iter()
+        .position(|l| l == "READY=1")
+        .unwrap_or_else(|| panic!("no READY=1 in {msgs:?}"));
+    let status = msgs
+        .iter()
+        .find(|l| l.starts_with("STATUS=") && l.contains("node node1 (id 1) of cluster t"))
+        .unwrap_or_else(|| panic!("no STATUS= naming the node in {msgs:?}"));
     assert!(status.contains("2 nodes"), "{status}");
     let pings = msgs.iter().filter(|l| *l == "WATCHDOG=1").count();
-    assert!(pings >= 3, "expected watchdog pings after READY=1, got {msgs:?}");
-    assert!(msgs.iter().position(|l| l == "WATCHDOG=1").unwrap() > ready, "pings start after READY=1");
+    assert!(
+        pings >= 3,
+        "expected watchdog pings after READY=1, got {msgs:?}"
+    );
+    assert!(
+        msgs.iter().position(|l| l == "WATCHDOG=1").unwrap() > ready,
+        "pings start after READY=1"
+    );
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let msgs = collect(&sock, Duration::from_secs(10), |m| m.iter().any(|l| l == "STOPPING=1"));
+    let msgs = collect(&sock, Duration::from_secs(10), |m| {
+        m.iter().any(|l| l == "STOPPING=1")
+    });
     assert!(msgs.iter().any(|l| l == "STOPPING=1"), "{msgs:?}");
     let (code, stderr) = finish(child);
     assert_eq!(code, 0, "{stderr}");
@@ -119,19 +151,32 @@ fn reload_with_a_broken_file_keeps_running_on_the_old_configuration() {
     let sock_path = s.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     let child = spawn(&s, "node2", Some(&sock_path), None);
-    collect(&sock, Duration::from_secs(20), |m| m.iter().any(|l| l == "READY=1"));
+    collect(&sock, Duration::from_secs(20), |m| {
+        m.iter().any(|l| l == "READY=1")
+    });
 
     std::fs::write(&s.config, "[cluster]\nname = 3\n").unwrap();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
-    let msgs = collect(&sock, Duration::from_secs(10), |m| m.iter().any(|l| l == "READY=1"));
+    let msgs = collect(&sock, Duration::from_secs(10), |m| {
+        m.iter().any(|l| l == "READY=1")
+    });
     assert!(msgs.iter().any(|l| l == "RELOADING=1"), "{msgs:?}");
-    assert!(msgs.iter().any(|l| l.starts_with("STATUS=node node2")), "still serving the old configuration: {msgs:?}");
+    assert!(
+        msgs.iter().any(|l| l.starts_with("STATUS=node node2")),
+        "still serving the old configuration: {msgs:?}"
+    );
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let (code, stderr) = finish(child);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("reload refused, keeping the running configuration"), "{stderr}");
-    assert!(stderr.contains("cluster.toml:2:8: error: cluster.name: expected a string"), "{stderr}");
+    assert!(
+        stderr.contains("reload refused, keeping the running configuration"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cluster.toml:2:8: error: cluster.name: expected a string"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -143,10 +188,21 @@ fn a_bad_configuration_exits_78_naming_file_line_and_column() {
     let (code, stderr) = finish(child);
     assert_eq!(code, 78, "{stderr}");
     let file = s.config.display().to_string();
-    assert!(stderr.contains(&format!("{file}:13:9: error: node[1].votes: expected an integer, found a string")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{file}:13:9: error: node[1].votes: expected an integer, found a string"
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains("refusing to start"), "{stderr}");
-    let msgs = collect(&sock, Duration::from_secs(2), |m| m.iter().any(|l| l.starts_with("STATUS=failed")));
-    assert!(msgs.iter().any(|l| l.starts_with("STATUS=failed") && l.contains("configuration error")), "{msgs:?}");
+    let msgs = collect(&sock, Duration::from_secs(2), |m| {
+        m.iter().any(|l| l.starts_with("STATUS=failed"))
+    });
+    assert!(
+        msgs.iter()
+            .any(|l| l.starts_with("STATUS=failed") && l.contains("configuration error")),
+        "{msgs:?}"
+    );
     assert!(!msgs.iter().any(|l| l == "READY=1"), "{msgs:?}");
 }
 
@@ -156,7 +212,10 @@ fn a_key_readable_by_others_exits_78_and_says_how_to_fix_it() {
     std::fs::set_permissions(&s.key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, stderr) = finish(spawn(&s, "node1", None, None));
     assert_eq!(code, 78, "{stderr}");
-    assert!(stderr.contains("chmod 0400") || stderr.contains("chown root"), "{stderr}");
+    assert!(
+        stderr.contains("chmod 0400") || stderr.contains("chown root"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -165,7 +224,10 @@ fn a_missing_key_exits_78_and_names_the_file() {
     std::fs::remove_file(&s.key).unwrap();
     let (code, stderr) = finish(spawn(&s, "node1", None, None));
     assert_eq!(code, 78, "{stderr}");
-    assert!(stderr.contains(&format!("{}: No such file", s.key.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: No such file", s.key.display())),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -173,5 +235,8 @@ fn an_unknown_node_exits_78_listing_the_configured_ones() {
     let s = setup(CONFIG);
     let (code, stderr) = finish(spawn(&s, "node7", None, None));
     assert_eq!(code, 78, "{stderr}");
-    assert!(stderr.contains("--node node7: no such node in the configuration (nodes: node1, node2)"), "{stderr}");
+    assert!(
+        stderr.contains("--node node7: no such node in the configuration (nodes: node1, node2)"),
+        "{stderr}"
+    );
 }

@@ -45,9 +45,14 @@ impl Drop for Bus {
 fn start_bus() -> Bus {
     let dir = tempfile::tempdir().unwrap();
     // Unprivileged test clients must reach the socket.
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let socket = dir.path().join("bus");
-    let policy: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/dbus/org.hactl.Cluster1.conf");
+    let policy: PathBuf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/dbus/org.hactl.Cluster1.conf");
     // The defaults of a system bus: deny owning names and calling methods
     // unless a policy file allows it; replies and signals flow.
     let config = format!(
@@ -86,10 +91,17 @@ fn start_bus() -> Bus {
         .expect("dbus-daemon (package dbus; scripts/setup.sh installs it)");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !socket.exists() {
-        assert!(Instant::now() < deadline, "dbus-daemon did not create its socket");
+        assert!(
+            Instant::now() < deadline,
+            "dbus-daemon did not create its socket"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Bus { child, address: format!("unix:path={}", socket.display()), _dir: dir }
+    Bus {
+        child,
+        address: format!("unix:path={}", socket.display()),
+        _dir: dir,
+    }
 }
 
 /// Runs busctl against the test bus as `uid`/`gid` with supplementary
@@ -99,22 +111,43 @@ fn busctl(bus: &Bus, who: Option<(u32, u32, &[u32])>, args: &[&str]) -> (bool, S
         None => Command::new("busctl"),
         Some((uid, gid, groups)) => {
             let mut c = Command::new("setpriv");
-            c.arg(format!("--reuid={uid}")).arg(format!("--regid={gid}"));
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"));
             if groups.is_empty() {
                 c.arg("--clear-groups");
             } else {
-                c.arg(format!("--groups={}", groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")));
+                c.arg(format!(
+                    "--groups={}",
+                    groups
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ));
             }
             c.arg("busctl");
             c
         }
     };
-    let out = cmd.arg(format!("--address={}", bus.address)).args(args).output().expect("run busctl");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = cmd
+        .arg(format!("--address={}", bus.address))
+        .args(args)
+        .output()
+        .expect("run busctl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 fn haclient_gid() -> u32 {
-    let group = nix::unistd::Group::from_name("haclient").unwrap().expect("group haclient is missing: run scripts/setup.sh");
+    let group = nix::unistd::Group::from_name("haclient")
+        .unwrap()
+        .expect("group haclient is missing: run scripts/setup.sh");
     group.gid.as_raw()
 }
 
@@ -127,17 +160,29 @@ fn serve(address: String) -> Arc<AtomicBool> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let flag = stop.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
-            let conn = zbus::connection::Builder::address(address.as_str()).name(NAME).serve_at(PATH, Stand).build().await;
-            ready_tx.send(conn.as_ref().map(|_| ()).map_err(|e| e.to_string())).unwrap();
+            let conn = zbus::connection::Builder::address(address.as_str())
+                .name(NAME)
+                .serve_at(PATH, Stand)
+                .build()
+                .await;
+            ready_tx
+                .send(conn.as_ref().map(|_| ()).map_err(|e| e.to_string()))
+                .unwrap();
             // Keep the connection (and with it the name) until told to stop.
             while conn.is_ok() && !flag.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
     });
-    ready_rx.recv_timeout(Duration::from_secs(10)).expect("service thread").expect("root may own org.hactl.Cluster1");
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("service thread")
+        .expect("root may own org.hactl.Cluster1");
     stop
 }
 
@@ -162,14 +207,26 @@ fn only_root_and_haclient_may_call_mutating_methods() {
     let member: Option<(u32, u32, &[u32])> = Some((NOBODY, NOBODY, &member_groups));
 
     let (ok, out) = call(nobody, "Status");
-    assert!(ok && out.contains("stand-in status"), "anyone may read the status: {out}");
+    assert!(
+        ok && out.contains("stand-in status"),
+        "anyone may read the status: {out}"
+    );
     for method in ["Standby", "Fence"] {
         let (ok, out) = call(nobody, method);
-        assert!(!ok && out.to_lowercase().contains("access denied"), "{method} by nobody must be refused by the bus: {out}");
+        assert!(
+            !ok && out.to_lowercase().contains("access denied"),
+            "{method} by nobody must be refused by the bus: {out}"
+        );
         let (ok, out) = call(member, method);
-        assert!(ok && out.contains("node1"), "{method} by a haclient member must get through: {out}");
+        assert!(
+            ok && out.contains("node1"),
+            "{method} by a haclient member must get through: {out}"
+        );
         let (ok, out) = call(None, method);
-        assert!(ok && out.contains("node1"), "{method} by root must get through: {out}");
+        assert!(
+            ok && out.contains("node1"),
+            "{method} by root must get through: {out}"
+        );
     }
     stop.store(true, Ordering::Relaxed);
 }
@@ -181,9 +238,41 @@ fn nobody_but_root_may_own_the_service_name() {
         return;
     }
     let bus = start_bus();
-    let (ok, out) = busctl(&bus, Some((NOBODY, NOBODY, &[])), &["call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "RequestName", "su", NAME, "0"]);
-    assert!(!ok && out.to_lowercase().contains("access denied"), "an unprivileged process must not be able to impersonate hactld: {out}");
+    let (ok, out) = busctl(
+        &bus,
+        Some((NOBODY, NOBODY, &[])),
+        &[
+            "call",
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "RequestName",
+            "su",
+            NAME,
+            "0",
+        ],
+    );
+    assert!(
+        !ok && out.to_lowercase().contains("access denied"),
+        "an unprivileged process must not be able to impersonate hactld: {out}"
+    );
     // The same request from root succeeds: the refusal above is the policy's.
-    let (ok, out) = busctl(&bus, None, &["call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "RequestName", "su", NAME, "0"]);
-    assert!(ok && out.trim() == "u 1", "root must be able to own the name: {out}");
+    let (ok, out) = busctl(
+        &bus,
+        None,
+        &[
+            "call",
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "RequestName",
+            "su",
+            NAME,
+            "0",
+        ],
+    );
+    assert!(
+        ok && out.trim() == "u 1",
+        "root must be able to own the name: {out}"
+    );
 }

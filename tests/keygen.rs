@@ -8,8 +8,19 @@ use std::process::Command;
 use hactl::config::authkey;
 
 fn keygen(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hactl")).arg("keygen").args(args).output().expect("run hactl");
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = Command::new(env!("CARGO_BIN_EXE_hactl"))
+        .arg("keygen")
+        .args(args)
+        .output()
+        .expect("run hactl");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 fn is_root() -> bool {
@@ -29,13 +40,19 @@ fn keygen_writes_a_2048_bit_key_with_mode_0400() {
     // Random, not a constant: two keys differ, and a key is not all one byte.
     let a = std::fs::read(&key).unwrap();
     let other = dir.path().join("other");
-    assert_eq!(keygen(&["--output", other.to_str().unwrap(), "--bytes", "32"]).0, 0);
+    assert_eq!(
+        keygen(&["--output", other.to_str().unwrap(), "--bytes", "32"]).0,
+        0
+    );
     let b = std::fs::read(&other).unwrap();
     assert_eq!(b.len(), 32);
     assert_ne!(&a[..32], &b[..]);
     assert!(a.iter().any(|x| *x != a[0]));
     // No temporary file is left behind.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
@@ -47,14 +64,24 @@ fn keygen_never_overwrites_without_force() {
     let before = std::fs::read(&key).unwrap();
     let (code, out) = keygen(&["--output", key.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(out.contains("a key already exists") && out.contains("--force"), "{out}");
-    assert_eq!(std::fs::read(&key).unwrap(), before, "the old key must be untouched");
+    assert!(
+        out.contains("a key already exists") && out.contains("--force"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "the old key must be untouched"
+    );
 
     let (code, out) = keygen(&["--output", key.to_str().unwrap(), "--force"]);
     assert_eq!(code, 0, "{out}");
     let after = std::fs::read(&key).unwrap();
     assert_ne!(after, before);
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o7777, 0o400);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o7777,
+        0o400
+    );
 }
 
 #[test]
@@ -71,7 +98,10 @@ fn keygen_refuses_keys_shorter_than_256_bits() {
 fn keygen_into_a_missing_directory_says_so() {
     let (code, out) = keygen(&["--output", "/nonexistent-dir/authkey"]);
     assert_eq!(code, 1);
-    assert!(out.contains("/nonexistent-dir/authkey") && out.contains("No such file"), "{out}");
+    assert!(
+        out.contains("/nonexistent-dir/authkey") && out.contains("No such file"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -83,7 +113,12 @@ fn the_daemon_key_check_accepts_keygen_keys_and_refuses_open_ones() {
         assert_eq!(authkey::load(&key).unwrap().len(), 64);
     } else {
         // Only root-owned keys are accepted.
-        assert!(authkey::load(&key).unwrap_err().to_string().contains("not root"));
+        assert!(
+            authkey::load(&key)
+                .unwrap_err()
+                .to_string()
+                .contains("not root")
+        );
     }
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = authkey::load(&key).unwrap_err().to_string();
