@@ -2187,7 +2187,7 @@ addresses = ["10.0.0.3"]
         5,
         12,
         "quorum.two_node",
-        "two_node is set but 3 nodes are configured",
+        "two_node is set but 3 node(s) are configured",
     );
 }
 
@@ -3125,7 +3125,7 @@ score = 10
         5,
         12,
         "quorum.two_node",
-        "two_node is set but 3 nodes",
+        "two_node is set but 3 node(s)",
     );
     find(
         &diags,
@@ -3377,4 +3377,373 @@ fn appliance_two_node_example_loads_without_errors() {
     assert_eq!(loaded.config.cluster.name, "appliance");
     assert!(loaded.config.quorum.two_node);
     assert!(loaded.warnings.is_empty(), "{}", dump(&loaded.warnings));
+}
+
+// ---------------------------------------------------------------- no follow-up errors
+// An entry that fails to parse must not make everything that refers to it
+// an error too, and a defaulted key must be explained as defaulted.
+
+#[test]
+fn a_broken_fence_device_is_not_also_unknown_in_fence_levels() {
+    expect_sole_error(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+fence_levels = [["virt"]]
+[[fence_device]]
+id = "virt"
+kind = "libvirt"
+uri = "qemu+ssh://host/system"
+domain = "n1"
+"#,
+        11,
+        7,
+        "fence_device[0].uri",
+        "unsupported libvirt URI",
+    );
+}
+
+#[test]
+fn a_broken_resource_is_not_also_unknown_in_its_group() {
+    expect_sole_error(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[resource]]
+id = "a"
+agent = "upstart:a"
+[[group]]
+id = "g"
+members = ["a"]
+"#,
+        9,
+        9,
+        "resource[0].agent",
+        "unknown agent class \"upstart\"",
+    );
+}
+
+#[test]
+fn a_node_with_a_bad_name_still_counts_as_a_node() {
+    expect_sole_error(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = ["n1"]
+id = 1
+addresses = ["10.0.0.1"]
+"#,
+        4,
+        8,
+        "node[0].name",
+        "expected a string, found an array",
+    );
+}
+
+#[test]
+fn an_address_written_as_a_string_gets_one_error_not_two() {
+    expect_sole_error(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = "10.0.0.1"
+"#,
+        6,
+        13,
+        "node[0].addresses",
+        "found a single string",
+    );
+}
+
+#[test]
+fn a_node_without_any_address_is_refused() {
+    expect_sole_error(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = []
+"#,
+        6,
+        13,
+        "node[0].addresses",
+        "the node has no address",
+    );
+}
+
+#[test]
+fn suggestions_work_for_ids_with_hyphens() {
+    expect_error_hint(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[resource]]
+id = "db-fs-a"
+agent = "systemd:db"
+[[location]]
+resource = "db-fs-s"
+node = "n1"
+score = 10
+"#,
+        11,
+        12,
+        "location[0].resource",
+        "unknown resource \"db-fs-s\"",
+        "did you mean \"db-fs-a\"?",
+    );
+}
+
+#[test]
+fn a_tie_breaker_id_out_of_range_says_so() {
+    expect_error_hint(
+        r#"
+[cluster]
+name = "c"
+[quorum]
+auto_tie_breaker = true
+auto_tie_breaker_node = [0]
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[node]]
+name = "n2"
+id = 2
+addresses = ["10.0.0.2"]
+"#,
+        5,
+        26,
+        "quorum.auto_tie_breaker_node[0]",
+        "0 is not a node id",
+        "1 to 32",
+    );
+}
+
+#[test]
+fn a_quoted_cipher_suite_is_a_type_error() {
+    expect_error_hint(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[fence_device]]
+id = "bmc"
+kind = "ipmi"
+host = "10.9.0.1"
+username = "u"
+password_file = "/etc/hactl/bmc.pass"
+cipher_suite = "17"
+"#,
+        13,
+        16,
+        "fence_device[0].cipher_suite",
+        "expected an integer, found a string",
+        "without quotes",
+    );
+}
+
+#[test]
+fn promote_operations_need_a_promotable_clone() {
+    expect_error(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[resource]]
+id = "db"
+agent = "ocf:heartbeat:pgsql"
+[[resource.op]]
+name = "promote"
+"#,
+        10,
+        1,
+        "resource[0].op",
+        "\"db\" has a promote operation, but it is not in a promotable clone",
+    );
+}
+
+#[test]
+fn a_promoted_role_monitor_needs_a_promotable_clone() {
+    expect_error(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[resource]]
+id = "db"
+agent = "ocf:heartbeat:pgsql"
+[[resource.op]]
+name = "monitor"
+interval = "5s"
+role = "promoted"
+"#,
+        10,
+        1,
+        "resource[0].op",
+        "a monitor for the promoted role",
+    );
+}
+
+#[test]
+fn two_locations_of_one_resource_on_one_node_get_distinct_derived_ids() {
+    let loaded = parse(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[resource]]
+id = "a"
+agent = "systemd:a"
+[[location]]
+resource = "a"
+node = "n1"
+score = 10
+[[location]]
+resource = "a"
+node = "n1"
+score = 20
+"#,
+    )
+    .unwrap_or_else(|d| panic!("{}", dump(&d)));
+    let ids: Vec<&str> = loaded
+        .config
+        .locations
+        .iter()
+        .map(|l| l.id.as_str())
+        .collect();
+    assert_eq!(ids, ["location-a-n1", "location-a-n1-2"]);
+}
+
+#[test]
+fn a_derived_id_clashing_with_a_written_one_asks_for_an_explicit_id() {
+    expect_error_hint(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[resource]]
+id = "location-a-n1"
+agent = "systemd:a"
+[[resource]]
+id = "a"
+agent = "systemd:b"
+[[location]]
+resource = "a"
+node = "n1"
+score = 10
+"#,
+        13,
+        1,
+        "location[0].id",
+        "the id \"location-a-n1\" derived for this constraint is already used",
+        "explicit id",
+    );
+}
+
+#[test]
+fn a_defaulted_then_action_is_explained() {
+    expect_error_hint(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[resource]]
+id = "db"
+agent = "ocf:heartbeat:pgsql"
+[[clone]]
+id = "db-clone"
+resource = "db"
+promotable = true
+[[resource]]
+id = "app"
+agent = "systemd:app"
+[[order]]
+first = "db-clone"
+first_action = "promote"
+then = "app"
+"#,
+        17,
+        1,
+        "order[0].then_action",
+        "(then_action defaults to first_action)",
+        "then_action = \"start\"",
+    );
+}
+
+#[test]
+fn a_defaulted_consensus_below_join_is_explained() {
+    expect_error_hint(
+        r#"
+[cluster]
+name = "c"
+[totem]
+token = 10
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+"#,
+        3,
+        1,
+        "totem.consensus",
+        "consensus defaults to 1.2 × token = 12 ms",
+        "raise token",
+    );
+}
+
+#[test]
+fn totem_timers_accept_units() {
+    let loaded = parse(
+        r#"
+[cluster]
+name = "c"
+[totem]
+token = "1s"
+join = 60
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+"#,
+    )
+    .unwrap_or_else(|d| panic!("{}", dump(&d)));
+    assert_eq!(loaded.config.totem.timers.token_ms, 1000);
+    assert_eq!(loaded.config.totem.timers.join_ms, 60);
+    assert_eq!(loaded.config.totem.timers.consensus_ms, 1200);
 }

@@ -150,10 +150,12 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The known name closest to `unknown`, if it is close enough to be a typo.
 pub(crate) fn closest<'k>(unknown: &str, known: &[&'k str]) -> Option<&'k str> {
-    let lower = unknown.to_ascii_lowercase().replace('-', "_");
+    // Compare without case and with '-' and '_' alike, on both sides.
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    let lower = norm(unknown);
     known
         .iter()
-        .map(|k| (edit_distance(&lower, k), *k))
+        .map(|k| (edit_distance(&lower, &norm(k)), *k))
         .filter(|(d, k)| *d <= (k.len() / 3).max(2))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)

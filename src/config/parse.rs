@@ -2,7 +2,7 @@
 //! Problems with single values are reported here; problems that involve
 //! several entries (references, duplicates, cycles) are in `validate`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -116,25 +116,75 @@ pub(crate) fn parse_document(
     let order_ts = top.tables(sink, spans, "order");
     top.finish(sink);
 
-    let (fence_paths, fence_devices): (Vec<String>, Vec<FenceDevice>) =
-        located(fence_ts, |t| parse_fence_device(t, sink, spans));
-    let has_fencing = !fence_devices.is_empty();
+    let mut broken = HashSet::new();
+    let mut derived_ids = HashSet::new();
+    // Count declared devices, not parsed ones: one broken device must not
+    // add "no fence device" errors elsewhere.
+    let has_fencing = !fence_ts.is_empty();
+    let (fence_paths, fence_devices) = located(fence_ts, "id", &mut broken, |t| {
+        parse_fence_device(t, sink, spans)
+    });
     let cluster = parse_cluster(cluster_t, sink, spans);
     let mut totem = parse_totem(totem_t, sink, spans);
     let quorum = parse_quorum(quorum_t, sink, spans);
-    let (node_paths, nodes) = located(node_ts, |t| parse_node(t, sink, spans));
+    let declared_nodes = node_ts.len();
+    let (node_paths, nodes) = located(node_ts, "name", &mut broken, |t| parse_node(t, sink, spans));
+    let broken_nodes = declared_nodes - nodes.len();
     derive_mcast_addrs(&mut totem, &nodes, &cluster.name);
     let op_defaults = cluster.op_defaults.clone();
-    let (resource_paths, resources) = located(resource_ts, |t| {
+    let (resource_paths, resources) = located(resource_ts, "id", &mut broken, |t| {
         parse_resource(t, &op_defaults, has_fencing, sink, spans)
     });
-    let (group_paths, groups) = located(group_ts, |t| parse_group(t, sink, spans));
-    let (clone_paths, clones) = located(clone_ts, |t| parse_clone(t, sink, spans));
-    let (location_paths, locations) = located(location_ts, |t| parse_location(t, sink, spans));
-    let (colocation_paths, colocations) =
-        located(colocation_ts, |t| parse_colocation(t, sink, spans));
-    let (order_paths, orders) = located(order_ts, |t| parse_order(t, sink, spans));
+    let (group_paths, groups) =
+        located(group_ts, "id", &mut broken, |t| parse_group(t, sink, spans));
+    let (clone_paths, clones) =
+        located(clone_ts, "id", &mut broken, |t| parse_clone(t, sink, spans));
+    let mut note_derived = |t: &Table| {
+        if !t.has("id") {
+            derived_ids.insert(t.path.clone());
+        }
+    };
+    let (location_paths, mut locations) = located(location_ts, "id", &mut broken, |t| {
+        note_derived(&t);
+        parse_location(t, sink, spans)
+    });
+    let (colocation_paths, mut colocations) = located(colocation_ts, "id", &mut broken, |t| {
+        note_derived(&t);
+        parse_colocation(t, sink, spans)
+    });
+    let (order_paths, mut orders) = located(order_ts, "id", &mut broken, |t| {
+        note_derived(&t);
+        parse_order(t, sink, spans)
+    });
+    // Two constraints of the same kind between the same resources get the
+    // same derived id: number the later ones.
+    let mut taken: HashSet<String> = HashSet::new();
+    let ids = locations
+        .iter_mut()
+        .map(|l| &mut l.id)
+        .zip(&location_paths)
+        .chain(
+            colocations
+                .iter_mut()
+                .map(|l| &mut l.id)
+                .zip(&colocation_paths),
+        )
+        .chain(orders.iter_mut().map(|l| &mut l.id).zip(&order_paths));
+    for (id, path) in ids {
+        if derived_ids.contains(path) {
+            let base = id.clone();
+            let mut n = 2;
+            while taken.contains(id.as_str()) {
+                *id = format!("{base}-{n}");
+                n += 1;
+            }
+        }
+        taken.insert(id.clone());
+    }
     let paths = Paths {
+        broken,
+        broken_nodes,
+        derived_ids,
         nodes: node_paths,
         fence_devices: fence_paths,
         resources: resource_paths,
@@ -165,6 +215,13 @@ pub(crate) fn parse_document(
 /// the model's lists (entries that failed to parse are not in either).
 #[derive(Default)]
 pub(crate) struct Paths {
+    /// Ids and node names of entries that failed to parse: their errors are
+    /// reported already, so references to them are not errors on top.
+    pub(crate) broken: HashSet<String>,
+    /// Nodes that failed to parse, still counted where the number matters.
+    pub(crate) broken_nodes: usize,
+    /// Paths of constraints whose id was derived, not written.
+    pub(crate) derived_ids: HashSet<String>,
     pub(crate) nodes: Vec<String>,
     pub(crate) fence_devices: Vec<String>,
     pub(crate) resources: Vec<String>,
@@ -175,15 +232,26 @@ pub(crate) struct Paths {
     pub(crate) orders: Vec<String>,
 }
 
+/// Parses each table, pairing every result with its path; the `name_key`
+/// (id or name) of an entry that fails goes into `broken`.
 fn located<'a, 'i, T>(
     tables: Vec<Table<'a, 'i>>,
+    name_key: &str,
+    broken: &mut HashSet<String>,
     mut parse: impl FnMut(Table<'a, 'i>) -> Option<T>,
 ) -> (Vec<String>, Vec<T>) {
     tables
         .into_iter()
         .filter_map(|t| {
             let path = t.path.clone();
-            parse(t).map(|v| (path, v))
+            let name = t.peek_str(name_key);
+            let parsed = parse(t);
+            if parsed.is_none()
+                && let Some(n) = name
+            {
+                broken.insert(n);
+            }
+            parsed.map(|v| (path, v))
         })
         .unzip()
 }
@@ -371,8 +439,18 @@ fn parse_totem(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> TotemSec
                      key: &'static str,
                      slot: &mut u64,
                      min: u64| {
-            if let Some(v) = t.int(sink, spans, key, min as i64, TOTEM_TIMER_MS_MAX as i64) {
-                *slot = v as u64;
+            if let Some(v) = t.duration_ms(sink, spans, key, 1) {
+                if v < min || v > TOTEM_TIMER_MS_MAX {
+                    let kp = t.key_path(key);
+                    sink.error(
+                        &spans.at(&kp),
+                        &kp,
+                        format!("{v} ms is out of range"),
+                        format!("use a value from {min} to {TOTEM_TIMER_MS_MAX} milliseconds"),
+                    );
+                } else {
+                    *slot = v;
+                }
             }
         };
         timer(
@@ -483,11 +561,15 @@ fn parse_totem(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> TotemSec
         sink.error(
             &spans.at("totem.consensus"),
             "totem.consensus",
-            format!(
-                "consensus ({} ms) is shorter than join ({} ms)",
-                s.timers.consensus_ms, s.timers.join_ms
-            ),
-            "consensus must be at least join; the usual value is 1.2 × token",
+            if consensus.is_some() {
+                format!("consensus ({} ms) is shorter than join ({} ms)", s.timers.consensus_ms, s.timers.join_ms)
+            } else {
+                format!(
+                    "consensus defaults to 1.2 × token = {} ms, which is shorter than join ({} ms)",
+                    s.timers.consensus_ms, s.timers.join_ms
+                )
+            },
+            "consensus must be at least join: raise token, lower join, or set consensus (the usual value is 1.2 × token)",
         );
     } else if consensus.is_some() && s.timers.consensus_ms * 10 < s.timers.token_ms * 12 {
         sink.warning(&spans.at("totem.consensus"), "totem.consensus", format!("consensus ({} ms) is below 1.2 × token ({} ms)", s.timers.consensus_ms, s.timers.token_ms), "membership may form before a lost token is noticed everywhere; remove consensus to use 1.2 × token");
@@ -666,7 +748,13 @@ fn parse_quorum(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> QuorumS
                         {
                             ids.push(n as u32)
                         }
-                        _ => sink.error(
+                        Some(n) => sink.error(
+                            &item.span(),
+                            &format!("{path}[{i}]"),
+                            format!("{n} is not a node id"),
+                            format!("node ids are {NODE_ID_MIN} to {NODE_ID_MAX}"),
+                        ),
+                        None => sink.error(
                             &item.span(),
                             &format!("{path}[{i}]"),
                             format!("expected a node id, found {}", type_name(item.get_ref())),
@@ -674,7 +762,7 @@ fn parse_quorum(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> QuorumS
                         ),
                     }
                 }
-                if ids.is_empty() {
+                if items.is_empty() {
                     sink.error(&v.span(), path, "the tie-breaker list is empty", hint);
                 }
                 q.auto_tie_breaker_node = TieBreaker::List(ids);
@@ -748,13 +836,27 @@ fn parse_node(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Node> 
             Vec::new()
         }
         (Some(a), None) => vec![a],
-        (None, Some(v)) => v,
+        (None, Some(v)) => {
+            if v.is_empty() {
+                let kp = t.key_path("addresses");
+                sink.error(
+                    &spans.at(&kp),
+                    &kp,
+                    "the node has no address",
+                    "list its address on each totem link: addresses = [\"10.0.0.1\"]",
+                );
+            }
+            v
+        }
         (None, None) => {
-            t.missing(
-                sink,
-                "addresses",
-                "list the node's address on each totem link: addresses = [\"10.0.0.1\"]",
-            );
+            // A present but malformed key was reported as such already.
+            if !t.has("address") && !t.has("addresses") {
+                t.missing(
+                    sink,
+                    "addresses",
+                    "list the node's address on each totem link: addresses = [\"10.0.0.1\"]",
+                );
+            }
             Vec::new()
         }
     };
@@ -797,7 +899,7 @@ fn parse_node(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Node> 
                                     ),
                                 }
                             }
-                            if ids.is_empty() {
+                            if devs.is_empty() {
                                 sink.error(&level.span(), &lpath, "empty fencing level", hint);
                             }
                             fence_levels.push(ids);
@@ -932,7 +1034,16 @@ fn parse_fence_device(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Optio
                 None => 17,
                 Some(v) => match integer_of(v.get_ref()) {
                     Some(n @ (3 | 17)) => n as u8,
-                    _ => {
+                    None => {
+                        sink.error(
+                            &v.span(),
+                            &t.key_path("cipher_suite"),
+                            format!("expected an integer, found {}", type_name(v.get_ref())),
+                            "write cipher_suite = 17 or cipher_suite = 3, without quotes",
+                        );
+                        17
+                    }
+                    Some(_) => {
                         sink.error(&v.span(), &t.key_path("cipher_suite"), "only cipher suites 3 and 17 are supported", "use 17 (HMAC-SHA256, AES-128) or, for older BMCs, 3 (HMAC-SHA1, AES-128); suite 0 and the other weak suites are refused on purpose");
                         17
                     }

@@ -24,6 +24,11 @@ impl Spans {
         self.map.insert(path.to_string(), span);
     }
 
+    /// Whether `path` itself was written in the file.
+    pub(crate) fn contains(&self, path: &str) -> bool {
+        self.map.contains_key(path)
+    }
+
     /// The span of `path`, or of its nearest recorded ancestor (a defaulted
     /// key has no span of its own: point at its table instead).
     pub(crate) fn at(&self, path: &str) -> Span {
@@ -94,6 +99,14 @@ impl<'a, 'i> Table<'a, 'i> {
     /// Marks a key as known without reading it (read elsewhere or ignored).
     pub(crate) fn allow(&mut self, key: &'static str) {
         self.known.push(key);
+    }
+
+    /// A string value, without marking the key as read (for messages).
+    pub(crate) fn peek_str(&self, key: &str) -> Option<String> {
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .and_then(|(_, v)| v.get_ref().as_str().map(str::to_string))
     }
 
     pub(crate) fn has(&self, key: &str) -> bool {

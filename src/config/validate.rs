@@ -51,7 +51,7 @@ fn err(
 // ---------------------------------------------------------------- nodes and links
 
 fn check_nodes(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
-    if c.nodes.is_empty() {
+    if c.nodes.is_empty() && paths.broken_nodes == 0 {
         err(
             sink,
             spans,
@@ -59,6 +59,8 @@ fn check_nodes(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
             "no [[node]] is configured",
             "add one [[node]] section per cluster member, with name, id and addresses",
         );
+    }
+    if c.nodes.is_empty() {
         return;
     }
     let mut names: HashMap<&str, &str> = HashMap::new();
@@ -86,7 +88,8 @@ fn check_nodes(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
                 format!("give every node its own id from {NODE_ID_MIN} to {NODE_ID_MAX}"),
             );
         }
-        if !n.addresses.is_empty() && n.addresses.len() != links {
+        // Too many links is reported already; counting against them is noise.
+        if !n.addresses.is_empty() && n.addresses.len() != links && links <= LINKS_MAX {
             err(
                 sink,
                 spans,
@@ -148,7 +151,7 @@ fn check_nodes(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
         }
         for (l, level) in n.fence_levels.iter().enumerate() {
             for (d, dev) in level.iter().enumerate() {
-                if !c.fence_devices.iter().any(|f| &f.id == dev) {
+                if !c.fence_devices.iter().any(|f| &f.id == dev) && !paths.broken.contains(dev) {
                     let known: Vec<&str> = c.fence_devices.iter().map(|f| f.id.as_str()).collect();
                     let hint = closest(dev, &known).map_or(
                         "declare it in a [[fence_device]] section".to_string(),
@@ -197,7 +200,8 @@ fn check_nodes(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
 
 fn check_quorum(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
     let q = &c.quorum;
-    let nodes = c.nodes.len();
+    // Nodes that failed to parse still count: the user declared them.
+    let nodes = c.nodes.len() + paths.broken_nodes;
     if nodes == 0 {
         return;
     }
@@ -206,8 +210,8 @@ fn check_quorum(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
             sink,
             spans,
             "quorum.two_node",
-            format!("two_node is set but {nodes} nodes are configured"),
-            "two_node is for clusters of exactly two nodes; remove it (a majority of three decides by itself)",
+            format!("two_node is set but {nodes} node(s) are configured"),
+            "two_node is for clusters of exactly two nodes; remove it (with three or more nodes a majority decides by itself)",
         );
     }
     if q.two_node && q.auto_tie_breaker {
@@ -232,7 +236,8 @@ fn check_quorum(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
         );
     }
     let total = c.total_configured_votes();
-    if total == 0 {
+    // (The votes of a node that failed to parse are unknown.)
+    if total == 0 && paths.broken_nodes == 0 {
         err(
             sink,
             spans,
@@ -314,13 +319,21 @@ fn check_ids<'c>(
     let mut ids: HashMap<&str, (IdKind, &str)> = HashMap::new();
     let mut add = |sink: &mut Sink, id: &'c str, kind: IdKind, path: &'c str| {
         if let Some((k, first)) = ids.get(id) {
-            err(
-                sink,
-                spans,
-                &format!("{path}.id"),
-                format!("id \"{id}\" is already used by the {} at {first}", k.word()),
-                "ids are shared by resources, groups, clones, fence devices and constraints: rename one",
-            );
+            let (message, hint) = if paths.derived_ids.contains(path) {
+                (
+                    format!(
+                        "the id \"{id}\" derived for this constraint is already used by the {} at {first}",
+                        k.word()
+                    ),
+                    "give this constraint an explicit id = \"...\"".to_string(),
+                )
+            } else {
+                (
+                    format!("id \"{id}\" is already used by the {} at {first}", k.word()),
+                    "ids are shared by resources, groups, clones, fence devices and constraints: rename one".to_string(),
+                )
+            };
+            err(sink, spans, &format!("{path}.id"), message, hint);
         } else {
             ids.insert(id, (kind, path));
         }
@@ -379,6 +392,7 @@ fn check_resources(
         for (i, m) in g.members.iter().enumerate() {
             let mp = format!("{gp}.members[{i}]");
             match ids.get(m.as_str()) {
+                None if paths.broken.contains(m) => {}
                 None => err(
                     sink,
                     spans,
@@ -427,6 +441,7 @@ fn check_resources(
     for (x, xp) in c.clones.iter().zip(&paths.clones) {
         let rp = format!("{xp}.resource");
         match ids.get(x.resource.as_str()) {
+            None if paths.broken.contains(&x.resource) => {}
             None => err(
                 sink,
                 spans,
@@ -511,6 +526,31 @@ fn check_resources(
             );
         }
     }
+    // Promote, demote and role-specific monitors need a promotable clone.
+    for (r, p) in c.resources.iter().zip(&paths.resources) {
+        if promotable_content.contains(r.id.as_str()) {
+            continue;
+        }
+        for o in &r.ops {
+            let what = match (o.name, o.role) {
+                (OpName::Promote | OpName::Demote, _) => format!("a {} operation", o.name.as_str()),
+                (_, Some(role @ (Role::Promoted | Role::Unpromoted))) => {
+                    format!("a {} for the {} role", o.name.as_str(), role.as_str())
+                }
+                _ => continue,
+            };
+            err(
+                sink,
+                spans,
+                &format!("{p}.op"),
+                format!(
+                    "\"{}\" has {what}, but it is not in a promotable clone",
+                    r.id
+                ),
+                "remove the operation, or put the resource in a [[clone]] with promotable = true",
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------- constraints
@@ -523,9 +563,16 @@ fn check_constraints(
     spans: &Spans,
 ) {
     // A primitive or group inside a clone is constrained through the clone.
+    // (A clone of something that cannot be cloned is reported already.)
     let clone_of: HashMap<&str, &str> = c
         .clones
         .iter()
+        .filter(|x| {
+            matches!(
+                ids.get(x.resource.as_str()),
+                Some((IdKind::Primitive | IdKind::Group, _))
+            )
+        })
         .flat_map(|x| {
             let mut v = vec![(x.resource.as_str(), x.id.as_str())];
             if let Some(g) = c.groups.iter().find(|g| g.id == x.resource) {
@@ -536,6 +583,7 @@ fn check_constraints(
         .collect();
     let check_ref = |sink: &mut Sink, path: String, id: &str| -> bool {
         match ids.get(id) {
+            None if paths.broken.contains(id) => false,
             None => {
                 err(
                     sink,
@@ -576,7 +624,7 @@ fn check_constraints(
 
     for (l, p) in c.locations.iter().zip(&paths.locations) {
         check_ref(sink, format!("{p}.resource"), &l.resource);
-        if c.node_by_name(&l.node).is_none() {
+        if c.node_by_name(&l.node).is_none() && !paths.broken.contains(&l.node) {
             let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
             let hint = closest(&l.node, &names).map_or_else(
                 || format!("configured nodes: {}", names.join(", ")),
@@ -638,15 +686,26 @@ fn check_constraints(
             (b, &o.then, o.then_action, "then_action"),
         ] {
             if ok && matches!(action, OpName::Promote | OpName::Demote) && !promotable(id) {
+                let kp = format!("{p}.{key}");
+                let defaulted = key == "then_action" && !spans.contains(&kp);
                 err(
                     sink,
                     spans,
-                    &format!("{p}.{key}"),
+                    &kp,
                     format!(
-                        "\"{id}\" is not a promotable clone, so it cannot be {}d",
-                        action.as_str()
+                        "\"{id}\" is not a promotable clone, so it cannot be {}d{}",
+                        action.as_str(),
+                        if defaulted {
+                            " (then_action defaults to first_action)"
+                        } else {
+                            ""
+                        }
                     ),
-                    "use start or stop",
+                    if defaulted {
+                        "set then_action = \"start\" (or \"stop\")"
+                    } else {
+                        "use start or stop"
+                    },
                 );
             }
         }
