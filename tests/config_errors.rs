@@ -3317,11 +3317,29 @@ addresses = ["10.0.0.1"]
         Ok(_) => panic!("expected the load to fail"),
         Err(diags) => diags,
     };
-    assert_eq!(diags.len(), 2, "{}", dump(&diags));
+    // One error, then the warnings (crypto off; no fencing at all).
+    assert_eq!(diags.len(), 3, "{}", dump(&diags));
     assert_eq!(diags[0].severity, Severity::Error);
     assert_eq!((diags[0].line, diags[0].column), (9, 6));
-    assert_eq!(diags[1].severity, Severity::Warning);
-    assert_eq!((diags[1].line, diags[1].column), (5, 51));
+    assert!(
+        diags[1..].iter().all(|d| d.severity == Severity::Warning),
+        "{}",
+        dump(&diags)
+    );
+    assert!(
+        diags[1..]
+            .iter()
+            .any(|d| (d.line, d.column) == (5, 51) && d.message.contains("crypto is OFF")),
+        "{}",
+        dump(&diags)
+    );
+    assert!(
+        diags[1..]
+            .iter()
+            .any(|d| d.key == "fence_device" && d.message == "no fencing is configured"),
+        "{}",
+        dump(&diags)
+    );
 }
 
 #[test]
@@ -3746,4 +3764,174 @@ addresses = ["10.0.0.1"]
     assert_eq!(loaded.config.totem.timers.token_ms, 1000);
     assert_eq!(loaded.config.totem.timers.join_ms, 60);
     assert_eq!(loaded.config.totem.timers.consensus_ms, 1200);
+}
+
+// ---------------------------------------------------------------- from the documentation review
+
+const TWO_NODES: &str = r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[node]]
+name = "n2"
+id = 2
+addresses = ["10.0.0.2"]
+"#;
+
+#[test]
+fn expected_votes_that_can_never_be_reached_are_refused() {
+    expect_error_hint(
+        &format!("{TWO_NODES}[quorum]\nexpected_votes = 5\n"),
+        12,
+        18,
+        "quorum.expected_votes",
+        "needs 3 votes for quorum, but the nodes have only 2 in all",
+        "never be quorate",
+    );
+}
+
+#[test]
+fn a_tie_breaker_listed_twice_is_refused() {
+    expect_error(
+        &format!("{TWO_NODES}[quorum]\nauto_tie_breaker = true\nauto_tie_breaker_node = [1, 1]\n"),
+        13,
+        29,
+        "quorum.auto_tie_breaker_node[1]",
+        "node id 1 is listed twice",
+    );
+}
+
+#[test]
+fn a_tie_breaker_choice_without_auto_tie_breaker_warns() {
+    expect_warning(
+        &format!("{TWO_NODES}[quorum]\nauto_tie_breaker_node = \"highest\"\n"),
+        12,
+        25,
+        "quorum.auto_tie_breaker_node",
+        "has no effect without auto_tie_breaker = true",
+    );
+}
+
+#[test]
+fn a_fencing_timeout_of_zero_is_refused() {
+    expect_error(
+        &format!("{TWO_NODES}[[fence_device]]\nid = \"wd\"\nkind = \"watchdog\"\ntimeout = 0\n"),
+        14,
+        11,
+        "fence_device[0].timeout",
+        "a fencing timeout of 0",
+    );
+}
+
+#[test]
+fn a_watchdog_device_must_be_under_dev() {
+    expect_error(
+        &format!(
+            "{TWO_NODES}[[fence_device]]\nid = \"wd\"\nkind = \"watchdog\"\ndevice = \"watchdog\"\n"
+        ),
+        14,
+        10,
+        "fence_device[0].device",
+        "\"watchdog\" is not a device path",
+    );
+}
+
+#[test]
+fn lsb_resources_take_no_params() {
+    expect_error(
+        &format!(
+            "{TWO_NODES}[[resource]]\nid = \"old\"\nagent = \"lsb:old\"\nparams = {{ x = 1 }}\n"
+        ),
+        14,
+        10,
+        "resource[0].params",
+        "lsb resources take no params",
+    );
+}
+
+#[test]
+fn on_fail_demote_needs_a_promotable_clone() {
+    expect_error(
+        &format!(
+            "{TWO_NODES}[[resource]]\nid = \"a\"\nagent = \"systemd:a\"\n[[resource.op]]\nname = \"monitor\"\ninterval = \"5s\"\non_fail = \"demote\"\n"
+        ),
+        14,
+        1,
+        "resource[0].op",
+        "a monitor with on_fail = \"demote\"",
+    );
+}
+
+#[test]
+fn ordering_a_monitor_is_one_error_not_two() {
+    expect_sole_error(
+        &format!(
+            "{TWO_NODES}[[resource]]\nid = \"a\"\nagent = \"systemd:a\"\n[[resource]]\nid = \"b\"\nagent = \"systemd:b\"\n[[order]]\nfirst = \"a\"\nthen = \"b\"\nfirst_action = \"monitor\"\n"
+        ),
+        20,
+        16,
+        "order[0].first_action",
+        "monitor cannot be ordered",
+    );
+}
+
+#[test]
+fn mounting_over_the_root_filesystem_is_refused() {
+    expect_error(
+        &format!(
+            "{TWO_NODES}[[resource]]\nid = \"fs\"\nagent = \"filesystem\"\nparams = {{ device = \"/dev/sdb1\", directory = \"/\", fstype = \"xfs\" }}\n"
+        ),
+        14,
+        46,
+        "resource[0].params.directory",
+        "the root filesystem cannot be a resource's mount point",
+    );
+}
+
+#[test]
+fn a_cluster_without_fencing_loads_with_a_warning() {
+    let loaded = parse(TWO_NODES).unwrap_or_else(|d| panic!("{}", dump(&d)));
+    let w: Vec<&Diagnostic> = loaded
+        .warnings
+        .iter()
+        .filter(|d| d.key == "fence_device")
+        .collect();
+    assert_eq!(w.len(), 1, "{}", dump(&loaded.warnings));
+    assert_eq!(w[0].message, "no fencing is configured");
+    assert!(w[0].hint.contains("cannot be fenced"), "{}", w[0].hint);
+}
+
+#[test]
+fn a_multicast_group_under_udpu_is_ignored_with_a_warning() {
+    let text = format!(
+        "{TWO_NODES}[totem]\ntransport = \"udpu\"\n[[totem.link]]\nmcast_addr = \"239.192.1.1\"\n"
+    );
+    let loaded = parse(&text).unwrap_or_else(|d| panic!("{}", dump(&d)));
+    find(
+        &loaded.warnings,
+        Severity::Warning,
+        14,
+        14,
+        "totem.link[0].mcast_addr",
+        "ignored with transport = \"udpu\"",
+    );
+    assert_eq!(
+        loaded.config.totem.links[0].mcast_addr, None,
+        "ignored means ignored: not used, shown or digested"
+    );
+}
+
+#[test]
+fn derived_constraint_ids_longer_than_64_characters_load_again_from_config_show() {
+    let long = "r".repeat(60);
+    let text = format!(
+        "{TWO_NODES}[[resource]]\nid = \"{long}\"\nagent = \"systemd:a\"\n[[location]]\nresource = \"{long}\"\nnode = \"n1\"\nscore = 5\n"
+    );
+    let loaded = parse(&text).unwrap_or_else(|d| panic!("{}", dump(&d)));
+    let shown = hactl::config::canonical(&loaded.config);
+    let again = parse(&shown).unwrap_or_else(|d| panic!("{}", dump(&d)));
+    assert_eq!(again.config, loaded.config);
 }

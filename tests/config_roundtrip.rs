@@ -277,8 +277,44 @@ fn show_fills_in_defaults() {
             "missing {expected:?} in:\n{shown}"
         );
     }
-    // A multicast group is derived from the cluster name, like corosync.
-    assert!(shown.contains("mcast_addr = \"239.192."), "{shown}");
+    // Unicast by default: no multicast group.
+    assert!(shown.contains("transport = \"udpu\""), "{shown}");
+    assert!(!shown.contains("mcast_addr"), "{shown}");
+}
+
+#[test]
+fn multicast_links_get_a_group_derived_from_the_cluster_name() {
+    let text = |name: &str, addr: &str| {
+        format!(
+            "[cluster]\nname = \"{name}\"\n[totem]\ntransport = \"udp\"\n[[node]]\nname = \"n1\"\nid = 1\naddresses = [\"{addr}\"]\n"
+        )
+    };
+    let group = |c: &Config| c.totem.links[0].mcast_addr.expect("derived").to_string();
+    let web = group(&parse(&text("web", "10.0.0.1")));
+    assert!(web.starts_with("239.192."), "{web}");
+    assert_eq!(group(&parse(&text("web", "10.0.0.1"))), web, "stable");
+    assert_ne!(
+        group(&parse(&text("db", "10.0.0.1"))),
+        web,
+        "another cluster, another group"
+    );
+    assert!(
+        group(&parse(&text("web", "fd00::1"))).starts_with("ff15:"),
+        "IPv6 nodes get an IPv6 group"
+    );
+}
+
+#[test]
+fn consensus_defaults_to_1_2_times_the_token_in_effect_for_the_node_count() {
+    let mut text =
+        String::from("[cluster]\nname = \"x\"\n[totem]\ntoken = 1000\ntoken_coefficient = 500\n");
+    for i in 1..=4 {
+        text.push_str(&format!(
+            "[[node]]\nname = \"n{i}\"\nid = {i}\naddresses = [\"10.0.0.{i}\"]\n"
+        ));
+    }
+    // Four nodes: token in effect = 1000 + 2 × 500 = 2000 ms.
+    assert_eq!(parse(&text).totem.timers.consensus_ms, 2400);
 }
 
 #[test]
@@ -417,5 +453,34 @@ fn config_check_command_exits_0_for_examples_and_1_listing_every_error() {
     assert!(
         err.contains("/nonexistent/cluster.toml: cannot read the configuration"),
         "{err}"
+    );
+}
+
+#[test]
+fn config_show_hides_inline_passwords_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[cluster]\nname = \"x\"\n[[node]]\nname = \"a\"\nid = 1\naddresses = [\"10.0.0.1\"]\nfence_levels = [[\"bmc\"], [\"pdu\"]]\n\
+         [[fence_device]]\nid = \"bmc\"\nkind = \"ipmi\"\nhost = \"10.9.0.1\"\nusername = \"u\"\npassword = \"s3cret-bmc\"\n\
+         [[fence_device]]\nid = \"pdu\"\nkind = \"agent\"\nagent = \"fence_apc\"\nparams = { ip = \"10.9.0.2\", password = \"s3cret-pdu\" }\n",
+    )
+    .unwrap();
+    let (code, shown, err) = hactl(&["config", "show", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("# password = (hidden"), "{shown}");
+    assert!(shown.contains("# params.password = (hidden"), "{shown}");
+    assert!(
+        err.contains("password given inline"),
+        "the warnings still go to stderr: {err}"
+    );
+
+    let (code, shown, _) = hactl(&["config", "show", "--show-secrets", file.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        shown.contains("password = \"s3cret-bmc\"") && shown.contains("password = \"s3cret-pdu\""),
+        "{shown}"
     );
 }

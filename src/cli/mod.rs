@@ -61,6 +61,9 @@ pub enum ConfigCommand {
         /// Print only the membership digest nodes compare when they join.
         #[arg(long)]
         digest: bool,
+        /// Include inline passwords (hidden by default).
+        #[arg(long)]
+        show_secrets: bool,
     },
 }
 
@@ -69,9 +72,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCommand::Check { file }) => {
             config_check(file.as_deref().unwrap_or(&cli.config))
         }
-        Command::Config(ConfigCommand::Show { file, digest }) => {
-            config_show(file.as_deref().unwrap_or(&cli.config), digest)
-        }
+        Command::Config(ConfigCommand::Show {
+            file,
+            digest,
+            show_secrets,
+        }) => config_show(file.as_deref().unwrap_or(&cli.config), digest, show_secrets),
         Command::Keygen {
             output,
             force,
@@ -101,9 +106,15 @@ fn config_check(path: &Path) -> ExitCode {
             if !c.totem.insecure_no_crypto
                 && let Err(e) = authkey::load(&c.totem.authkey)
             {
-                println!(
-                    "note: {e}\n    (hactld will refuse to start on this host until the key is in place: `hactl keygen`, then copy it to every node)"
-                );
+                let fix = match e {
+                    authkey::KeyError::Io(_, ref io)
+                        if io.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        "\n    create it once with `hactl keygen`, then copy it to every node"
+                    }
+                    _ => "",
+                };
+                println!("note: hactld will refuse to start on this host: {e}{fix}");
             }
             ExitCode::SUCCESS
         }
@@ -129,7 +140,7 @@ fn config_check(path: &Path) -> ExitCode {
     }
 }
 
-fn config_show(path: &Path, digest: bool) -> ExitCode {
+fn config_show(path: &Path, digest: bool, show_secrets: bool) -> ExitCode {
     match config::load(path) {
         Ok(loaded) => {
             for w in &loaded.warnings {
@@ -137,8 +148,10 @@ fn config_show(path: &Path, digest: bool) -> ExitCode {
             }
             if digest {
                 println!("{}", config::membership_digest(&loaded.config));
-            } else {
+            } else if show_secrets {
                 print!("{}", config::canonical(&loaded.config));
+            } else {
+                print!("{}", config::canonical_redacted(&loaded.config));
             }
             ExitCode::SUCCESS
         }

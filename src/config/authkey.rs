@@ -45,7 +45,7 @@ impl std::fmt::Display for KeyError {
             ),
             KeyError::TooOpen(p, mode) => write!(
                 f,
-                "{}: the key file has mode {mode:04o}, readable by others; run: chmod 0400 {}",
+                "{}: the key file has mode {mode:04o}: group or others have access to it; run: chmod 0400 {}",
                 p.display(),
                 p.display()
             ),

@@ -24,7 +24,7 @@ pub use diag::{Diagnostic, Severity};
 pub use model::*;
 pub use parse::{FILESYSTEM_PARAMS, IPADDR_PARAMS};
 pub use score::Score;
-pub use show::{canonical, membership_canonical, membership_digest};
+pub use show::{canonical, canonical_redacted, membership_canonical, membership_digest};
 
 /// A configuration that passed validation, with the warnings it produced.
 #[derive(Debug)]

@@ -238,9 +238,9 @@ pub struct FenceDevice {
     pub kind: FenceKind,
     /// Limit for one operation (off, on, reboot, status).
     pub timeout_ms: u64,
-    /// Fixed wait before fencing with this device; in a two-node cluster
-    /// give the preferred survivor's peer a delay so the two don't shoot
-    /// each other at once.
+    /// Fixed wait before fencing with this device. In a two-node cluster,
+    /// give the device that fences the node which should survive a fence
+    /// race a delay: its peer is then shot first.
     pub delay_ms: u64,
 }
 

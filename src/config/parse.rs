@@ -41,15 +41,21 @@ pub const WATCHDOG_TIMEOUT_S_DEFAULT: u32 = 10;
 pub const WATCHDOG_DEVICE_DEFAULT: &str = "/dev/watchdog";
 /// Longest id or name accepted, so messages and logs stay readable.
 pub const ID_LEN_MAX: usize = 64;
+/// Constraint ids may be longer: a derived one holds two other ids.
+pub const CONSTRAINT_ID_LEN_MAX: usize = 160;
 
 const HINT_ID: &str =
     "ids start with a letter or '_' and contain letters, digits, '-', '_', '.' (at most 64)";
 
 /// Checks a Pacemaker-style id (an XML name, which is what a CIB would need).
 pub(crate) fn valid_id(s: &str) -> bool {
+    valid_id_of_len(s, ID_LEN_MAX)
+}
+
+fn valid_id_of_len(s: &str, len_max: usize) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && s.len() <= ID_LEN_MAX
+        && s.len() <= len_max
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
@@ -67,12 +73,17 @@ fn read_id(
         key,
         &format!("every {what} needs {key} = \"...\""),
     )?;
-    if !valid_id(s.get_ref()) {
+    let len_max = if what == "constraint" {
+        CONSTRAINT_ID_LEN_MAX
+    } else {
+        ID_LEN_MAX
+    };
+    if !valid_id_of_len(s.get_ref(), len_max) {
         sink.error(
             &s.span(),
             &t.key_path(key),
             format!("\"{}\" is not a valid id", s.get_ref()),
-            HINT_ID,
+            HINT_ID.replace("64", &len_max.to_string()),
         );
         return None;
     }
@@ -131,6 +142,7 @@ pub(crate) fn parse_document(
     let (node_paths, nodes) = located(node_ts, "name", &mut broken, |t| parse_node(t, sink, spans));
     let broken_nodes = declared_nodes - nodes.len();
     derive_mcast_addrs(&mut totem, &nodes, &cluster.name);
+    settle_consensus(&mut totem, declared_nodes, sink, spans);
     let op_defaults = cluster.op_defaults.clone();
     let (resource_paths, resources) = located(resource_ts, "id", &mut broken, |t| {
         parse_resource(t, &op_defaults, has_fencing, sink, spans)
@@ -379,8 +391,10 @@ fn migration_threshold(t: &mut Table, sink: &mut Sink, spans: &mut Spans) -> Opt
 // ---------------------------------------------------------------- [totem]
 
 fn parse_totem(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> TotemSection {
+    // Unicast by default: it works on every network, multicast needs
+    // switches configured for it (IGMP snooping / querier).
     let mut s = TotemSection {
-        transport: Transport::Udp,
+        transport: Transport::Udpu,
         links: Vec::new(),
         authkey: PathBuf::from(DEFAULT_AUTHKEY_PATH),
         insecure_no_crypto: false,
@@ -555,25 +569,8 @@ fn parse_totem(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> TotemSec
         link_ts = t.tables(sink, spans, "link");
         t.finish(sink);
     }
-    // corosync: consensus defaults to 1.2 × token.
-    s.timers.consensus_ms = consensus.unwrap_or(s.timers.token_ms * 12 / 10);
-    if s.timers.consensus_ms < s.timers.join_ms {
-        sink.error(
-            &spans.at("totem.consensus"),
-            "totem.consensus",
-            if consensus.is_some() {
-                format!("consensus ({} ms) is shorter than join ({} ms)", s.timers.consensus_ms, s.timers.join_ms)
-            } else {
-                format!(
-                    "consensus defaults to 1.2 × token = {} ms, which is shorter than join ({} ms)",
-                    s.timers.consensus_ms, s.timers.join_ms
-                )
-            },
-            "consensus must be at least join: raise token, lower join, or set consensus (the usual value is 1.2 × token)",
-        );
-    } else if consensus.is_some() && s.timers.consensus_ms * 10 < s.timers.token_ms * 12 {
-        sink.warning(&spans.at("totem.consensus"), "totem.consensus", format!("consensus ({} ms) is below 1.2 × token ({} ms)", s.timers.consensus_ms, s.timers.token_ms), "membership may form before a lost token is noticed everywhere; remove consensus to use 1.2 × token");
-    }
+    // consensus stays 0 ("not set") until the node count is known.
+    s.timers.consensus_ms = consensus.unwrap_or(0);
 
     if link_ts.len() > LINKS_MAX {
         sink.error(
@@ -619,6 +616,7 @@ fn parse_totem(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> TotemSec
                 Err(_) => sink.error(&a.span(), &lt.key_path("mcast_addr"), format!("\"{}\" is not an IP address", a.get_ref()), "e.g. mcast_addr = \"239.192.7.1\""),
             }
             if s.transport == Transport::Udpu {
+                link.mcast_addr = None;
                 sink.warning(
                     &a.span(),
                     &lt.key_path("mcast_addr"),
@@ -637,6 +635,36 @@ fn parse_totem(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> TotemSec
         s.links.push(link);
     }
     s
+}
+
+/// Fills in consensus (corosync: 1.2 × the token in effect for this many
+/// nodes) and checks it against join and token.
+fn settle_consensus(totem: &mut TotemSection, nodes: usize, sink: &mut Sink, spans: &Spans) {
+    let t = &mut totem.timers;
+    let explicit = t.consensus_ms != 0;
+    let token_ms = t.effective_token_ms(nodes);
+    if !explicit {
+        t.consensus_ms = token_ms * 12 / 10;
+    }
+    if t.consensus_ms < t.join_ms {
+        sink.error(
+            &spans.at("totem.consensus"),
+            "totem.consensus",
+            if explicit {
+                format!("consensus ({} ms) is shorter than join ({} ms)", t.consensus_ms, t.join_ms)
+            } else {
+                format!("consensus defaults to 1.2 × token = {} ms, which is shorter than join ({} ms)", t.consensus_ms, t.join_ms)
+            },
+            "consensus must be at least join: raise token, lower join, or set consensus (the usual value is 1.2 × token)",
+        );
+    } else if explicit && t.consensus_ms * 10 < token_ms * 12 {
+        sink.warning(
+            &spans.at("totem.consensus"),
+            "totem.consensus",
+            format!("consensus ({} ms) is below 1.2 × token ({token_ms} ms with {nodes} nodes)", t.consensus_ms),
+            "membership may form before a lost token is noticed everywhere; remove consensus to use 1.2 × token",
+        );
+    }
 }
 
 /// Gives every multicast link without a group one derived from the cluster
@@ -938,7 +966,7 @@ pub(crate) fn valid_hostname(s: &str) -> bool {
         && s.len() <= ID_LEN_MAX
         && !s.starts_with(['-', '.'])
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
 }
 
 // ---------------------------------------------------------------- [[fence_device]]
@@ -994,9 +1022,20 @@ fn parse_secret(
 
 fn parse_fence_device(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<FenceDevice> {
     let id = read_id(&mut t, sink, spans, "id", "fence device");
-    let timeout_ms = t
-        .duration_ms(sink, spans, "timeout", 1_000)
-        .unwrap_or(FENCE_TIMEOUT_MS_DEFAULT);
+    let timeout_ms = match t.duration_ms(sink, spans, "timeout", 1_000) {
+        Some(0) => {
+            let kp = t.key_path("timeout");
+            sink.error(
+                &spans.at(&kp),
+                &kp,
+                "a fencing timeout of 0 would fail every fencing attempt",
+                "use a positive duration such as \"60s\"",
+            );
+            FENCE_TIMEOUT_MS_DEFAULT
+        }
+        Some(ms) => ms,
+        None => FENCE_TIMEOUT_MS_DEFAULT,
+    };
     let delay_ms = t.duration_ms(sink, spans, "delay", 1_000).unwrap_or(0);
     let kind_s = t.req_string(
         sink,
@@ -1140,11 +1179,19 @@ fn parse_fence_device(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Optio
             }
         }
         Some(3) => {
-            let device = t
-                .string(sink, spans, "device")
-                .map_or(PathBuf::from(WATCHDOG_DEVICE_DEFAULT), |d| {
-                    PathBuf::from(d.into_inner())
-                });
+            let device = match t.string(sink, spans, "device") {
+                Some(d) if d.get_ref().starts_with("/dev/") => PathBuf::from(d.into_inner()),
+                Some(d) => {
+                    sink.error(
+                        &d.span(),
+                        &t.key_path("device"),
+                        format!("\"{}\" is not a device path", d.get_ref()),
+                        "e.g. device = \"/dev/watchdog\"",
+                    );
+                    PathBuf::from(WATCHDOG_DEVICE_DEFAULT)
+                }
+                None => PathBuf::from(WATCHDOG_DEVICE_DEFAULT),
+            };
             let timeout_s = t
                 .int(sink, spans, "watchdog_timeout", 1, 600)
                 .map_or(WATCHDOG_TIMEOUT_S_DEFAULT, |v| v as u32);
@@ -1489,6 +1536,14 @@ fn parse_resource(
                 "configure the unit itself (a drop-in under /etc/systemd/system/UNIT.d/)",
             );
         }
+        Agent::Lsb { .. } if !params.is_empty() => {
+            sink.error(
+                &spans.at(&format!("{path}.params")),
+                &format!("{path}.params"),
+                "lsb resources take no params",
+                "init scripts read their settings from their own files (often /etc/default/NAME)",
+            );
+        }
         _ => {}
     }
     Some(Resource {
@@ -1582,7 +1637,11 @@ fn check_filesystem_params(
     {
         err(
             "directory",
-            format!("\"{d}\" is not an absolute mount point"),
+            if d == "/" {
+                "the root filesystem cannot be a resource's mount point".to_string()
+            } else {
+                format!("\"{d}\" is not an absolute mount point")
+            },
             "e.g. directory = \"/srv/www\"",
         );
     }
@@ -1738,7 +1797,7 @@ fn parse_location(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Lo
 
 fn parse_colocation(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Colocation> {
     let resource = read_ref(&mut t, sink, spans, "resource", "resource to place");
-    let with = read_ref(&mut t, sink, spans, "with", "resource it is placed with");
+    let with = read_ref(&mut t, sink, spans, "with", "resource to place it with");
     let score = if t.has("score") {
         t.score(sink, spans, "score")
     } else {
@@ -1795,7 +1854,8 @@ fn parse_order(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Order
         .choice(sink, spans, "then_action", OP_NAMES)
         .unwrap_or(first_action);
     for (key, action) in [("first_action", first_action), ("then_action", then_action)] {
-        if action == OpName::Monitor {
+        // A then_action defaulted from a bad first_action is not a second error.
+        if action == OpName::Monitor && (key == "first_action" || t.has("then_action")) {
             let kp = t.key_path(key);
             sink.error(
                 &spans.at(&kp),

@@ -355,10 +355,7 @@ impl<'a, 'i> Table<'a, 'i> {
                     key,
                     v,
                     "a table",
-                    &format!(
-                        "write [{}] on a line of its own, or {key} = {{ ... }}",
-                        self.key_path(key)
-                    ),
+                    &format!("write {key} = {{ name = value, ... }}"),
                 );
                 None
             }

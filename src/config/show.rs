@@ -199,14 +199,18 @@ fn node_section(out: &mut String, n: &Node, with_fencing: bool) {
     }
 }
 
-fn secret(out: &mut String, s: &Secret) {
+/// Comment written instead of an inline secret when secrets are hidden.
+const HIDDEN: &str = "(hidden: `hactl config show --show-secrets` prints it)";
+
+fn secret(out: &mut String, s: &Secret, redact: bool) {
     let _ = match s {
         Secret::File(p) => writeln!(out, "password_file = {}", q(&p.display().to_string())),
+        Secret::Inline(_) if redact => writeln!(out, "# password = {HIDDEN}"),
         Secret::Inline(p) => writeln!(out, "password = {}", q(p)),
     };
 }
 
-fn fence_section(out: &mut String, f: &FenceDevice) {
+fn fence_section(out: &mut String, f: &FenceDevice, redact: bool) {
     let _ = writeln!(out, "[[fence_device]]");
     let _ = writeln!(out, "id = {}", q(&f.id));
     let _ = writeln!(out, "kind = {}", q(f.kind.name()));
@@ -224,7 +228,7 @@ fn fence_section(out: &mut String, f: &FenceDevice) {
             let _ = writeln!(out, "host = {}", q(host));
             let _ = writeln!(out, "port = {port}");
             let _ = writeln!(out, "username = {}", q(username));
-            secret(out, password);
+            secret(out, password, redact);
             let _ = writeln!(out, "cipher_suite = {cipher_suite}");
             let p = match privilege {
                 IpmiPrivilege::Operator => "operator",
@@ -243,10 +247,16 @@ fn fence_section(out: &mut String, f: &FenceDevice) {
         } => {
             let _ = writeln!(out, "agent = {}", q(agent));
             if let Some(p) = password {
-                secret(out, p);
+                secret(out, p, redact);
+            }
+            let mut params = params.clone();
+            for key in ["password", "passwd"] {
+                if redact && params.remove(key).is_some() {
+                    let _ = writeln!(out, "# params.{key} = {HIDDEN}");
+                }
             }
             if !params.is_empty() {
-                let _ = writeln!(out, "params = {}", inline_map(params));
+                let _ = writeln!(out, "params = {}", inline_map(&params));
             }
         }
         FenceKind::Watchdog { device, timeout_s } => {
@@ -280,6 +290,16 @@ fn resource_section(out: &mut String, r: &Resource) {
 
 /// The whole configuration in canonical form.
 pub fn canonical(c: &Config) -> String {
+    render(c, false)
+}
+
+/// The canonical form with inline passwords left out (as comments), for
+/// printing where others may see it.
+pub fn canonical_redacted(c: &Config) -> String {
+    render(c, true)
+}
+
+fn render(c: &Config, redact: bool) -> String {
     let mut out = String::new();
     cluster_section(&mut out, &c.cluster);
     out.push('\n');
@@ -292,7 +312,7 @@ pub fn canonical(c: &Config) -> String {
     }
     for f in &c.fence_devices {
         out.push('\n');
-        fence_section(&mut out, f);
+        fence_section(&mut out, f, redact);
     }
     for r in &c.resources {
         out.push('\n');

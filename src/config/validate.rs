@@ -187,7 +187,14 @@ fn check_nodes(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
             );
         }
     }
-    if !c.fence_devices.is_empty() {
+    if c.fence_devices.is_empty() && !spans.contains("fence_device") {
+        sink.warning(
+            &spans.at("node"),
+            "fence_device",
+            "no fencing is configured",
+            "a node that fails uncleanly cannot be fenced, so hactl cannot be sure its resources stopped before they start elsewhere; add a [[fence_device]] (ipmi, libvirt, agent or watchdog) and fence_levels for each node",
+        );
+    } else if !c.fence_devices.is_empty() {
         for (n, path) in c.nodes.iter().zip(&paths.nodes) {
             if n.fence_levels.is_empty() {
                 sink.warning(&spans.at(path), &format!("{path}.fence_levels"), format!("node \"{}\" has no fencing", n.name), "if it fails uncleanly, its resources cannot be recovered safely; add fence_levels = [[\"DEVICE\"]]");
@@ -247,10 +254,30 @@ fn check_quorum(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
         );
     }
     if let Some(e) = q.expected_votes
-        && e < total
         && !q.two_node
+        && paths.broken_nodes == 0
     {
-        sink.warning(&spans.at("quorum.expected_votes"), "quorum.expected_votes", format!("expected_votes = {e} is below the nodes' total of {total} votes"), "votequorum raises it to the total when all nodes are up; remove expected_votes unless you plan to add nodes");
+        // votequorum: quorum = floor(expected / 2) + 1 (never below the
+        // majority of the votes present).
+        let needed = e / 2 + 1;
+        if needed > total {
+            err(
+                sink,
+                spans,
+                "quorum.expected_votes",
+                format!(
+                    "expected_votes = {e} needs {needed} votes for quorum, but the nodes have only {total} in all"
+                ),
+                "this cluster could never be quorate: remove expected_votes (the default is the nodes' total)",
+            );
+        } else if e < total {
+            sink.warning(
+                &spans.at("quorum.expected_votes"),
+                "quorum.expected_votes",
+                format!("expected_votes = {e} is below the nodes' total of {total} votes"),
+                "until all nodes have been seen, a minority of them can be quorate; remove expected_votes",
+            );
+        }
     }
     if q.last_man_standing {
         for (n, path) in c.nodes.iter().zip(&paths.nodes) {
@@ -297,14 +324,25 @@ fn check_quorum(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
                 );
             }
         }
-        if !q.auto_tie_breaker {
-            sink.warning(
-                &spans.at("quorum.auto_tie_breaker_node"),
-                "quorum.auto_tie_breaker_node",
-                "auto_tie_breaker_node has no effect without auto_tie_breaker = true",
-                "",
-            );
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                err(
+                    sink,
+                    spans,
+                    &format!("quorum.auto_tie_breaker_node[{i}]"),
+                    format!("node id {id} is listed twice"),
+                    "list each node once, most preferred first",
+                );
+            }
         }
+    }
+    if !q.auto_tie_breaker && spans.contains("quorum.auto_tie_breaker_node") {
+        sink.warning(
+            &spans.at("quorum.auto_tie_breaker_node"),
+            "quorum.auto_tie_breaker_node",
+            "auto_tie_breaker_node has no effect without auto_tie_breaker = true",
+            "set auto_tie_breaker = true, or remove auto_tie_breaker_node",
+        );
     }
 }
 
@@ -534,6 +572,9 @@ fn check_resources(
         for o in &r.ops {
             let what = match (o.name, o.role) {
                 (OpName::Promote | OpName::Demote, _) => format!("a {} operation", o.name.as_str()),
+                _ if o.on_fail == OnFail::Demote => {
+                    format!("a {} with on_fail = \"demote\"", o.name.as_str())
+                }
                 (_, Some(role @ (Role::Promoted | Role::Unpromoted))) => {
                     format!("a {} for the {} role", o.name.as_str(), role.as_str())
                 }
