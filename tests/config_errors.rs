@@ -3935,3 +3935,77 @@ fn derived_constraint_ids_longer_than_64_characters_load_again_from_config_show(
     let again = parse(&shown).unwrap_or_else(|d| panic!("{}", dump(&d)));
     assert_eq!(again.config, loaded.config);
 }
+
+#[test]
+fn an_integer_beyond_64_bits_is_out_of_range() {
+    expect_sole_error(
+        &format!("{TWO_NODES}[totem]\nwindow_size = 99999999999999999999\n"),
+        12,
+        15,
+        "totem.window_size",
+        "99999999999999999999 is out of range",
+    );
+}
+
+#[test]
+fn a_monitor_with_a_bad_interval_is_one_error() {
+    expect_sole_error(
+        &format!(
+            "{TWO_NODES}[[resource]]\nid = \"a\"\nagent = \"systemd:a\"\n[[resource.op]]\nname = \"monitor\"\ninterval = \"5 s\"\n"
+        ),
+        16,
+        12,
+        "resource[0].op[0].interval",
+        "\"5 s\" is not a duration",
+    );
+}
+
+#[test]
+fn a_bad_address_is_one_error_even_with_two_links() {
+    expect_sole_error(
+        r#"
+[cluster]
+name = "c"
+[[totem.link]]
+network = "10.0.0.0/24"
+[[totem.link]]
+network = "10.1.0.0/24"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.300", "10.1.0.1"]
+"#,
+        10,
+        14,
+        "node[0].addresses",
+        "\"10.0.0.300\" is not an IP address",
+    );
+}
+
+#[test]
+fn node_as_a_plain_table_is_one_error() {
+    expect_sole_error(
+        "[cluster]\nname = \"c\"\n[node]\nname = \"n1\"\n",
+        3,
+        1,
+        "node",
+        "must be an array of tables",
+    );
+}
+
+#[test]
+fn cluster_as_a_string_is_one_error() {
+    expect_sole_error(
+        "cluster = \"c\"\n[[node]]\nname = \"n1\"\nid = 1\naddresses = [\"10.0.0.1\"]\n",
+        1,
+        11,
+        "cluster",
+        "expected a table, found a string",
+    );
+}
+
+#[test]
+fn the_last_man_standing_window_accepts_units() {
+    let loaded = parse(&format!("{TWO_NODES}[quorum]\nlast_man_standing = true\nwait_for_all = true\nlast_man_standing_window = \"20s\"\n")).unwrap_or_else(|d| panic!("{}", dump(&d)));
+    assert_eq!(loaded.config.quorum.last_man_standing_window_ms, 20_000);
+}

@@ -253,6 +253,10 @@ fn shipped_examples_survive_show_and_parse() {
         let loaded = config::load(&conf(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
         assert_round_trip(&loaded.config);
+        // What `config show` prints loads without new warnings either.
+        let again =
+            config::parse_str(&config::canonical(&loaded.config), Path::new("shown.toml")).unwrap();
+        assert!(again.warnings.is_empty(), "{name}: {:?}", again.warnings);
     }
 }
 

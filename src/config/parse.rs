@@ -135,11 +135,15 @@ pub(crate) fn parse_document(
     let (fence_paths, fence_devices) = located(fence_ts, "id", &mut broken, |t| {
         parse_fence_device(t, sink, spans)
     });
-    let cluster = parse_cluster(cluster_t, sink, spans);
+    // A [cluster] that is not a table was reported as such: not "missing".
+    let cluster = parse_cluster(cluster_t, root_has(root, "cluster"), sink, spans);
     let mut totem = parse_totem(totem_t, sink, spans);
     let quorum = parse_quorum(quorum_t, sink, spans);
     let declared_nodes = node_ts.len();
-    let (node_paths, nodes) = located(node_ts, "name", &mut broken, |t| parse_node(t, sink, spans));
+    let mut broken_node_names = HashSet::new();
+    let (node_paths, nodes) = located(node_ts, "name", &mut broken_node_names, |t| {
+        parse_node(t, sink, spans)
+    });
     let broken_nodes = declared_nodes - nodes.len();
     derive_mcast_addrs(&mut totem, &nodes, &cluster.name);
     settle_consensus(&mut totem, declared_nodes, sink, spans);
@@ -196,6 +200,7 @@ pub(crate) fn parse_document(
     let paths = Paths {
         broken,
         broken_nodes,
+        broken_node_names,
         derived_ids,
         nodes: node_paths,
         fence_devices: fence_paths,
@@ -232,6 +237,8 @@ pub(crate) struct Paths {
     pub(crate) broken: HashSet<String>,
     /// Nodes that failed to parse, still counted where the number matters.
     pub(crate) broken_nodes: usize,
+    /// Names of the nodes that failed to parse.
+    pub(crate) broken_node_names: HashSet<String>,
     /// Paths of constraints whose id was derived, not written.
     pub(crate) derived_ids: HashSet<String>,
     pub(crate) nodes: Vec<String>,
@@ -270,7 +277,16 @@ fn located<'a, 'i, T>(
 
 // ---------------------------------------------------------------- [cluster]
 
-fn parse_cluster(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> ClusterSection {
+fn root_has(root: &toml::de::DeTable<'_>, key: &str) -> bool {
+    root.iter().any(|(k, _)| k.get_ref() == key)
+}
+
+fn parse_cluster(
+    t: Option<Table>,
+    present: bool,
+    sink: &mut Sink,
+    spans: &mut Spans,
+) -> ClusterSection {
     let mut section = ClusterSection {
         name: String::new(),
         no_quorum_policy: NoQuorumPolicy::Stop,
@@ -285,12 +301,14 @@ fn parse_cluster(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> Cluste
         },
     };
     let Some(mut t) = t else {
-        sink.error(
-            &(0..0),
-            "cluster",
-            "missing section [cluster]",
-            "add [cluster] with name = \"...\" at the top of the file",
-        );
+        if !present {
+            sink.error(
+                &(0..0),
+                "cluster",
+                "missing section [cluster]",
+                "add [cluster] with name = \"...\" at the top of the file",
+            );
+        }
         return section;
     };
     if let Some(name) = t.req_string(
@@ -738,14 +756,18 @@ fn parse_quorum(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> QuorumS
     // two_node implies wait_for_all unless it is explicitly turned off.
     q.wait_for_all = t.bool(sink, spans, "wait_for_all").unwrap_or(q.two_node);
     q.last_man_standing = t.bool(sink, spans, "last_man_standing").unwrap_or(false);
-    if let Some(ms) = t.int(
-        sink,
-        spans,
-        "last_man_standing_window",
-        1,
-        TOTEM_TIMER_MS_MAX as i64,
-    ) {
-        q.last_man_standing_window_ms = ms as u64;
+    if let Some(ms) = t.duration_ms(sink, spans, "last_man_standing_window", 1) {
+        if (1..=TOTEM_TIMER_MS_MAX).contains(&ms) {
+            q.last_man_standing_window_ms = ms;
+        } else {
+            let kp = "quorum.last_man_standing_window";
+            sink.error(
+                &spans.at(kp),
+                kp,
+                format!("{ms} ms is out of range"),
+                format!("use a value from 1 to {TOTEM_TIMER_MS_MAX} milliseconds"),
+            );
+        }
     }
     q.auto_tie_breaker = t.bool(sink, spans, "auto_tie_breaker").unwrap_or(false);
     if let Some(v) = t.raw("auto_tie_breaker_node", spans) {
@@ -888,15 +910,19 @@ fn parse_node(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Node> 
             Vec::new()
         }
     };
+    let mut bad_address = false;
     for a in written {
         match a.get_ref().parse::<IpAddr>() {
             Ok(ip) => addresses.push(ip),
-            Err(_) => sink.error(
-                &a.span(),
-                &t.key_path("addresses"),
-                format!("\"{}\" is not an IP address", a.get_ref()),
-                "write the address itself, e.g. \"10.0.0.1\" (host names are not resolved)",
-            ),
+            Err(_) => {
+                bad_address = true;
+                sink.error(
+                    &a.span(),
+                    &t.key_path("addresses"),
+                    format!("\"{}\" is not an IP address", a.get_ref()),
+                    "write the address itself, e.g. \"10.0.0.1\" (host names are not resolved)",
+                )
+            }
         }
     }
     let votes = t.int(sink, spans, "votes", 0, 255).map_or(1, |v| v as u32);
@@ -950,6 +976,11 @@ fn parse_node(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Node> 
         }
     }
     t.finish(sink);
+    if bad_address {
+        // Checking the remaining addresses against the links would compare
+        // them with the wrong link: leave the node out (it still counts).
+        return None;
+    }
     Some(Node {
         name: name?,
         // An invalid id was reported; 0 keeps the node for the other checks.
@@ -1381,7 +1412,10 @@ fn parse_resource(
             );
             None
         };
-        let interval_ms = o.duration_ms(sink, spans, "interval", 1_000).unwrap_or(0);
+        let interval = o.duration_ms(sink, spans, "interval", 1_000);
+        // An interval that failed to parse was reported; don't add "needs one".
+        let interval_invalid = interval.is_none() && o.has("interval");
+        let interval_ms = interval.unwrap_or(0);
         let timeout_ms = o
             .duration_ms(sink, spans, "timeout", 1_000)
             .unwrap_or(op_defaults.timeout_ms);
@@ -1411,7 +1445,7 @@ fn parse_resource(
         let (opath, ospan) = (o.path.clone(), o.span.clone());
         o.finish(sink);
         let Some(name) = name else { continue };
-        if name == OpName::Monitor && interval_ms == 0 {
+        if name == OpName::Monitor && interval_ms == 0 && !interval_invalid {
             sink.error(
                 &ospan,
                 &format!("{opath}.interval"),

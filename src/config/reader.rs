@@ -222,6 +222,15 @@ impl<'a, 'i> Table<'a, 'i> {
     ) -> Option<i64> {
         let v = self.raw(key, spans)?;
         let Some(n) = integer_of(v.get_ref()) else {
+            if let DeValue::Integer(i) = v.get_ref() {
+                sink.error(
+                    &v.span(),
+                    &self.key_path(key),
+                    format!("{} is out of range", i.as_str()),
+                    format!("use a value from {min} to {max}"),
+                );
+                return None;
+            }
             let hint = match v.get_ref() {
                 DeValue::String(s) if s.trim().parse::<i64>().is_ok() => {
                     "remove the quotes around the number"
@@ -274,13 +283,17 @@ impl<'a, 'i> Table<'a, 'i> {
                     );
                     None
                 }),
-                _ => {
+                Some(_) => {
                     sink.error(
                         &v.span(),
                         &self.key_path(key),
                         "a duration cannot be negative",
                         hint,
                     );
+                    None
+                }
+                None => {
+                    sink.error(&v.span(), &self.key_path(key), "duration is too long", hint);
                     None
                 }
             },

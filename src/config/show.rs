@@ -175,12 +175,16 @@ fn quorum_section(out: &mut String, qs: &QuorumSection) {
         qs.last_man_standing_window_ms
     );
     let _ = writeln!(out, "auto_tie_breaker = {}", qs.auto_tie_breaker);
-    let tb = match &qs.auto_tie_breaker_node {
-        TieBreaker::Lowest => q("lowest"),
-        TieBreaker::Highest => q("highest"),
-        TieBreaker::List(ids) => list(ids.iter().map(u32::to_string)),
-    };
-    let _ = writeln!(out, "auto_tie_breaker_node = {tb}");
+    // Only meaningful (and only accepted without a warning) with the
+    // tie-breaker on.
+    if qs.auto_tie_breaker {
+        let tb = match &qs.auto_tie_breaker_node {
+            TieBreaker::Lowest => q("lowest"),
+            TieBreaker::Highest => q("highest"),
+            TieBreaker::List(ids) => list(ids.iter().map(u32::to_string)),
+        };
+        let _ = writeln!(out, "auto_tie_breaker_node = {tb}");
+    }
 }
 
 fn node_section(out: &mut String, n: &Node, with_fencing: bool) {

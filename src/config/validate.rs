@@ -51,7 +51,8 @@ fn err(
 // ---------------------------------------------------------------- nodes and links
 
 fn check_nodes(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
-    if c.nodes.is_empty() && paths.broken_nodes == 0 {
+    // (`node` written as something else than [[node]] was reported already.)
+    if c.nodes.is_empty() && paths.broken_nodes == 0 && !spans.contains("node") {
         err(
             sink,
             spans,
@@ -314,7 +315,7 @@ fn check_quorum(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
     }
     if let TieBreaker::List(ids) = &q.auto_tie_breaker_node {
         for (i, id) in ids.iter().enumerate() {
-            if !c.nodes.iter().any(|n| n.id == *id) {
+            if !c.nodes.iter().any(|n| n.id == *id) && paths.broken_nodes == 0 {
                 err(
                     sink,
                     spans,
@@ -409,7 +410,21 @@ fn suggest(unknown: &str, ids: &HashMap<&str, (IdKind, &str)>, kinds: &[IdKind])
         .collect();
     match closest(unknown, &known) {
         Some(s) => format!("did you mean \"{s}\"?"),
-        None => "declare it as a [[resource]], [[group]] or [[clone]], or fix the id".to_string(),
+        None => {
+            let sections: Vec<&str> = kinds
+                .iter()
+                .filter_map(|k| match k {
+                    IdKind::Primitive => Some("[[resource]]"),
+                    IdKind::Group => Some("[[group]]"),
+                    IdKind::Clone => Some("[[clone]]"),
+                    _ => None,
+                })
+                .collect();
+            format!(
+                "declare it in a {} section, or fix the id",
+                sections.join(" or ")
+            )
+        }
     }
 }
 
@@ -665,7 +680,7 @@ fn check_constraints(
 
     for (l, p) in c.locations.iter().zip(&paths.locations) {
         check_ref(sink, format!("{p}.resource"), &l.resource);
-        if c.node_by_name(&l.node).is_none() && !paths.broken.contains(&l.node) {
+        if c.node_by_name(&l.node).is_none() && !paths.broken_node_names.contains(&l.node) {
             let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
             let hint = closest(&l.node, &names).map_or_else(
                 || format!("configured nodes: {}", names.join(", ")),
