@@ -854,7 +854,11 @@ fn parse_node(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Node> 
             None
         }
     });
-    let id = if t.has("id") {
+    let id = if t.require(
+        sink,
+        "id",
+        &format!("give every node a unique id from {NODE_ID_MIN} to {NODE_ID_MAX}: id = 1"),
+    ) {
         t.int(
             sink,
             spans,
@@ -864,12 +868,6 @@ fn parse_node(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Node> 
         )
         .map(|n| n as u32)
     } else {
-        t.allow("id");
-        t.missing(
-            sink,
-            "id",
-            &format!("give every node a unique id from {NODE_ID_MIN} to {NODE_ID_MAX}: id = 1"),
-        );
         None
     };
     let mut addresses = Vec::new();
@@ -1401,15 +1399,13 @@ fn parse_resource(
     let meta = parse_meta(&mut t, sink, spans);
     let mut ops: Vec<Operation> = Vec::new();
     for mut o in t.tables(sink, spans, "op") {
-        let name = if o.has("name") {
+        let name = if o.require(
+            sink,
+            "name",
+            "name the operation: name = \"monitor\" (or start, stop, promote, demote)",
+        ) {
             o.choice(sink, spans, "name", OP_NAMES)
         } else {
-            o.allow("name");
-            o.missing(
-                sink,
-                "name",
-                "name the operation: name = \"monitor\" (or start, stop, promote, demote)",
-            );
             None
         };
         let interval = o.duration_ms(sink, spans, "interval", 1_000);
@@ -1705,15 +1701,13 @@ fn check_filesystem_params(
 
 fn parse_group(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Group> {
     let id = read_id(&mut t, sink, spans, "id", "group");
-    let members = if t.has("members") {
+    let members = if t.require(
+        sink,
+        "members",
+        "list the resources in start order: members = [\"vip\", \"fs\", \"web\"]",
+    ) {
         t.strings(sink, spans, "members")
     } else {
-        t.allow("members");
-        t.missing(
-            sink,
-            "members",
-            "list the resources in start order: members = [\"vip\", \"fs\", \"web\"]",
-        );
         None
     };
     if let Some(m) = &members
@@ -1804,11 +1798,9 @@ fn constraint_id(
 fn parse_location(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Location> {
     let resource = read_ref(&mut t, sink, spans, "resource", "resource");
     let node = read_ref(&mut t, sink, spans, "node", "node");
-    let score = if t.has("score") {
+    let score = if t.require(sink, "score", "say how much the resource prefers the node: score = 100 (or \"INFINITY\", or \"-INFINITY\" to forbid it)") {
         t.score(sink, spans, "score")
     } else {
-        t.allow("score");
-        t.missing(sink, "score", "say how much the resource prefers the node: score = 100 (or \"INFINITY\", or \"-INFINITY\" to forbid it)");
         None
     };
     let id = constraint_id(&mut t, sink, spans, || {
@@ -1832,15 +1824,13 @@ fn parse_location(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Lo
 fn parse_colocation(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Option<Colocation> {
     let resource = read_ref(&mut t, sink, spans, "resource", "resource to place");
     let with = read_ref(&mut t, sink, spans, "with", "resource to place it with");
-    let score = if t.has("score") {
+    let score = if t.require(
+        sink,
+        "score",
+        "score = \"INFINITY\" keeps them together, \"-INFINITY\" apart",
+    ) {
         t.score(sink, spans, "score")
     } else {
-        t.allow("score");
-        t.missing(
-            sink,
-            "score",
-            "score = \"INFINITY\" keeps them together, \"-INFINITY\" apart",
-        );
         None
     };
     let resource_role = t.choice(sink, spans, "resource_role", ROLES);

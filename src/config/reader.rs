@@ -177,12 +177,21 @@ impl<'a, 'i> Table<'a, 'i> {
         key: &'static str,
         hint: &str,
     ) -> Option<Spanned<String>> {
-        if !self.has(key) {
-            self.allow(key);
-            self.missing(sink, key, hint);
+        if !self.require(sink, key, hint) {
             return None;
         }
         self.string(sink, spans, key)
+    }
+
+    /// Whether a required key is present; if not, reports it missing (and
+    /// marks it known, so it is not also "unknown").
+    pub(crate) fn require(&mut self, sink: &mut Sink, key: &'static str, hint: &str) -> bool {
+        if self.has(key) {
+            return true;
+        }
+        self.allow(key);
+        self.missing(sink, key, hint);
+        false
     }
 
     pub(crate) fn bool(
