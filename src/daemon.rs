@@ -84,14 +84,15 @@ fn log_diagnostic(d: &Diagnostic) {
 }
 
 /// Loads the configuration, logging every diagnostic.
-fn load_config(path: &Path) -> Result<Config, String> {
+/// `on_error` reports the diagnostics of a file that is refused.
+fn load_config(path: &Path, on_error: fn(&Diagnostic)) -> Result<Config, String> {
     match config::load(path) {
         Ok(loaded) => {
             loaded.warnings.iter().for_each(log_diagnostic);
             Ok(loaded.config)
         }
         Err(LoadError::Invalid(diags)) => {
-            diags.iter().for_each(log_diagnostic);
+            diags.iter().for_each(on_error);
             let n = diags
                 .iter()
                 .filter(|d| d.severity == Severity::Error)
@@ -181,8 +182,25 @@ struct Started {
     node: Node,
 }
 
+/// Prints a line about why the daemon refuses to start to stderr, with the
+/// journal's priority prefix when stderr is the journal. Not through the
+/// native journal protocol: journald reads such a message after the
+/// process has exited, cannot tell which unit sent it any more, and
+/// `journalctl -u hactld` / `systemctl status` would miss the one message
+/// that explains the failure. The stream is attributed when it connects.
+fn refusal_line(text: &str) {
+    let prefix = if std::env::var_os("JOURNAL_STREAM").is_some() { "<3>" } else { "" };
+    for line in text.lines() {
+        eprintln!("{prefix}{line}");
+    }
+}
+
+fn refusal_diagnostic(d: &Diagnostic) {
+    refusal_line(&d.to_string());
+}
+
 fn start(opts: &Options) -> Result<Started, String> {
-    let config = load_config(&opts.config)?;
+    let config = load_config(&opts.config, refusal_diagnostic)?;
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -204,7 +222,7 @@ pub fn run(opts: Options) -> ExitCode {
     let started = match start(&opts) {
         Ok(s) => s,
         Err(msg) => {
-            error!("refusing to start: {msg}");
+            refusal_line(&format!("hactld: refusing to start: {msg}"));
             status(&format!("failed: {msg}"));
             return ExitCode::from(EXIT_CONFIG);
         }
@@ -270,7 +288,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             }
             _ = hup.recv() => {
                 notify(&[NotifyState::Reloading, NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Custom(""))]);
-                match load_config(&opts.config) {
+                match load_config(&opts.config, log_diagnostic) {
                     Ok(config) if config.node_by_name(&started.node.name).is_some() => {
                         info!("configuration reloaded");
                         started.config = config;

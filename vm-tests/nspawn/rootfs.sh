@@ -108,9 +108,13 @@ fi
 R=$TMP/root
 
 # Container-friendly defaults, same for every test run:
+# - a neutral host name (debootstrap copies the builder's); each test run
+#   sets its own in its overlay;
 # - no console login prompt on the nspawn console;
-# - journal in memory only (nothing written to the cache).
+# - journal in memory only (nothing written to the cache);
 # - apt's package lists and caches dropped (the tests install nothing).
+echo hactl-test > "$R/etc/hostname"
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$R/etc/hosts"
 rm -f "$R/etc/systemd/system/getty.target.wants/getty@tty1.service"
 ln -sf /dev/null "$R/etc/systemd/system/console-getty.service"
 mkdir -p "$R/etc/systemd/journald.conf.d"
