@@ -189,7 +189,11 @@ struct Started {
 /// `journalctl -u hactld` / `systemctl status` would miss the one message
 /// that explains the failure. The stream is attributed when it connects.
 fn refusal_line(text: &str) {
-    let prefix = if std::env::var_os("JOURNAL_STREAM").is_some() { "<3>" } else { "" };
+    let prefix = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        "<3>"
+    } else {
+        ""
+    };
     for line in text.lines() {
         eprintln!("{prefix}{line}");
     }
