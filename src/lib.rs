@@ -4,7 +4,13 @@
 //! - [`config`]: the TOML configuration language, validation, canonical form, digest, key file.
 //! - [`daemon`]: the I/O edge of `hactld`: logging, systemd notification, signals, main loop.
 //! - [`cli`]: the `hactl` subcommands and their rendering.
+//! - [`time`]: the crate's monotonic `Instant` (pure cores take `now` as an argument).
+//! - [`quorum`]: votequorum rules as a pure state machine.
+//! - [`fencing`]: fence devices: IPMI (RMCP+), libvirt, fence agents, watchdog.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod fencing;
+pub mod quorum;
+pub mod time;

@@ -1,0 +1,1 @@
+//! Fence devices (placeholder: filled in by the fencing work).

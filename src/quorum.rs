@@ -1,0 +1,1 @@
+//! votequorum rules (placeholder: filled in by the quorum work).
