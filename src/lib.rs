@@ -7,6 +7,7 @@
 //! - [`time`]: the crate's monotonic `Instant` (pure cores take `now` as an argument).
 //! - [`quorum`]: votequorum rules as a pure state machine.
 //! - [`fencing`]: fence devices: IPMI (RMCP+), libvirt, fence agents, watchdog.
+//! - [`totem`]: membership and ordered messaging; its encrypted packet envelope.
 
 pub mod cli;
 pub mod config;
@@ -14,3 +15,4 @@ pub mod daemon;
 pub mod fencing;
 pub mod quorum;
 pub mod time;
+pub mod totem;

@@ -1,0 +1,13 @@
+//! Totem: membership and ordered, encrypted messaging between the nodes.
+//!
+//! - [`crypto`]: the packet envelope: AES-256-GCM with per-sender keys
+//!   derived by HKDF from the cluster key, nonces that are never reused, and
+//!   replay rejection.
+//!
+//! The single-ring ordering and membership protocol (SRP) and its UDP
+//! driver build on this envelope.
+
+pub mod crypto;
+
+/// A node's id, 1..=32 (configuration `[[node]] id`).
+pub type NodeId = u32;
