@@ -3,11 +3,14 @@
 //! - [`crypto`]: the packet envelope: AES-256-GCM with per-sender keys
 //!   derived by HKDF from the cluster key, nonces that are never reused, and
 //!   replay rejection.
+//! - [`incarnation`]: a strictly increasing number per start of hactld,
+//!   persisted before use (the envelope's nonce safety rests on it).
 //!
 //! The single-ring ordering and membership protocol (SRP) and its UDP
 //! driver build on this envelope.
 
 pub mod crypto;
+pub mod incarnation;
 
 /// A node's id, 1..=32 (configuration `[[node]] id`).
 pub type NodeId = u32;
