@@ -7,6 +7,7 @@
 //! - [`time`]: the crate's monotonic `Instant` (pure cores take `now` as an argument).
 //! - [`quorum`]: votequorum rules as a pure state machine.
 //! - [`fencing`]: fence devices: IPMI (RMCP+), libvirt, fence agents, watchdog.
+//! - [`scheduler`]: pacemaker-compatible placement and transitions (pure).
 //! - [`totem`]: membership and ordered messaging; its encrypted packet envelope.
 
 pub mod cli;
@@ -14,5 +15,6 @@ pub mod config;
 pub mod daemon;
 pub mod fencing;
 pub mod quorum;
+pub mod scheduler;
 pub mod time;
 pub mod totem;

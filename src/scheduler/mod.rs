@@ -1,0 +1,1 @@
+//! The policy engine (placeholder: filled in by the scheduler work).
