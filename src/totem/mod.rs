@@ -5,12 +5,15 @@
 //!   replay rejection.
 //! - [`incarnation`]: a strictly increasing number per start of hactld,
 //!   persisted before use (the envelope's nonce safety rests on it).
+//! - [`wire`]: the totem messages (token, multicast, join, commit token,
+//!   merge detect) and their bounded byte format.
 //!
 //! The single-ring ordering and membership protocol (SRP) and its UDP
 //! driver build on this envelope.
 
 pub mod crypto;
 pub mod incarnation;
+pub mod wire;
 
 /// A node's id, 1..=32 (configuration `[[node]] id`).
 pub type NodeId = u32;
