@@ -505,7 +505,7 @@ mod tests {
                 aru_addr: (r.next() % 33) as NodeId,
                 fcc: r.next() as u32,
                 backlog: r.next() as u32,
-                retrans: r.next() % 2 == 0,
+                retrans: r.next().is_multiple_of(2),
                 rtr: (0..r.next() % (RTR_ENTRIES_MAX as u64 + 1))
                     .map(|_| r.next() as u32)
                     .collect(),
@@ -514,7 +514,7 @@ mod tests {
                 ring: r.ring(),
                 seq: r.next() as u32,
                 sender: r.node(),
-                encapsulated: r.next() % 2 == 0,
+                encapsulated: r.next().is_multiple_of(2),
                 payload: (0..r.next() % 300).map(|_| r.next() as u8).collect(),
             }),
             2 => {
@@ -532,11 +532,11 @@ mod tests {
                 let members = NodeSet::from_bits((r.next() as u32) | 1);
                 let entries = (0..members.len())
                     .map(|_| {
-                        (r.next() % 2 == 0).then(|| CommitEntry {
+                        (r.next().is_multiple_of(2)).then(|| CommitEntry {
                             old_ring: r.ring(),
                             aru: r.next() as u32,
                             high_delivered: r.next() as u32,
-                            received_all: r.next() % 2 == 0,
+                            received_all: r.next().is_multiple_of(2),
                             high_seq: r.next() as u32,
                         })
                     })
