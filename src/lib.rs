@@ -7,6 +7,7 @@
 //! - [`time`]: the crate's monotonic `Instant` (pure cores take `now` as an argument).
 //! - [`quorum`]: votequorum rules as a pure state machine.
 //! - [`fencing`]: fence devices: IPMI (RMCP+), libvirt, fence agents, watchdog.
+//! - [`sim`]: the deterministic simulator (virtual clock, faulty network, one seed).
 //! - [`scheduler`]: pacemaker-compatible placement and transitions (pure).
 //! - [`totem`]: membership and ordered messaging; its encrypted packet envelope.
 
@@ -16,5 +17,6 @@ pub mod daemon;
 pub mod fencing;
 pub mod quorum;
 pub mod scheduler;
+pub mod sim;
 pub mod time;
 pub mod totem;

@@ -7,12 +7,15 @@
 //!   persisted before use (the envelope's nonce safety rests on it).
 //! - [`wire`]: the totem messages (token, multicast, join, commit token,
 //!   merge detect) and their bounded byte format.
+//! - [`srp`]: the single-ring protocol's ordering half as a pure state
+//!   machine (token, agreed order, retransmission, flow control).
 //!
 //! The single-ring ordering and membership protocol (SRP) and its UDP
 //! driver build on this envelope.
 
 pub mod crypto;
 pub mod incarnation;
+pub mod srp;
 pub mod wire;
 
 /// A node's id, 1..=32 (configuration `[[node]] id`).

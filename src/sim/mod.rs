@@ -1,0 +1,219 @@
+//! The deterministic simulator: nodes, a virtual clock and a network that
+//! drops, duplicates, delays and reorders — all from one seed, so a failing
+//! seed replays exactly.
+//!
+//! For now it drives totem's ordering half ([`crate::totem::srp`]); the
+//! membership, quorum and controller layers join it as they land.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use crate::time::Instant;
+use crate::totem::NodeId;
+use crate::totem::srp::{Dest, Srp, TotemEvent};
+use crate::totem::wire::Message;
+
+/// A small, fast, deterministic generator (xorshift64*).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        // Avoid the all-zero state; mix the seed so nearby seeds differ.
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    /// True with probability `per_million` / 1,000,000.
+    pub fn chance(&mut self, per_million: u32) -> bool {
+        self.next_u64() % 1_000_000 < u64::from(per_million)
+    }
+}
+
+/// How the simulated network misbehaves.
+#[derive(Clone, Debug)]
+pub struct NetFaults {
+    pub loss_per_million: u32,
+    pub duplicate_per_million: u32,
+    /// Each datagram takes a delay drawn uniformly from this range, so
+    /// later datagrams can overtake earlier ones.
+    pub delay_min: Duration,
+    pub delay_max: Duration,
+}
+
+impl NetFaults {
+    pub fn perfect() -> NetFaults {
+        NetFaults {
+            loss_per_million: 0,
+            duplicate_per_million: 0,
+            delay_min: Duration::from_micros(100),
+            delay_max: Duration::from_micros(100),
+        }
+    }
+}
+
+/// A datagram in flight.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct InFlight {
+    at: Instant,
+    /// Tie-breaker: send order, so equal times stay deterministic.
+    id: u64,
+    to: NodeId,
+    bytes: Vec<u8>,
+}
+
+/// What the simulation observed, per node.
+#[derive(Debug, Default, Clone)]
+pub struct Observed {
+    pub delivered: Vec<(u32, NodeId, Vec<u8>)>,
+    pub token_lost: bool,
+}
+
+/// N totem nodes on a simulated network.
+pub struct TotemSim {
+    pub now: Instant,
+    pub nodes: Vec<Srp>,
+    pub observed: Vec<Observed>,
+    pub faults: NetFaults,
+    pub rng: Rng,
+    queue: BinaryHeap<Reverse<InFlight>>,
+    next_id: u64,
+    /// Datagrams sent, dropped and duplicated (for reports).
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+impl TotemSim {
+    /// `nodes[i]` has id `i + 1`.
+    pub fn new(nodes: Vec<Srp>, faults: NetFaults, seed: u64) -> TotemSim {
+        let n = nodes.len();
+        let mut sim = TotemSim {
+            now: Instant::ZERO,
+            nodes,
+            observed: vec![Observed::default(); n],
+            faults,
+            rng: Rng::new(seed),
+            queue: BinaryHeap::new(),
+            next_id: 0,
+            sent: 0,
+            dropped: 0,
+        };
+        for i in 0..n {
+            sim.flush(i);
+        }
+        sim
+    }
+
+    fn send(&mut self, to: NodeId, bytes: Vec<u8>) {
+        self.sent += 1;
+        if self.rng.chance(self.faults.loss_per_million) {
+            self.dropped += 1;
+            return;
+        }
+        let copies = if self.rng.chance(self.faults.duplicate_per_million) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let lo = self.faults.delay_min.as_micros() as u64;
+            let hi = self.faults.delay_max.as_micros() as u64;
+            let at = self.now + Duration::from_micros(self.rng.range(lo, hi.max(lo)));
+            self.next_id += 1;
+            self.queue.push(Reverse(InFlight {
+                at,
+                id: self.next_id,
+                to,
+                bytes: bytes.clone(),
+            }));
+        }
+    }
+
+    /// Moves node `i`'s transmits onto the network and records its events.
+    fn flush(&mut self, i: usize) {
+        let me = i as NodeId + 1;
+        while let Some(t) = self.nodes[i].poll_transmit() {
+            let bytes = t.message.encode();
+            match t.dest {
+                Dest::Node(to) => self.send(to, bytes),
+                Dest::All => {
+                    for to in 1..=self.nodes.len() as NodeId {
+                        if to != me {
+                            self.send(to, bytes.clone());
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(e) = self.nodes[i].poll_event() {
+            match e {
+                TotemEvent::Deliver {
+                    seq,
+                    sender,
+                    payload,
+                    ..
+                } => self.observed[i].delivered.push((seq, sender, payload)),
+                TotemEvent::TokenLost { .. } => self.observed[i].token_lost = true,
+            }
+        }
+    }
+
+    /// Node `i` broadcasts `payload` now; false under backpressure.
+    pub fn broadcast(&mut self, i: usize, payload: Vec<u8>) -> bool {
+        let ok = self.nodes[i].broadcast(self.now, payload).is_ok();
+        self.flush(i);
+        ok
+    }
+
+    /// Runs the next datagram or timer, whichever is first, if it is due
+    /// by `until`; returns false when nothing is.
+    pub fn step(&mut self, until: Instant) -> bool {
+        let next_timer = (0..self.nodes.len())
+            .filter_map(|i| self.nodes[i].poll_timeout().map(|t| (t, i)))
+            .min();
+        let next_packet = self.queue.peek().map(|Reverse(p)| p.at);
+        match (next_timer, next_packet) {
+            (Some((t, i)), p) if p.is_none_or(|p| t < p) => {
+                if t > until {
+                    return false;
+                }
+                self.now = self.now.max(t);
+                self.nodes[i].handle_timeout(self.now);
+                self.flush(i);
+                true
+            }
+            (_, Some(p)) => {
+                if p > until {
+                    return false;
+                }
+                let Reverse(d) = self.queue.pop().expect("peeked");
+                self.now = self.now.max(d.at);
+                let i = d.to as usize - 1;
+                let msg =
+                    Message::decode(&d.bytes).expect("the simulator only carries encoded messages");
+                self.nodes[i].handle_message(self.now, msg);
+                self.flush(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs everything due up to `until`, then sets the clock to it.
+    pub fn run_until(&mut self, until: Instant) {
+        while self.step(until) {}
+        self.now = self.now.max(until);
+    }
+}
