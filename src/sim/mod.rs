@@ -2,8 +2,9 @@
 //! drops, duplicates, delays and reorders — all from one seed, so a failing
 //! seed replays exactly.
 //!
-//! For now it drives totem's ordering half ([`crate::totem::srp`]); the
-//! membership, quorum and controller layers join it as they land.
+//! For now it drives totem ([`crate::totem::srp`]): nodes crash, restart,
+//! are partitioned and healed; quorum and the controller join it as they
+//! land.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -70,18 +71,33 @@ struct InFlight {
     at: Instant,
     /// Tie-breaker: send order, so equal times stay deterministic.
     id: u64,
+    from: NodeId,
     to: NodeId,
     bytes: Vec<u8>,
 }
 
-/// What the simulation observed, per node.
+/// What the simulation observed, per node: every event, in order.
 #[derive(Debug, Default, Clone)]
 pub struct Observed {
-    pub delivered: Vec<(u32, NodeId, Vec<u8>)>,
-    pub token_lost: bool,
+    pub events: Vec<TotemEvent>,
+    /// Positions in `events` where the node restarted (a new process).
+    pub restarts: Vec<usize>,
 }
 
-/// N totem nodes on a simulated network.
+impl Observed {
+    /// The payloads delivered, in order.
+    pub fn delivered(&self) -> Vec<&[u8]> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                TotemEvent::Deliver { payload, .. } => Some(payload.as_slice()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// N totem nodes on a simulated network; node ids are 1..=N, indexes 0..N.
 pub struct TotemSim {
     pub now: Instant,
     pub nodes: Vec<Srp>,
@@ -90,13 +106,16 @@ pub struct TotemSim {
     pub rng: Rng,
     queue: BinaryHeap<Reverse<InFlight>>,
     next_id: u64,
-    /// Datagrams sent, dropped and duplicated (for reports).
+    /// Datagrams sent and dropped (for reports).
     pub sent: u64,
     pub dropped: u64,
+    /// Crashed nodes neither send nor receive.
+    pub alive: Vec<bool>,
+    /// `link[a][b]`: datagrams from index a reach index b.
+    pub link: Vec<Vec<bool>>,
 }
 
 impl TotemSim {
-    /// `nodes[i]` has id `i + 1`.
     pub fn new(nodes: Vec<Srp>, faults: NetFaults, seed: u64) -> TotemSim {
         let n = nodes.len();
         let mut sim = TotemSim {
@@ -109,6 +128,8 @@ impl TotemSim {
             next_id: 0,
             sent: 0,
             dropped: 0,
+            alive: vec![true; n],
+            link: vec![vec![true; n]; n],
         };
         for i in 0..n {
             sim.flush(i);
@@ -116,7 +137,7 @@ impl TotemSim {
         sim
     }
 
-    fn send(&mut self, to: NodeId, bytes: Vec<u8>) {
+    fn send(&mut self, from: NodeId, to: NodeId, bytes: Vec<u8>) {
         self.sent += 1;
         if self.rng.chance(self.faults.loss_per_million) {
             self.dropped += 1;
@@ -129,12 +150,13 @@ impl TotemSim {
         };
         for _ in 0..copies {
             let lo = self.faults.delay_min.as_micros() as u64;
-            let hi = self.faults.delay_max.as_micros() as u64;
-            let at = self.now + Duration::from_micros(self.rng.range(lo, hi.max(lo)));
+            let hi = (self.faults.delay_max.as_micros() as u64).max(lo);
+            let at = self.now + Duration::from_micros(self.rng.range(lo, hi));
             self.next_id += 1;
             self.queue.push(Reverse(InFlight {
                 at,
                 id: self.next_id,
+                from,
                 to,
                 bytes: bytes.clone(),
             }));
@@ -147,31 +169,69 @@ impl TotemSim {
         while let Some(t) = self.nodes[i].poll_transmit() {
             let bytes = t.message.encode();
             match t.dest {
-                Dest::Node(to) => self.send(to, bytes),
+                Dest::Node(to) => self.send(me, to, bytes),
                 Dest::All => {
                     for to in 1..=self.nodes.len() as NodeId {
                         if to != me {
-                            self.send(to, bytes.clone());
+                            self.send(me, to, bytes.clone());
                         }
                     }
                 }
             }
         }
         while let Some(e) = self.nodes[i].poll_event() {
-            match e {
-                TotemEvent::Deliver {
-                    seq,
-                    sender,
-                    payload,
-                    ..
-                } => self.observed[i].delivered.push((seq, sender, payload)),
-                TotemEvent::TokenLost { .. } => self.observed[i].token_lost = true,
+            self.observed[i].events.push(e);
+        }
+    }
+
+    /// Crashes node index `i`: it stops; what is in flight to it is lost.
+    pub fn crash(&mut self, i: usize) {
+        self.alive[i] = false;
+    }
+
+    /// Crashes node index `i` and cuts its port at once: what it sent that
+    /// is still in flight is lost too (the hardest case for recovery).
+    pub fn crash_and_cut(&mut self, i: usize) {
+        self.alive[i] = false;
+        let from = i as NodeId + 1;
+        let queue = std::mem::take(&mut self.queue);
+        self.queue = queue
+            .into_iter()
+            .filter(|Reverse(d)| d.from != from)
+            .collect();
+    }
+
+    /// Restarts node index `i` as a new process (a new incarnation).
+    pub fn restart(&mut self, i: usize, srp: Srp) {
+        self.nodes[i] = srp;
+        self.alive[i] = true;
+        let at = self.observed[i].events.len();
+        self.observed[i].restarts.push(at);
+        self.flush(i);
+    }
+
+    /// Cuts the network into groups of node indexes (checked on arrival).
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        let n = self.nodes.len();
+        for a in 0..n {
+            for b in 0..n {
+                self.link[a][b] = groups.iter().any(|g| g.contains(&a) && g.contains(&b));
             }
         }
     }
 
-    /// Node `i` broadcasts `payload` now; false under backpressure.
+    pub fn heal(&mut self) {
+        self.link
+            .iter_mut()
+            .for_each(|row| row.iter_mut().for_each(|l| *l = true));
+    }
+
+    /// Node index `i` broadcasts `payload` now; false if it is down or
+    /// pushes back.
     pub fn broadcast(&mut self, i: usize, payload: Vec<u8>) -> bool {
+        if !self.alive[i] {
+            return false;
+        }
         let ok = self.nodes[i].broadcast(self.now, payload).is_ok();
         self.flush(i);
         ok
@@ -181,6 +241,7 @@ impl TotemSim {
     /// by `until`; returns false when nothing is.
     pub fn step(&mut self, until: Instant) -> bool {
         let next_timer = (0..self.nodes.len())
+            .filter(|i| self.alive[*i])
             .filter_map(|i| self.nodes[i].poll_timeout().map(|t| (t, i)))
             .min();
         let next_packet = self.queue.peek().map(|Reverse(p)| p.at);
@@ -200,11 +261,15 @@ impl TotemSim {
                 }
                 let Reverse(d) = self.queue.pop().expect("peeked");
                 self.now = self.now.max(d.at);
-                let i = d.to as usize - 1;
+                let (from, to) = (d.from as usize - 1, d.to as usize - 1);
+                // A partition cuts what arrives while it lasts.
+                if !self.alive[to] || !self.link[from][to] {
+                    return true;
+                }
                 let msg =
                     Message::decode(&d.bytes).expect("the simulator only carries encoded messages");
-                self.nodes[i].handle_message(self.now, msg);
-                self.flush(i);
+                self.nodes[to].handle_message(self.now, msg);
+                self.flush(to);
                 true
             }
             _ => false,

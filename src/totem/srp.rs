@@ -1,23 +1,41 @@
-//! The single-ring protocol (SRP) as a pure state machine: the ordering and
-//! reliability half — a token passed around the ring in node-id order
-//! carries the sequence number, all-received-up-to (aru), the retransmit
-//! list and the flow-control counters; multicast messages are delivered in
-//! agreed order, each exactly once; lost messages are re-sent on request.
+//! The single-ring protocol (SRP) as a pure state machine: ordering and
+//! membership, after Amir et al., "The Totem single-ring ordering and
+//! membership protocol" (1995), with corosync's practical choices where
+//! they matter (see shared/research/totem-votequorum.md).
+//!
+//! Ordering: a token passed around the ring in node-id order carries the
+//! sequence number, all-received-up-to (aru), the retransmit list and the
+//! flow-control counters; multicast messages are delivered in agreed order,
+//! each exactly once; lost messages are re-sent on request.
+//!
+//! Membership: token loss, a join from outside the ring, or a message of a
+//! foreign ring starts a *gather* round (join messages with the sets of
+//! nodes believed alive and failed) until every live node proposes the
+//! same sets (consensus); the lowest id then sends a *commit token* around
+//! the new ring twice; during *recovery* the survivors of each old ring
+//! re-send old-ring messages some of them lack, so that they all deliver
+//! the same old-ring messages; then each node delivers, in order, the rest
+//! of its old ring's messages, a *transitional* configuration (who moved
+//! with it), and the *regular* configuration of the new ring (extended
+//! virtual synchrony).
 //!
 //! Surface (quinn-proto style): [`Srp::broadcast`] for what the layer above
-//! sends, `handle_message` / `handle_timeout` for what arrives, and
+//! sends; `handle_message` / `handle_timeout` for what arrives; and
 //! `poll_transmit` / `poll_timeout` / `poll_event` for what the driver must
 //! do. `now` is always an argument; nothing here reads a clock or a socket.
 //!
-//! Not yet here: the membership half (gather, commit, recovery). A ring is
-//! formed from a given member list; losing the token is reported as
-//! [`TotemEvent::TokenLost`] and the ring stops.
+//! Deliberate simplifications (documented in docs/totem.md): only agreed
+//! delivery (as corosync); no token hold on an idle ring; the representative
+//! sends merge-detect messages at every `merge` interval.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use super::NodeId;
-use super::wire::{MCAST_PAYLOAD_BYTES_MAX, Mcast, Message, RTR_ENTRIES_MAX, RingId, Token};
+use super::wire::{
+    APP_PAYLOAD_BYTES_MAX, CommitEntry, CommitToken, Join, Mcast, Message, NodeSet,
+    RTR_ENTRIES_MAX, RingId, Token,
+};
 use crate::config::TotemSection;
 use crate::time::Instant;
 
@@ -30,6 +48,11 @@ pub const STORE_MESSAGES_MAX: u32 = 16_384;
 /// lag the unicast token a little, so an immediate request would mostly
 /// duplicate traffic (corosync's miss_count_const is 5).
 pub const MISS_VISITS_BEFORE_RTR: u32 = 2;
+/// Consecutive own token visits with the retransmit flag clear after which
+/// recovery is known to be complete (see `Recovery`).
+const CLEAR_VISITS_TO_INSTALL: u32 = 2;
+/// Ring sequence numbers grow by this per new ring (corosync's step).
+const RING_SEQ_STEP: u64 = 4;
 
 /// The protocol's timing and flow-control parameters.
 #[derive(Clone, Debug)]
@@ -38,23 +61,36 @@ pub struct SrpConfig {
     pub token: Duration,
     /// Re-send the token we passed on if it has not come back this soon.
     pub token_retransmit: Duration,
+    /// Re-send our join this often while gathering.
+    pub join: Duration,
+    /// Give up waiting for silent nodes' joins after this long.
+    pub consensus: Duration,
+    /// The representative announces its ring this often (finds partitions
+    /// to merge).
+    pub merge: Duration,
     pub max_messages: u32,
     pub window_size: u32,
+    /// Every configured node (joins go to all of them).
+    pub nodes: NodeSet,
 }
 
 impl SrpConfig {
-    /// From the configuration, for a ring of `nodes` members (corosync's
-    /// formulas: retransmit = token / (retransmits_before_loss + 0.2)).
-    pub fn from_config(totem: &TotemSection, nodes: usize) -> SrpConfig {
+    /// From the configuration (corosync's formulas: token in effect for the
+    /// node count; retransmit = token / (retransmits_before_loss + 0.2)).
+    pub fn from_config(totem: &TotemSection, nodes: NodeSet) -> SrpConfig {
         let t = &totem.timers;
-        let token_ms = t.effective_token_ms(nodes);
+        let token_ms = t.effective_token_ms(nodes.len());
         let retransmit_ms =
             (token_ms * 10 / (u64::from(t.token_retransmits_before_loss_const) * 10 + 2)).max(1);
         SrpConfig {
             token: Duration::from_millis(token_ms),
             token_retransmit: Duration::from_millis(retransmit_ms),
+            join: Duration::from_millis(t.join_ms),
+            consensus: Duration::from_millis(t.consensus_ms),
+            merge: Duration::from_millis(t.merge_ms),
             max_messages: t.max_messages,
             window_size: t.window_size,
+            nodes,
         }
     }
 }
@@ -62,7 +98,7 @@ impl SrpConfig {
 /// Where a message goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dest {
-    /// Every other member (multicast, or one unicast each).
+    /// Every other configured node (multicast, or one unicast each).
     All,
     Node(NodeId),
 }
@@ -75,48 +111,128 @@ pub struct Transmit {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TotemEvent {
-    /// A message in agreed order: every member delivers the same messages
-    /// in the same order.
+    /// A message in agreed order: the members of a configuration deliver
+    /// the same messages in the same order.
     Deliver {
         ring: RingId,
         seq: u32,
         sender: NodeId,
         payload: Vec<u8>,
     },
-    /// No token within the token timeout.
-    TokenLost { ring: RingId },
+    /// The members of `ring` (the old ring) that move on together with
+    /// this node; `left` are the others. Messages delivered after this and
+    /// before the next `Regular` belong to the old ring and came from these
+    /// members.
+    Transitional {
+        ring: RingId,
+        members: NodeSet,
+        left: NodeSet,
+    },
+    /// A new ring is installed.
+    Regular {
+        ring: RingId,
+        members: NodeSet,
+        joined: NodeSet,
+    },
 }
 
 /// `broadcast` refused: too many messages are waiting for the token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backpressure;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Gather,
+    Commit,
+    Recovery,
+    Operational,
+}
+
+/// The messages of one ring as this node holds them.
+#[derive(Clone, Debug, Default)]
+struct RingLog {
+    ring: RingId,
+    members: NodeSet,
+    /// Received or sent messages not yet freed.
+    store: BTreeMap<u32, Mcast>,
+    /// Every message ≤ my_aru is in the store or was delivered and freed.
+    my_aru: u32,
+    /// Highest sequence number seen on this ring.
+    high_seq: u32,
+    delivered: u32,
+}
+
+impl RingLog {
+    fn new(ring: RingId, members: NodeSet) -> RingLog {
+        RingLog {
+            ring,
+            members,
+            ..RingLog::default()
+        }
+    }
+
+    /// Stores a message of this ring; false if it was known already.
+    fn insert(&mut self, m: Mcast) -> bool {
+        if m.seq <= self.my_aru
+            || self.store.contains_key(&m.seq)
+            || m.seq - self.my_aru > STORE_MESSAGES_MAX
+        {
+            return false;
+        }
+        self.high_seq = self.high_seq.max(m.seq);
+        self.store.insert(m.seq, m);
+        while self.store.contains_key(&(self.my_aru + 1)) {
+            self.my_aru += 1;
+        }
+        true
+    }
+}
+
+/// What the recovery of one new ring needs.
+#[derive(Clone, Debug)]
+struct RecoveryPlan {
+    /// Members of the new ring that come from my old ring.
+    transitional: NodeSet,
+    /// Old-ring messages to re-send inside new-ring messages.
+    to_resend: VecDeque<Mcast>,
+    /// I set the token's retransmit flag and must clear it.
+    set_retrans: bool,
+    /// Own visits in a row that found the flag clear, and the token's seq
+    /// at the first of them: every recovery message has a seq ≤ it.
+    clear_visits: u32,
+    install_seq: u32,
+}
+
 pub struct Srp {
     me: NodeId,
     cfg: SrpConfig,
-    ring: RingId,
-    /// Members in ring order (ascending id).
-    members: Vec<NodeId>,
-    operational: bool,
-    /// Highest token_seq accepted (duplicates and old copies are dropped).
+    state: State,
+    /// The installed ring (the old ring while gathering/committing/recovering).
+    old: RingLog,
+    /// The ring being formed (commit, recovery).
+    new: Option<RingLog>,
+    recovery: Option<RecoveryPlan>,
+    /// Highest ring sequence number seen anywhere.
+    ring_seq_max: u64,
+    /// False until the first ring is installed: the "old ring" before it is
+    /// a placeholder with nothing to deliver.
+    installed_before: bool,
+    // Gather.
+    proc_set: NodeSet,
+    fail_set: NodeSet,
+    consensus: NodeSet,
+    join_at: Option<Instant>,
+    consensus_at: Option<Instant>,
+    // Token (ordering) state of the ring that carries the token now.
     last_token_seq: u64,
-    /// The token as last passed on, for retransmission.
-    token_copy: Option<Token>,
+    /// The token or commit token as last passed on, for retransmission.
+    last_sent: Option<(NodeId, Message)>,
     token_loss_at: Option<Instant>,
     token_retransmit_at: Option<Instant>,
-    /// Received or sent messages of this ring not yet known to all.
-    store: BTreeMap<u32, Mcast>,
-    /// Every message ≤ my_aru is here or was delivered and freed.
-    my_aru: u32,
-    delivered: u32,
-    /// The token's aru at my previous visit (garbage collection waits for
-    /// two rotations, as the paper does).
+    merge_at: Option<Instant>,
     prev_token_aru: u32,
-    /// Messages I originated during my previous visit (flow control).
     my_last_sent: u32,
-    /// My share of the token's backlog at my previous visit.
     my_last_backlog: u32,
-    /// Token visits each missing seq has been missing for.
     missing_visits: BTreeMap<u32, u32>,
     pending: VecDeque<Vec<u8>>,
     out: VecDeque<Transmit>,
@@ -124,27 +240,41 @@ pub struct Srp {
 }
 
 impl Srp {
-    /// Forms the ring `members` (which includes `me`) with id `ring`; its
-    /// representative (lowest id) sends the first token now.
-    pub fn new(me: NodeId, members: &[NodeId], ring: RingId, cfg: SrpConfig, now: Instant) -> Srp {
-        let mut members = members.to_vec();
-        members.sort_unstable();
-        members.dedup();
-        assert!(members.contains(&me), "a node is a member of its own ring");
-        assert_eq!(ring.rep, members[0], "the representative is the lowest id");
+    /// A node starting up: it gathers a membership with whoever answers.
+    /// `incarnation` (strictly larger on every start, see
+    /// [`super::incarnation`]) seeds the ring sequence numbers, so a
+    /// restarted node can never re-create a ring id it used before.
+    pub fn new(me: NodeId, cfg: SrpConfig, incarnation: u64, now: Instant) -> Srp {
+        assert!(
+            cfg.nodes.contains(me),
+            "a node is one of the configured nodes"
+        );
+        let ring_seq_max = incarnation.saturating_mul(1 << 16);
         let mut s = Srp {
             me,
             cfg,
-            ring,
-            members,
-            operational: true,
+            state: State::Gather,
+            old: RingLog::new(
+                RingId {
+                    seq: ring_seq_max,
+                    rep: me,
+                },
+                NodeSet::single(me),
+            ),
+            new: None,
+            recovery: None,
+            ring_seq_max,
+            installed_before: false,
+            proc_set: NodeSet::single(me),
+            fail_set: NodeSet::EMPTY,
+            consensus: NodeSet::single(me),
+            join_at: None,
+            consensus_at: None,
             last_token_seq: 0,
-            token_copy: None,
-            token_loss_at: Some(now),
+            last_sent: None,
+            token_loss_at: None,
             token_retransmit_at: None,
-            store: BTreeMap::new(),
-            my_aru: 0,
-            delivered: 0,
+            merge_at: None,
             prev_token_aru: 0,
             my_last_sent: 0,
             my_last_backlog: 0,
@@ -153,96 +283,114 @@ impl Srp {
             out: VecDeque::new(),
             events: VecDeque::new(),
         };
-        s.token_loss_at = Some(now + s.cfg.token);
-        if me == ring.rep {
-            let token = Token {
-                ring,
-                token_seq: 0,
-                seq: 0,
-                aru: 0,
-                aru_addr: 0,
-                fcc: 0,
-                backlog: 0,
-                retrans: false,
-                rtr: Vec::new(),
-            };
-            s.process_token(now, token);
-        }
+        s.enter_gather(now);
         s
     }
 
-    pub fn ring(&self) -> RingId {
-        self.ring
+    // ------------------------------------------------------------ getters
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The installed ring and its members.
+    pub fn ring(&self) -> (RingId, NodeSet) {
+        (self.old.ring, self.old.members)
     }
 
     pub fn is_operational(&self) -> bool {
-        self.operational
+        self.state == State::Operational
     }
+
+    // ------------------------------------------------------------ the layer above
 
     /// Queues a message for agreed-order delivery to every member.
     pub fn broadcast(&mut self, now: Instant, payload: Vec<u8>) -> Result<(), Backpressure> {
         assert!(
-            payload.len() <= MCAST_PAYLOAD_BYTES_MAX,
+            payload.len() <= APP_PAYLOAD_BYTES_MAX,
             "the layer above splits large messages"
         );
         if self.pending.len() >= PENDING_MESSAGES_MAX {
             return Err(Backpressure);
         }
         self.pending.push_back(payload);
-        if self.operational && self.members.len() == 1 {
+        if self.state == State::Operational && self.old.members.len() == 1 {
             // A ring of one holds its own token: visit it now.
-            let t = self
-                .token_copy
-                .clone()
-                .expect("the representative made the first token");
-            self.process_token(now, t);
+            if let Some((_, Message::Token(t))) = self.last_sent.clone() {
+                self.process_token(now, t);
+            }
         }
         Ok(())
     }
 
+    // ------------------------------------------------------------ inputs
+
     pub fn handle_message(&mut self, now: Instant, msg: Message) {
-        if !self.operational {
-            return;
-        }
         match msg {
-            Message::Token(t) => {
-                if t.ring == self.ring && t.token_seq > self.last_token_seq {
-                    self.process_token(now, t);
+            Message::Token(t) => self.on_token(now, t),
+            Message::Mcast(m) => self.on_mcast(now, m),
+            Message::Join(j) => self.on_join(now, j),
+            Message::Commit(c) => self.on_commit(now, c),
+            Message::MergeDetect { ring, sender } => {
+                if self.state == State::Operational
+                    && ring != self.old.ring
+                    && !self.old.members.contains(sender)
+                {
+                    self.proc_set = self.proc_set.union(NodeSet::single(sender));
+                    self.enter_gather(now);
                 }
             }
-            Message::Mcast(m) => {
-                if m.ring == self.ring && !m.encapsulated {
-                    self.receive_mcast(m);
-                }
-            }
-            // Membership messages belong to the membership half.
-            Message::Join(_) | Message::Commit(_) | Message::MergeDetect { .. } => {}
         }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.operational {
-            return;
-        }
-        if self.token_loss_at.is_some_and(|t| now >= t) {
-            self.operational = false;
-            self.token_retransmit_at = None;
+        let due = |t: Option<Instant>| t.is_some_and(|t| now >= t);
+        if due(self.token_loss_at) {
             self.token_loss_at = None;
-            self.events
-                .push_back(TotemEvent::TokenLost { ring: self.ring });
+            // The ring (or the ring being formed) is gone: gather with the
+            // members we had; silent ones fail at the consensus timeout.
+            self.proc_set = self
+                .old
+                .members
+                .union(self.new.as_ref().map_or(NodeSet::EMPTY, |n| n.members));
+            self.enter_gather(now);
             return;
         }
-        if self.token_retransmit_at.is_some_and(|t| now >= t) {
-            if let Some(copy) = &self.token_copy {
-                let to = self.successor();
+        if due(self.token_retransmit_at) {
+            if let Some((to, m)) = self.last_sent.clone() {
                 self.out.push_back(Transmit {
                     dest: Dest::Node(to),
-                    message: Message::Token(copy.clone()),
+                    message: m,
                 });
             }
             self.token_retransmit_at = Some(now + self.cfg.token_retransmit);
         }
+        if due(self.join_at) {
+            self.send_join();
+            self.join_at = Some(now + self.cfg.join);
+        }
+        if due(self.consensus_at) {
+            // Nodes that never agreed are failed; try again without them.
+            let silent = self.proc_set.minus(self.fail_set).minus(self.consensus);
+            self.fail_set = self.fail_set.union(silent);
+            self.consensus_at = None;
+            self.enter_gather(now);
+        }
+        if due(self.merge_at) {
+            if self.state == State::Operational && self.old.ring.rep == self.me {
+                self.out.push_back(Transmit {
+                    dest: Dest::All,
+                    message: Message::MergeDetect {
+                        ring: self.old.ring,
+                        sender: self.me,
+                    },
+                });
+            }
+            self.merge_at = Some(now + self.cfg.merge);
+        }
     }
+
+    // ------------------------------------------------------------ outputs
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.pop_front()
@@ -253,63 +401,478 @@ impl Srp {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.token_loss_at, self.token_retransmit_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [
+            self.token_loss_at,
+            self.token_retransmit_at,
+            self.join_at,
+            self.consensus_at,
+            self.merge_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ------------------------------------------------------------ membership
+
+    fn send_join(&mut self) {
+        let j = Join {
+            sender: self.me,
+            proc_set: self.proc_set,
+            fail_set: self.fail_set,
+            ring_seq: self.ring_seq_max,
+        };
+        self.out.push_back(Transmit {
+            dest: Dest::All,
+            message: Message::Join(j),
+        });
+    }
+
+    fn enter_gather(&mut self, now: Instant) {
+        if self.state == State::Recovery || self.state == State::Commit {
+            // The new ring failed to form: its messages are forgotten; the
+            // old ring's stay for the next attempt.
+            self.new = None;
+            self.recovery = None;
+        }
+        self.state = State::Gather;
+        self.proc_set.insert(self.me);
+        self.fail_set.remove(self.me);
+        self.consensus = NodeSet::single(self.me);
+        self.token_loss_at = None;
+        self.token_retransmit_at = None;
+        self.merge_at = None;
+        self.last_sent = None;
+        self.send_join();
+        self.join_at = Some(now + self.cfg.join);
+        if self.consensus_at.is_none() {
+            self.consensus_at = Some(now + self.cfg.consensus);
+        }
+        self.check_consensus(now);
+    }
+
+    fn on_join(&mut self, now: Instant, j: Join) {
+        if j.sender == self.me {
+            return;
+        }
+        self.ring_seq_max = self.ring_seq_max.max(j.ring_seq);
+        match self.state {
+            State::Operational => {
+                // A member's stale join from before the current ring, or
+                // one that has given up on me, is ignored.
+                if j.fail_set.contains(self.me)
+                    || (self.old.members.contains(j.sender) && j.ring_seq < self.old.ring.seq)
+                {
+                    return;
+                }
+            }
+            State::Commit | State::Recovery => {
+                // Only a member of the ring being formed, that has moved
+                // on, aborts it; others wait for the operational ring.
+                let forming = self.new.as_ref().map_or(NodeSet::EMPTY, |n| n.members);
+                if !(forming.contains(j.sender)
+                    && j.ring_seq >= self.new.as_ref().map_or(0, |n| n.ring.seq))
+                {
+                    return;
+                }
+                self.proc_set = forming;
+                self.fail_set = NodeSet::EMPTY;
+                self.enter_gather(now);
+            }
+            State::Gather => {}
+        }
+        if self.state != State::Gather {
+            self.enter_gather(now);
+        }
+        if j.proc_set == self.proc_set && j.fail_set == self.fail_set {
+            self.consensus.insert(j.sender);
+            self.check_consensus(now);
+            return;
+        }
+        if self.fail_set.contains(j.sender) {
+            return;
+        }
+        if j.proc_set.is_subset(self.proc_set) && j.fail_set.is_subset(self.fail_set) {
+            return; // it will catch up with us
+        }
+        self.proc_set = self.proc_set.union(j.proc_set);
+        if j.fail_set.contains(self.me) {
+            self.fail_set.insert(j.sender);
+        } else {
+            self.fail_set = self.fail_set.union(j.fail_set);
+        }
+        self.fail_set.remove(self.me);
+        // New information starts a new round: everyone gets a full
+        // consensus period to agree to the new sets, and the sender counts
+        // at once if it already proposes them.
+        self.consensus_at = Some(now + self.cfg.consensus);
+        self.enter_gather(now);
+        if j.proc_set == self.proc_set && j.fail_set == self.fail_set {
+            self.consensus.insert(j.sender);
+            self.check_consensus(now);
         }
     }
 
-    fn successor(&self) -> NodeId {
-        let i = self
+    fn check_consensus(&mut self, now: Instant) {
+        if self.state != State::Gather {
+            return;
+        }
+        let alive = self.proc_set.minus(self.fail_set);
+        if !alive.is_subset(self.consensus) || alive.lowest() != Some(self.me) {
+            return;
+        }
+        // I am the representative: create the commit token.
+        let ring = RingId {
+            seq: self.ring_seq_max + RING_SEQ_STEP,
+            rep: self.me,
+        };
+        self.ring_seq_max = ring.seq;
+        let token = CommitToken {
+            ring,
+            token_seq: 0,
+            members: alive,
+            memb_index: 0,
+            entries: vec![None; alive.len()],
+        };
+        self.accept_commit(now, token);
+    }
+
+    fn commit_entry(&self) -> CommitEntry {
+        CommitEntry {
+            old_ring: self.old.ring,
+            aru: self.old.my_aru,
+            high_delivered: self.old.delivered,
+            received_all: self.old.my_aru == self.old.high_seq,
+            high_seq: self.old.high_seq,
+        }
+    }
+
+    fn successor_in(&self, members: NodeSet) -> NodeId {
+        members
+            .iter()
+            .find(|m| *m > self.me)
+            .or_else(|| members.lowest())
+            .expect("non-empty ring")
+    }
+
+    fn send_token_msg(&mut self, now: Instant, to: NodeId, m: Message) {
+        self.last_sent = Some((to, m.clone()));
+        self.out.push_back(Transmit {
+            dest: Dest::Node(to),
+            message: m,
+        });
+        self.token_retransmit_at = Some(now + self.cfg.token_retransmit);
+        self.token_loss_at = Some(now + self.cfg.token);
+    }
+
+    fn on_commit(&mut self, now: Instant, mut c: CommitToken) {
+        let index = c.members.iter().position(|m| m == self.me);
+        let Some(index) = index else { return };
+        match self.state {
+            State::Gather => {
+                // Accept a commit token for exactly the membership I agree to.
+                let alive = self.proc_set.minus(self.fail_set);
+                if c.members == alive
+                    && c.ring.seq > self.old.ring.seq
+                    && c.entries[index].is_none()
+                {
+                    self.ring_seq_max = self.ring_seq_max.max(c.ring.seq);
+                    self.accept_commit(now, c);
+                }
+            }
+            State::Commit => {
+                // Second rotation: the token is full; recovery starts.
+                let forming = self.new.as_ref().expect("commit state has a new ring").ring;
+                if c.ring == forming
+                    && c.token_seq > self.last_token_seq
+                    && c.entries.iter().all(Option::is_some)
+                {
+                    self.last_token_seq = c.token_seq;
+                    self.enter_recovery(now, &c);
+                    c.token_seq += 1;
+                    let to = self.successor_in(c.members);
+                    self.send_token_msg(now, to, Message::Commit(c));
+                }
+            }
+            State::Recovery => {
+                // The representative: the commit token came back after its
+                // second rotation: everyone is in recovery; start the ring.
+                let forming = self.new.as_ref().map(|n| n.ring);
+                if Some(c.ring) == forming
+                    && self.me == c.ring.rep
+                    && c.token_seq > self.last_token_seq
+                {
+                    self.last_token_seq = c.token_seq;
+                    self.start_new_ring_token(now);
+                }
+            }
+            State::Operational => {}
+        }
+    }
+
+    /// Fills in my entry and passes the commit token on (first rotation).
+    fn accept_commit(&mut self, now: Instant, mut c: CommitToken) {
+        let index = c
             .members
             .iter()
-            .position(|m| *m == self.me)
-            .expect("member of own ring");
-        self.members[(i + 1) % self.members.len()]
+            .position(|m| m == self.me)
+            .expect("checked by caller");
+        c.entries[index] = Some(self.commit_entry());
+        c.memb_index += 1;
+        self.state = State::Commit;
+        self.join_at = None;
+        self.consensus_at = None;
+        self.new = Some(RingLog::new(c.ring, c.members));
+        self.last_token_seq = c.token_seq;
+        c.token_seq += 1;
+        if c.members.len() == 1 {
+            self.enter_recovery(now, &c);
+            self.start_new_ring_token(now);
+            return;
+        }
+        // When the last member has filled it in, its successor is the
+        // representative, which starts the second rotation.
+        let to = self.successor_in(c.members);
+        self.send_token_msg(now, to, Message::Commit(c));
     }
 
-    fn receive_mcast(&mut self, m: Mcast) {
-        if m.seq <= self.my_aru || self.store.contains_key(&m.seq) {
-            return; // duplicate
+    fn enter_recovery(&mut self, _now: Instant, c: &CommitToken) {
+        self.state = State::Recovery;
+        // Survivors of my old ring, and what any of them may lack.
+        let mut transitional = NodeSet::EMPTY;
+        let mut low = u32::MAX;
+        let mut high = 0;
+        for (m, e) in c.members.iter().zip(&c.entries) {
+            let e = e.as_ref().expect("a full commit token");
+            if e.old_ring == self.old.ring && self.old.members.contains(m) {
+                transitional.insert(m);
+                low = low.min(e.aru);
+                high = high.max(e.high_seq);
+            }
         }
-        if m.seq - self.my_aru > STORE_MESSAGES_MAX {
-            return; // beyond any sender's window: not from a correct member
+        debug_assert!(transitional.contains(self.me));
+        let to_resend = if low < high {
+            self.old
+                .store
+                .range(low + 1..=high)
+                .map(|(_, m)| m.clone())
+                .collect()
+        } else {
+            VecDeque::new()
+        };
+        self.recovery = Some(RecoveryPlan {
+            transitional,
+            to_resend,
+            set_retrans: false,
+            clear_visits: 0,
+            install_seq: 0,
+        });
+        self.prev_token_aru = 0;
+        self.my_last_sent = 0;
+        self.my_last_backlog = 0;
+        self.missing_visits.clear();
+    }
+
+    fn start_new_ring_token(&mut self, now: Instant) {
+        let ring = self.new.as_ref().expect("recovery has a new ring").ring;
+        let t = Token {
+            ring,
+            token_seq: self.last_token_seq,
+            seq: 0,
+            aru: 0,
+            aru_addr: 0,
+            fcc: 0,
+            backlog: 0,
+            retrans: false,
+            rtr: Vec::new(),
+        };
+        self.process_token(now, t);
+        // A ring of one passes the token to itself until recovery is done.
+        while self.state == State::Recovery
+            && self.new.as_ref().is_some_and(|n| n.members.len() == 1)
+        {
+            let Some((_, Message::Token(t))) = self.last_sent.clone() else {
+                break;
+            };
+            self.process_token(now, t);
+        }
+    }
+
+    /// Recovery is over: deliver what remains of the old ring (extended
+    /// virtual synchrony), then install the new ring.
+    fn install(&mut self, now: Instant) {
+        let plan = self.recovery.take().expect("installing after recovery");
+        let mut new = self.new.take().expect("installing a new ring");
+        let old = std::mem::take(&mut self.old);
+        if self.installed_before {
+            // 1. Old-ring messages in order, up to the first gap.
+            let mut next = old.delivered + 1;
+            while let Some(m) = old.store.get(&next) {
+                self.deliver(old.ring, m);
+                next += 1;
+            }
+            // 2. The transitional configuration.
+            self.events.push_back(TotemEvent::Transitional {
+                ring: old.ring,
+                members: plan.transitional,
+                left: old.members.minus(plan.transitional),
+            });
+            // 3. The rest of the old ring from the members that moved with
+            // me, skipping what nobody has any more.
+            for (_, m) in old.store.range(next..) {
+                if plan.transitional.contains(m.sender) {
+                    self.deliver(old.ring, m);
+                }
+            }
+        }
+        self.installed_before = true;
+        // 4. The new ring.
+        self.events.push_back(TotemEvent::Regular {
+            ring: new.ring,
+            members: new.members,
+            joined: new.members.minus(plan.transitional),
+        });
+        // New-ring messages that arrived during recovery: the encapsulated
+        // ones were recovery traffic; deliver the others in order.
+        let keep = new.store.clone();
+        for (seq, m) in keep.range(new.delivered + 1..=new.my_aru) {
+            if !m.encapsulated {
+                self.deliver(new.ring, m);
+            }
+            new.delivered = *seq;
+        }
+        self.old = new;
+        self.state = State::Operational;
+        self.proc_set = self.old.members;
+        self.fail_set = NodeSet::EMPTY;
+        self.consensus = NodeSet::single(self.me);
+        self.merge_at = Some(now + self.cfg.merge);
+    }
+
+    fn deliver(&mut self, ring: RingId, m: &Mcast) {
+        self.events.push_back(TotemEvent::Deliver {
+            ring,
+            seq: m.seq,
+            sender: m.sender,
+            payload: m.payload.clone(),
+        });
+    }
+
+    // ------------------------------------------------------------ ordering
+
+    /// The ring that carries tokens and messages now.
+    fn carrier(&mut self) -> Option<&mut RingLog> {
+        match self.state {
+            State::Operational => Some(&mut self.old),
+            State::Recovery => self.new.as_mut(),
+            State::Gather | State::Commit => None,
+        }
+    }
+
+    /// Takes the carrier ring's log out of `self` (put it back with
+    /// `put_carrier`), so the token code can use both.
+    fn take_carrier(&mut self) -> RingLog {
+        match self.state {
+            State::Operational => std::mem::take(&mut self.old),
+            State::Recovery => self.new.take().expect("recovery has a new ring"),
+            State::Gather | State::Commit => {
+                unreachable!("no token outside operational and recovery")
+            }
+        }
+    }
+
+    fn put_carrier(&mut self, log: RingLog) {
+        match self.state {
+            State::Operational => self.old = log,
+            State::Recovery => self.new = Some(log),
+            State::Gather | State::Commit => {
+                unreachable!("no token outside operational and recovery")
+            }
+        }
+    }
+
+    fn on_mcast(&mut self, now: Instant, m: Mcast) {
+        let state = self.state;
+        if state == State::Operational
+            && m.ring != self.old.ring
+            && !self.old.members.contains(m.sender)
+        {
+            // A message of a foreign ring: someone to merge with.
+            self.proc_set.insert(m.sender);
+            self.enter_gather(now);
+            return;
+        }
+        // Old-ring messages may still arrive (late copies) while forming a
+        // new ring: keep them, they count for recovery.
+        if m.ring == self.old.ring && !m.encapsulated && state != State::Operational {
+            self.old.insert(m);
+            return;
+        }
+        let Some(log) = self.carrier() else { return };
+        if m.ring != log.ring || !log.insert(m.clone()) {
+            return;
         }
         self.missing_visits.remove(&m.seq);
-        self.store.insert(m.seq, m);
-        self.advance();
+        if m.encapsulated {
+            // Recovery traffic: the inner message belongs to an old ring.
+            if let Ok(Message::Mcast(inner)) = Message::decode(&m.payload)
+                && inner.ring == self.old.ring
+            {
+                self.old.insert(inner);
+            }
+        }
+        if self.state == State::Operational {
+            self.deliver_contiguous();
+        }
     }
 
-    /// Moves my_aru over contiguous messages and delivers them.
-    fn advance(&mut self) {
-        while let Some(m) = self.store.get(&(self.my_aru + 1)) {
-            self.my_aru += 1;
-            debug_assert_eq!(self.delivered + 1, m.seq);
-            self.delivered = m.seq;
-            self.events.push_back(TotemEvent::Deliver {
-                ring: self.ring,
-                seq: m.seq,
-                sender: m.sender,
-                payload: m.payload.clone(),
-            });
+    /// Delivers the installed ring's messages up to my_aru.
+    fn deliver_contiguous(&mut self) {
+        while self.old.delivered < self.old.my_aru {
+            let seq = self.old.delivered + 1;
+            let m = self
+                .old
+                .store
+                .get(&seq)
+                .expect("≤ my_aru is held until delivered")
+                .clone();
+            self.old.delivered = seq;
+            if !m.encapsulated {
+                self.deliver(self.old.ring, &m);
+            }
+        }
+    }
+
+    fn on_token(&mut self, now: Instant, t: Token) {
+        let carrier = match self.state {
+            State::Operational => Some(self.old.ring),
+            State::Recovery => self.new.as_ref().map(|n| n.ring),
+            _ => None,
+        };
+        if Some(t.ring) == carrier && t.token_seq > self.last_token_seq {
+            self.process_token(now, t);
         }
     }
 
     fn process_token(&mut self, now: Instant, mut t: Token) {
         assert!(t.aru <= t.seq, "token aru {} above seq {}", t.aru, t.seq);
         self.last_token_seq = t.token_seq;
+        let me = self.me;
+        let cfg = self.cfg.clone();
+        let mut recovering = self.recovery.take();
+        let in_recovery = recovering.is_some();
+        let mut log = self.take_carrier();
+        let ring = log.ring;
 
         // Serve retransmit requests for messages I hold.
-        let mut budget = self.cfg.max_messages;
+        let mut out = Vec::new();
+        let mut budget = cfg.max_messages;
         let mut still_missing = Vec::new();
         for seq in std::mem::take(&mut t.rtr) {
-            match self.store.get(&seq) {
+            match log.store.get(&seq) {
                 Some(m) if budget > 0 => {
                     budget -= 1;
-                    self.out.push_back(Transmit {
-                        dest: Dest::All,
-                        message: Message::Mcast(m.clone()),
-                    });
+                    out.push(Message::Mcast(m.clone()));
                 }
                 _ => still_missing.push(seq),
             }
@@ -319,43 +882,49 @@ impl Srp {
         // Flow control: the ring's window, my share per visit, and the
         // store: never run further ahead of the slowest member than it holds.
         let others_sent = t.fcc.saturating_sub(self.my_last_sent);
-        let window_left = self.cfg.window_size.saturating_sub(others_sent);
+        let window_left = cfg.window_size.saturating_sub(others_sent);
         let store_left = STORE_MESSAGES_MAX.saturating_sub(t.seq - t.aru);
-        let allowed = budget.min(window_left).min(store_left) as usize;
+        let allowed = budget.min(window_left).min(store_left);
         let mut sent = 0u32;
-        while sent as usize != allowed {
-            let Some(payload) = self.pending.pop_front() else {
-                break;
+        let mut sent_recovery = false;
+        while sent < allowed {
+            // Recovery traffic first; application messages only once the
+            // new ring is installed.
+            let (payload, encapsulated) = match recovering.as_mut() {
+                Some(plan) => match plan.to_resend.pop_front() {
+                    Some(inner) => (Message::Mcast(inner).encode(), true),
+                    None => break,
+                },
+                None => match self.pending.pop_front() {
+                    Some(p) => (p, false),
+                    None => break,
+                },
             };
             t.seq += 1;
             let m = Mcast {
-                ring: self.ring,
+                ring,
                 seq: t.seq,
-                sender: self.me,
-                encapsulated: false,
+                sender: me,
+                encapsulated,
                 payload,
             };
-            self.out.push_back(Transmit {
-                dest: Dest::All,
-                message: Message::Mcast(m.clone()),
-            });
-            self.store.insert(m.seq, m);
+            out.push(Message::Mcast(m.clone()));
+            log.insert(m);
             sent += 1;
+            sent_recovery |= encapsulated;
         }
         t.fcc = others_sent + sent;
         self.my_last_sent = sent;
-        // The ring's backlog: replace my share of the sum with the current one.
         let backlog = self.pending.len() as u32;
         t.backlog = t
             .backlog
             .saturating_sub(self.my_last_backlog)
             .saturating_add(backlog);
         self.my_last_backlog = backlog;
-        self.advance();
 
         // Request what I still miss after a few visits.
-        for seq in (self.my_aru + 1)..=t.seq {
-            if self.store.contains_key(&seq) {
+        for seq in (log.my_aru + 1)..=t.seq {
+            if log.store.contains_key(&seq) {
                 continue;
             }
             let visits = self.missing_visits.entry(seq).or_insert(0);
@@ -369,31 +938,66 @@ impl Srp {
         }
 
         // All-received-up-to: lower it to mine, or raise it if I lowered it.
-        if self.my_aru < t.aru || t.aru_addr == self.me || t.aru_addr == 0 {
-            t.aru = self.my_aru;
-            t.aru_addr = if t.aru == t.seq { 0 } else { self.me };
+        if log.my_aru < t.aru || t.aru_addr == me || t.aru_addr == 0 {
+            t.aru = log.my_aru;
+            t.aru_addr = if t.aru == t.seq { 0 } else { me };
         }
 
-        // Free what every member has had for two rotations.
-        let safe = t.aru.min(self.prev_token_aru).min(self.delivered);
-        self.store = self.store.split_off(&(safe + 1));
+        // Free what every member has had for two rotations (and I delivered).
+        let safe = t.aru.min(self.prev_token_aru).min(log.delivered);
+        log.store = log.store.split_off(&(safe + 1));
         self.prev_token_aru = t.aru;
+        let my_aru = log.my_aru;
+        let members = log.members;
+        self.put_carrier(log);
 
+        // Recovery: keep the retransmit flag set while I re-send, and
+        // install once it has been clear for two of my visits in a row and
+        // I hold every message up to the first of them.
+        let mut install = false;
+        if let Some(plan) = recovering.as_mut() {
+            if sent_recovery || !plan.to_resend.is_empty() {
+                t.retrans = true;
+                plan.set_retrans = true;
+                plan.clear_visits = 0;
+            } else if plan.set_retrans {
+                t.retrans = false;
+                plan.set_retrans = false;
+                plan.clear_visits = 0;
+            } else if !t.retrans {
+                if plan.clear_visits == 0 {
+                    plan.install_seq = t.seq;
+                }
+                plan.clear_visits += 1;
+            } else {
+                plan.clear_visits = 0;
+            }
+            install = plan.clear_visits >= CLEAR_VISITS_TO_INSTALL && my_aru >= plan.install_seq;
+        }
+        self.recovery = recovering;
+
+        for m in out {
+            self.out.push_back(Transmit {
+                dest: Dest::All,
+                message: m,
+            });
+        }
         t.token_seq += 1;
-        let to = self.successor();
-        self.token_copy = Some(t.clone());
+        let to = self.successor_in(members);
+        if in_recovery && install {
+            self.install(now);
+        } else if self.state == State::Operational {
+            self.deliver_contiguous();
+        }
         if to == self.me {
             // A ring of one keeps the token: its next visit is due when
-            // something is broadcast (see `broadcast`), not by a timer loop.
+            // something is broadcast (or, in recovery, right away: see
+            // `start_new_ring_token`).
+            self.last_sent = Some((to, Message::Token(t)));
             self.token_loss_at = None;
             self.token_retransmit_at = None;
             return;
         }
-        self.out.push_back(Transmit {
-            dest: Dest::Node(to),
-            message: Message::Token(t),
-        });
-        self.token_retransmit_at = Some(now + self.cfg.token_retransmit);
-        self.token_loss_at = Some(now + self.cfg.token);
+        self.send_token_msg(now, to, Message::Token(t));
     }
 }

@@ -17,6 +17,11 @@ pub const RTR_ENTRIES_MAX: usize = 64;
 /// are split by the layer above; this keeps a sealed packet in one
 /// unfragmented datagram on a 9000-byte-MTU link at most.
 pub const MCAST_PAYLOAD_BYTES_MAX: usize = 8_192;
+/// Room kept for re-sending an old-ring message inside a new-ring one
+/// (recovery): the inner message's own header.
+pub const ENCAPSULATION_BYTES: usize = 64;
+/// Bytes of application payload per message.
+pub const APP_PAYLOAD_BYTES_MAX: usize = MCAST_PAYLOAD_BYTES_MAX - ENCAPSULATION_BYTES;
 
 /// A set of node ids 1..=32 as a bit mask (bit `id − 1`).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
