@@ -23,7 +23,7 @@ use std::time::Duration;
 use hactl::sim::{NetFaults, Observed, Rng, TotemSim};
 use hactl::time::Instant;
 use hactl::totem::srp::{Srp, SrpConfig, TotemEvent};
-use hactl::totem::wire::{NodeSet, RingId};
+use hactl::totem::wire::{Message, NodeSet, RingId};
 
 fn cfg(n: usize) -> SrpConfig {
     let mut nodes = NodeSet::EMPTY;
@@ -394,4 +394,64 @@ fn a_crashed_node_is_noticed_within_token_plus_consensus() {
     // token (300) + consensus (360) + forming the ring (a few ms).
     assert!(took <= Duration::from_millis(700), "took {took:?}");
     println!("3 nodes, perfect network: crash to new ring in {took:?}");
+}
+
+#[test]
+fn a_message_only_a_crashed_node_had_is_skipped_and_later_ones_follow_the_transitional_configuration()
+ {
+    let mut sim = TotemSim::new(
+        (1..=3)
+            .map(|id| Srp::new(id, cfg(3), 1, Instant::ZERO))
+            .collect(),
+        NetFaults::perfect(),
+        11,
+    );
+    sim.run_until(ms(2_000));
+    let ring = converged(&sim).expect("one ring");
+    // Node 3's message "lost" never reaches anyone, retransmissions neither.
+    sim.drop_if = Some(Box::new(
+        |from, _, m| matches!(m, Message::Mcast(mc) if from == 3 && mc.payload == b"lost"),
+    ));
+    assert!(sim.broadcast(2, b"lost".to_vec()));
+    sim.run_until(ms(2_050));
+    assert!(sim.broadcast(0, b"after-1".to_vec()));
+    assert!(sim.broadcast(1, b"after-2".to_vec()));
+    sim.run_until(ms(2_100));
+    for i in 0..2 {
+        assert!(
+            !sim.observed[i].delivered().contains(&&b"after-1"[..]),
+            "held back behind the gap"
+        );
+    }
+    sim.crash(2);
+    sim.run_until(ms(4_000));
+    for i in 0..2 {
+        let events = &sim.observed[i].events;
+        let t = events
+            .iter()
+            .rposition(|e| matches!(e, TotemEvent::Transitional { .. }))
+            .expect("a transitional configuration");
+        let r = events
+            .iter()
+            .rposition(|e| matches!(e, TotemEvent::Regular { .. }))
+            .expect("a regular configuration");
+        assert!(t < r);
+        let between: Vec<&[u8]> = events[t..r]
+            .iter()
+            .filter_map(|e| match e {
+                TotemEvent::Deliver {
+                    ring: rr, payload, ..
+                } if *rr == ring => Some(payload.as_slice()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            between,
+            vec![&b"after-1"[..], &b"after-2"[..]],
+            "node {}: the old ring's rest, after the gap, in order",
+            i + 1
+        );
+        assert!(!sim.observed[i].delivered().contains(&&b"lost"[..]));
+    }
+    check_safety(11, &sim.observed);
 }

@@ -113,7 +113,12 @@ pub struct TotemSim {
     pub alive: Vec<bool>,
     /// `link[a][b]`: datagrams from index a reach index b.
     pub link: Vec<Vec<bool>>,
+    /// Drops the datagrams it returns true for: (from, to, message).
+    pub drop_if: Option<DropFilter>,
 }
+
+/// A targeted fault: which datagrams to lose.
+pub type DropFilter = Box<dyn FnMut(NodeId, NodeId, &Message) -> bool>;
 
 impl TotemSim {
     pub fn new(nodes: Vec<Srp>, faults: NetFaults, seed: u64) -> TotemSim {
@@ -130,6 +135,7 @@ impl TotemSim {
             dropped: 0,
             alive: vec![true; n],
             link: vec![vec![true; n]; n],
+            drop_if: None,
         };
         for i in 0..n {
             sim.flush(i);
@@ -268,6 +274,11 @@ impl TotemSim {
                 }
                 let msg =
                     Message::decode(&d.bytes).expect("the simulator only carries encoded messages");
+                if let Some(drop_if) = self.drop_if.as_mut()
+                    && drop_if(d.from, d.to, &msg)
+                {
+                    return true;
+                }
                 self.nodes[to].handle_message(self.now, msg);
                 self.flush(to);
                 true
