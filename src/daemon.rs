@@ -16,6 +16,9 @@ use sd_notify::NotifyState;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, Diagnostic, LoadError, Node, Severity};
+use crate::totem::driver::{Driver, DriverSetup};
+use crate::totem::srp::TotemEvent;
+use crate::totem::wire::{NodeSet, RingId};
 
 /// Exit status for a configuration problem (sysexits' EX_CONFIG); the unit
 /// lists it in RestartPreventExitStatus= so systemd does not restart a daemon
@@ -30,7 +33,12 @@ pub struct Options {
     /// This node's name; default: the node whose name is the host name, or
     /// whose address is configured on a local interface.
     pub node: Option<String>,
+    /// Where the node keeps its state (`/var/lib/hactl`).
+    pub state_dir: PathBuf,
 }
+
+/// The default state directory (the unit's StateDirectory=hactl).
+pub const STATE_DIR_DEFAULT: &str = "/var/lib/hactl";
 
 /// Sets up logging: to the journal, with structured fields, when stderr is
 /// connected to it (systemd sets JOURNAL_STREAM); otherwise to stderr.
@@ -180,6 +188,11 @@ fn local_addresses() -> Vec<IpAddr> {
 struct Started {
     config: Config,
     node: Node,
+    /// The cluster key; None in the insecure no-crypto mode.
+    authkey: Option<Vec<u8>>,
+    incarnation: u64,
+    /// The installed ring and its members, once there is one.
+    ring: Option<(RingId, NodeSet)>,
 }
 
 /// Prints a line about why the daemon refuses to start to stderr, with the
@@ -210,14 +223,42 @@ fn start(opts: &Options) -> Result<Started, String> {
         .unwrap_or_default();
     let node =
         pick_local_node(&config, opts.node.as_deref(), &hostname, &local_addresses())?.clone();
-    if config.totem.insecure_no_crypto {
+    let authkey = if config.totem.insecure_no_crypto {
         warn!(
             "crypto is OFF (insecure_no_crypto_i_understand_anyone_can_join): anyone on the network can join this cluster"
         );
+        None
     } else {
-        config::authkey::load(&config.totem.authkey).map_err(|e| e.to_string())?;
-    }
-    Ok(Started { config, node })
+        Some(config::authkey::load(&config.totem.authkey).map_err(|e| e.to_string())?)
+    };
+    let incarnation = new_incarnation(&opts.state_dir)?;
+    Ok(Started {
+        config,
+        node,
+        authkey,
+        incarnation,
+        ring: None,
+    })
+}
+
+/// A new incarnation number, persisted under the state directory first.
+fn new_incarnation(state_dir: &Path) -> Result<u64, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(|e| {
+            format!(
+                "{}: cannot create the state directory: {e}",
+                state_dir.display()
+            )
+        })?;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    crate::totem::incarnation::next(state_dir, now_s)
+        .map_err(|e| format!("{}: cannot record this start: {e}", state_dir.display()))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the process exit code.
@@ -245,15 +286,39 @@ pub fn run(opts: Options) -> ExitCode {
 }
 
 fn describe(s: &Started) -> String {
+    let membership = match s.ring {
+        None => "forming a membership".to_string(),
+        Some((ring, members)) => format!(
+            "ring {}/{} with {} of {} nodes ({})",
+            ring.rep,
+            ring.seq,
+            members.len(),
+            s.config.nodes.len(),
+            member_names(&s.config, members)
+        ),
+    };
     format!(
-        "node {} (id {}) of cluster {}: {} nodes, {} resources, configuration {}; membership not implemented yet",
+        "node {} (id {}) of cluster {}: {membership}; {} resources, configuration {}",
         s.node.name,
         s.node.id,
         s.config.cluster.name,
-        s.config.nodes.len(),
         s.config.resources.len(),
         &config::membership_digest(&s.config)[..12]
     )
+}
+
+fn member_names(config: &Config, members: NodeSet) -> String {
+    members
+        .iter()
+        .map(|id| {
+            config
+                .nodes
+                .iter()
+                .find(|n| n.id == id)
+                .map_or_else(|| format!("id {id}"), |n| n.name.clone())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
@@ -272,9 +337,28 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     let mut ping = tokio::time::interval(ping_every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let setup = DriverSetup::from_config(&started.config, started.node.id);
+    let mut driver = match Driver::start(setup, started.authkey.as_deref(), started.incarnation) {
+        Ok(d) => d,
+        Err(e) => {
+            refusal_line(&format!(
+                "hactld: refusing to start: {e}; is {} configured on this host?",
+                started
+                    .node
+                    .addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            status(&format!("failed: {e}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let text = describe(&started);
-    info!(node = %started.node.name, node_id = started.node.id, cluster = %started.config.cluster.name, "started: {text}");
-    notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
+    info!(node = %started.node.name, node_id = started.node.id, cluster = %started.config.cluster.name, incarnation = started.incarnation, "started: {text}");
+    status(&text);
+    let mut ready = false;
     if let Some(w) = watchdog {
         info!(
             "systemd watchdog every {} ms; pinging every {} ms",
@@ -302,6 +386,30 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                 }
                 let text = describe(&started);
                 notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
+            }
+            _ = driver.turn() => {
+                while let Some(event) = driver.poll_event() {
+                    match event {
+                        TotemEvent::Regular { ring, members, joined } => {
+                            started.ring = Some((ring, members));
+                            let text = describe(&started);
+                            info!(ring_rep = ring.rep, ring_seq = ring.seq, members = %member_names(&started.config, members), joined = %member_names(&started.config, joined), "membership: {text}");
+                            if ready {
+                                status(&text);
+                            } else {
+                                // Ready once this node has formed or joined a ring.
+                                notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
+                                ready = true;
+                            }
+                        }
+                        TotemEvent::Transitional { members, left, .. } => {
+                            if !left.is_empty() {
+                                warn!(left = %member_names(&started.config, left), staying = %member_names(&started.config, members), "membership: nodes left the ring");
+                            }
+                        }
+                        TotemEvent::Deliver { .. } => {}
+                    }
+                }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

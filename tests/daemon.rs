@@ -2,7 +2,8 @@
 //! systemd's side of it (a NOTIFY_SOCKET datagram socket, WATCHDOG_USEC) and
 //! check what a service manager would see: READY=1 with a STATUS= line,
 //! watchdog pings, STOPPING=1 on SIGTERM, and exit status 78 with a precise
-//! message when the configuration or key is wrong.
+//! message when the configuration or key is wrong. Two daemons on loopback
+//! addresses form a ring over real UDP with the encrypted envelope.
 //! The same daemon under real systemd: vm-tests/nspawn/test-unit.sh.
 
 use std::os::unix::fs::PermissionsExt;
@@ -19,14 +20,16 @@ const CONFIG: &str = r#"
 name = "t"
 [totem]
 authkey = "KEY"
+[[totem.link]]
+port = PORT
 [[node]]
 name = "node1"
 id = 1
-addresses = ["10.250.0.1"]
+addresses = ["127.0.0.11"]
 [[node]]
 name = "node2"
 id = 2
-addresses = ["10.250.0.2"]
+addresses = ["127.0.0.12"]
 "#;
 
 struct Setup {
@@ -35,22 +38,34 @@ struct Setup {
     key: PathBuf,
 }
 
-fn setup(config_text: &str) -> Setup {
+/// `port`: a totem port of the test's own, so tests can run in parallel.
+fn setup(config_text: &str, port: u16) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("authkey");
     hactl::config::authkey::generate(&key, 64, false).unwrap();
     let config = dir.path().join("cluster.toml");
-    std::fs::write(&config, config_text.replace("KEY", key.to_str().unwrap())).unwrap();
+    let text = config_text
+        .replace("KEY", key.to_str().unwrap())
+        .replace("PORT", &port.to_string());
+    std::fs::write(&config, text).unwrap();
     Setup { dir, config, key }
 }
 
 fn spawn(s: &Setup, node: &str, notify: Option<&Path>, watchdog_usec: Option<u64>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hactld"));
-    cmd.args(["--config", s.config.to_str().unwrap(), "--node", node])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("WATCHDOG_PID");
+    let state = s.dir.path().join(format!("state-{node}"));
+    cmd.args([
+        "--config",
+        s.config.to_str().unwrap(),
+        "--node",
+        node,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .env_remove("JOURNAL_STREAM")
+    .env_remove("WATCHDOG_PID");
     match notify {
         Some(p) => cmd.env("NOTIFY_SOCKET", p),
         None => cmd.env_remove("NOTIFY_SOCKET"),
@@ -103,7 +118,7 @@ fn ready_status_watchdog_and_clean_stop_reach_the_service_manager() {
         eprintln!("skipped: the key must be root-owned, run as root");
         return;
     }
-    let s = setup(CONFIG);
+    let s = setup(CONFIG, 15402);
     let sock_path = s.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     // Ask for a watchdog every 300 ms: the daemon must ping every 150 ms.
@@ -116,19 +131,17 @@ fn ready_status_watchdog_and_clean_stop_reach_the_service_manager() {
         .iter()
         .position(|l| l == "READY=1")
         .unwrap_or_else(|| panic!("no READY=1 in {msgs:?}"));
-    let status = msgs
+    // READY=1 comes with the first ring (alone here: node2 is not running).
+    let status = msgs[ready..]
         .iter()
         .find(|l| l.starts_with("STATUS=") && l.contains("node node1 (id 1) of cluster t"))
-        .unwrap_or_else(|| panic!("no STATUS= naming the node in {msgs:?}"));
-    assert!(status.contains("2 nodes"), "{status}");
+        .unwrap_or_else(|| panic!("no STATUS= naming the node with READY=1 in {msgs:?}"));
+    assert!(status.contains("with 1 of 2 nodes (node1)"), "{status}");
     let pings = msgs.iter().filter(|l| *l == "WATCHDOG=1").count();
+    assert!(pings >= 3, "expected watchdog pings, got {msgs:?}");
     assert!(
-        pings >= 3,
-        "expected watchdog pings after READY=1, got {msgs:?}"
-    );
-    assert!(
-        msgs.iter().position(|l| l == "WATCHDOG=1").unwrap() > ready,
-        "pings start after READY=1"
+        msgs[ready..].iter().any(|l| l == "WATCHDOG=1"),
+        "pings go on after READY=1: {msgs:?}"
     );
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
@@ -147,7 +160,7 @@ fn reload_with_a_broken_file_keeps_running_on_the_old_configuration() {
         eprintln!("skipped: the key must be root-owned, run as root");
         return;
     }
-    let s = setup(CONFIG);
+    let s = setup(CONFIG, 15404);
     let sock_path = s.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     let child = spawn(&s, "node2", Some(&sock_path), None);
@@ -181,7 +194,7 @@ fn reload_with_a_broken_file_keeps_running_on_the_old_configuration() {
 
 #[test]
 fn a_bad_configuration_exits_78_naming_file_line_and_column() {
-    let s = setup(&CONFIG.replace("id = 2", "id = 2\nvotes = \"one\""));
+    let s = setup(&CONFIG.replace("id = 2", "id = 2\nvotes = \"one\""), 15412);
     let sock_path = s.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     let child = spawn(&s, "node1", Some(&sock_path), None);
@@ -190,7 +203,7 @@ fn a_bad_configuration_exits_78_naming_file_line_and_column() {
     let file = s.config.display().to_string();
     assert!(
         stderr.contains(&format!(
-            "{file}:13:9: error: node[1].votes: expected an integer, found a string"
+            "{file}:15:9: error: node[1].votes: expected an integer, found a string"
         )),
         "{stderr}"
     );
@@ -208,7 +221,7 @@ fn a_bad_configuration_exits_78_naming_file_line_and_column() {
 
 #[test]
 fn a_key_readable_by_others_exits_78_and_says_how_to_fix_it() {
-    let s = setup(CONFIG);
+    let s = setup(CONFIG, 15406);
     std::fs::set_permissions(&s.key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, stderr) = finish(spawn(&s, "node1", None, None));
     assert_eq!(code, 78, "{stderr}");
@@ -220,7 +233,7 @@ fn a_key_readable_by_others_exits_78_and_says_how_to_fix_it() {
 
 #[test]
 fn a_missing_key_exits_78_and_names_the_file() {
-    let s = setup(CONFIG);
+    let s = setup(CONFIG, 15408);
     std::fs::remove_file(&s.key).unwrap();
     let (code, stderr) = finish(spawn(&s, "node1", None, None));
     assert_eq!(code, 78, "{stderr}");
@@ -232,11 +245,66 @@ fn a_missing_key_exits_78_and_names_the_file() {
 
 #[test]
 fn an_unknown_node_exits_78_listing_the_configured_ones() {
-    let s = setup(CONFIG);
+    let s = setup(CONFIG, 15410);
     let (code, stderr) = finish(spawn(&s, "node7", None, None));
     assert_eq!(code, 78, "{stderr}");
     assert!(
         stderr.contains("--node node7: no such node in the configuration (nodes: node1, node2)"),
         "{stderr}"
     );
+}
+
+/// The last STATUS= line in `msgs`.
+fn last_status(msgs: &[String]) -> Option<&str> {
+    msgs.iter().rev().find_map(|l| l.strip_prefix("STATUS="))
+}
+
+#[test]
+fn two_daemons_form_one_ring_and_the_survivor_notices_a_crash() {
+    if !is_root() {
+        eprintln!("skipped: the key must be root-owned, run as root");
+        return;
+    }
+    // Two real hactld processes on loopback addresses, talking totem over
+    // UDP with the encrypted envelope.
+    let s = setup(CONFIG, 15414);
+    let socks: Vec<(PathBuf, UnixDatagram)> = ["n1.sock", "n2.sock"]
+        .iter()
+        .map(|name| {
+            let p = s.dir.path().join(name);
+            let sock = UnixDatagram::bind(&p).unwrap();
+            (p, sock)
+        })
+        .collect();
+    let mut one = spawn(&s, "node1", Some(&socks[0].0), None);
+    let two = spawn(&s, "node2", Some(&socks[1].0), None);
+    let both = "with 2 of 2 nodes (node1, node2)";
+    let mut seen = Vec::new();
+    for (_, sock) in &socks {
+        let msgs = collect(sock, Duration::from_secs(20), |m| {
+            last_status(m).is_some_and(|st| st.contains(both))
+        });
+        assert!(msgs.iter().any(|l| l == "READY=1"), "{msgs:?}");
+        assert!(
+            last_status(&msgs).is_some_and(|st| st.contains(both)),
+            "no common ring: {msgs:?}"
+        );
+        seen.push(msgs);
+    }
+    // Crash node2: node1 must report a ring without it, within token +
+    // consensus (0.66 s with the defaults) plus scheduling slack.
+    let crash = Instant::now();
+    kill(Pid::from_raw(two.id() as i32), Signal::SIGKILL).unwrap();
+    let msgs = collect(&socks[0].1, Duration::from_secs(20), |m| {
+        last_status(m).is_some_and(|st| st.contains("with 1 of 2 nodes (node1)"))
+    });
+    assert!(
+        last_status(&msgs).is_some_and(|st| st.contains("with 1 of 2 nodes (node1)")),
+        "{msgs:?}"
+    );
+    eprintln!("crash noticed after {:?}", crash.elapsed());
+    kill(Pid::from_raw(one.id() as i32), Signal::SIGTERM).unwrap();
+    let _ = one.wait();
+    let (_, stderr) = finish(two);
+    let _ = stderr;
 }

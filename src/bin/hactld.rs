@@ -19,6 +19,9 @@ struct Args {
     /// name, or from the addresses of this host).
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
+    /// Where the node keeps its state.
+    #[arg(long, value_name = "DIR", default_value = hactl::daemon::STATE_DIR_DEFAULT)]
+    state_dir: PathBuf,
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,5 +30,6 @@ fn main() -> std::process::ExitCode {
     hactl::daemon::run(hactl::daemon::Options {
         config: args.config,
         node: args.node,
+        state_dir: args.state_dir,
     })
 }

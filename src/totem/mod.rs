@@ -7,6 +7,7 @@
 //!   persisted before use (the envelope's nonce safety rests on it).
 //! - [`wire`]: the totem messages (token, multicast, join, commit token,
 //!   merge detect) and their bounded byte format.
+//! - [`driver`]: the UDP edge: sockets per link, seal/open, the real clock.
 //! - [`srp`]: the single-ring protocol's ordering half as a pure state
 //!   machine (token, agreed order, retransmission, flow control).
 //!
@@ -14,6 +15,7 @@
 //! driver build on this envelope.
 
 pub mod crypto;
+pub mod driver;
 pub mod incarnation;
 pub mod srp;
 pub mod wire;

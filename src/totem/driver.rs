@@ -1,0 +1,321 @@
+//! The UDP driver: the thin I/O edge around [`Srp`]. It binds one socket
+//! per link, seals every outgoing message into the crypto envelope and
+//! opens every incoming one, feeds the protocol with the real clock, and
+//! sends what the protocol asks for.
+//!
+//! Transports: `udpu` sends a message for all members as one unicast per
+//! configured node; `udp` sends it to the link's multicast group. With two
+//! links every datagram goes out on both (active redundancy); the receiver's
+//! replay window drops the second copy, so a link that stops carrying
+//! traffic costs nothing and needs no switch-over.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tracing::{debug, warn};
+
+use super::NodeId;
+use super::crypto::{OpenError, OpenStats, Opener, Sealer};
+use super::srp::{Backpressure, Dest, Srp, SrpConfig, TotemEvent};
+use super::wire::{Message, NodeSet};
+use crate::config::{Config, Transport};
+use crate::time::{Clock, Instant};
+
+/// Socket buffers: a burst of a full window of 8 KiB messages fits.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+/// The same kind of dropped packet is logged at most this often.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Largest datagram read.
+const DATAGRAM_BYTES_MAX: usize = 65_536;
+
+/// One link's addresses, as this node sees them.
+#[derive(Clone, Debug)]
+pub struct LinkSetup {
+    pub bind: SocketAddr,
+    /// Multicast group (transport udp), else None.
+    pub mcast: Option<SocketAddr>,
+    pub ttl: u8,
+    /// Every other node's address on this link.
+    pub peers: HashMap<NodeId, SocketAddr>,
+}
+
+/// Everything the driver needs, derived from the configuration.
+#[derive(Clone, Debug)]
+pub struct DriverSetup {
+    pub me: NodeId,
+    pub cluster_name: String,
+    pub srp: SrpConfig,
+    pub links: Vec<LinkSetup>,
+}
+
+impl DriverSetup {
+    pub fn from_config(config: &Config, me: NodeId) -> DriverSetup {
+        let mut nodes = NodeSet::EMPTY;
+        config.nodes.iter().for_each(|n| nodes.insert(n.id));
+        let links = config
+            .totem
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, link)| {
+                let addr_of = |id: NodeId| {
+                    let n = config
+                        .nodes
+                        .iter()
+                        .find(|n| n.id == id)
+                        .expect("configured node");
+                    SocketAddr::new(n.addresses[i], link.port)
+                };
+                LinkSetup {
+                    bind: addr_of(me),
+                    mcast: match config.totem.transport {
+                        Transport::Udp => link.mcast_addr.map(|a| SocketAddr::new(a, link.port)),
+                        Transport::Udpu => None,
+                    },
+                    ttl: link.ttl,
+                    peers: nodes
+                        .iter()
+                        .filter(|id| *id != me)
+                        .map(|id| (id, addr_of(id)))
+                        .collect(),
+                }
+            })
+            .collect();
+        DriverSetup {
+            me,
+            cluster_name: config.cluster.name.clone(),
+            srp: SrpConfig::from_config(&config.totem, nodes),
+            links,
+        }
+    }
+}
+
+struct Link {
+    socket: UdpSocket,
+    setup: LinkSetup,
+}
+
+fn bind(setup: &LinkSetup) -> io::Result<UdpSocket> {
+    let domain = if setup.bind.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    // Buffers are a best effort: the kernel caps them at net.core.rmem_max.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    match (setup.mcast, setup.bind.ip()) {
+        (Some(group), IpAddr::V4(local)) => {
+            let IpAddr::V4(g) = group.ip() else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "IPv4 node address with an IPv6 multicast group",
+                ));
+            };
+            // Bound to the group's port on any address (group traffic and
+            // unicast tokens arrive here); sent from the node's interface.
+            s.bind(
+                &SocketAddr::new(
+                    IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                    setup.bind.port(),
+                )
+                .into(),
+            )?;
+            s.join_multicast_v4(&g, &local)?;
+            s.set_multicast_if_v4(&local)?;
+            s.set_multicast_ttl_v4(u32::from(setup.ttl))?;
+            s.set_multicast_loop_v4(false)?;
+        }
+        (Some(_), IpAddr::V6(_)) => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "IPv6 multicast is not supported yet: use transport = \"udpu\"",
+            ));
+        }
+        (None, _) => s.bind(&setup.bind.into())?,
+    }
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
+}
+
+/// Limits logging of dropped packets: one line per reason per interval.
+#[derive(Default)]
+struct DropLog {
+    last: HashMap<OpenError, Instant>,
+}
+
+impl DropLog {
+    fn should_log(&mut self, now: Instant, e: OpenError) -> bool {
+        match self.last.get(&e) {
+            Some(t) if now.saturating_since(*t) < DROP_LOG_INTERVAL => false,
+            _ => {
+                self.last.insert(e, now);
+                true
+            }
+        }
+    }
+}
+
+pub struct Driver {
+    srp: Srp,
+    sealer: Sealer,
+    opener: Opener,
+    links: Vec<Link>,
+    clock: Clock,
+    drop_log: DropLog,
+    me: NodeId,
+}
+
+impl Driver {
+    /// Binds the links and starts the protocol (it begins by gathering a
+    /// membership). `authkey: None` is the insecure no-crypto mode.
+    pub fn start(
+        setup: DriverSetup,
+        authkey: Option<&[u8]>,
+        incarnation: u64,
+    ) -> io::Result<Driver> {
+        let links = setup
+            .links
+            .iter()
+            .map(|l| {
+                bind(l)
+                    .map(|socket| Link {
+                        socket,
+                        setup: l.clone(),
+                    })
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("cannot bind totem link to {}: {e}", l.bind),
+                        )
+                    })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let clock = Clock::new();
+        let srp = Srp::new(setup.me, setup.srp, incarnation, clock.now());
+        let mut d = Driver {
+            srp,
+            sealer: Sealer::new(authkey, &setup.cluster_name, setup.me, incarnation),
+            opener: Opener::new(authkey, &setup.cluster_name),
+            links,
+            clock,
+            drop_log: DropLog::default(),
+            me: setup.me,
+        };
+        d.flush();
+        Ok(d)
+    }
+
+    pub fn srp(&self) -> &Srp {
+        &self.srp
+    }
+
+    pub fn stats(&self) -> &OpenStats {
+        self.opener.stats()
+    }
+
+    pub fn broadcast(&mut self, payload: Vec<u8>) -> Result<(), Backpressure> {
+        let r = self.srp.broadcast(self.clock.now(), payload);
+        self.flush();
+        r
+    }
+
+    pub fn poll_event(&mut self) -> Option<TotemEvent> {
+        self.srp.poll_event()
+    }
+
+    /// Waits for the next datagram or timer and handles it. Cancel-safe:
+    /// the state only changes after an await has completed.
+    pub async fn turn(&mut self) {
+        enum Woke {
+            Packet(io::Result<(Vec<u8>, usize, SocketAddr)>),
+            Timer,
+        }
+        let deadline = self.srp.poll_timeout();
+        let wait = deadline.map(|t| t.saturating_since(self.clock.now()));
+        let woke = {
+            let mut buf0 = vec![0u8; DATAGRAM_BYTES_MAX];
+            let mut buf1 = vec![0u8; DATAGRAM_BYTES_MAX];
+            let link0 = &self.links[0].socket;
+            let link1 = self.links.get(1).map(|l| &l.socket);
+            tokio::select! {
+                r = link0.recv_from(&mut buf0) => Woke::Packet(r.map(|(n, from)| (buf0, n, from))),
+                r = async {
+                    match link1 {
+                        Some(s) => s.recv_from(&mut buf1).await.map(|(n, from)| (buf1, n, from)),
+                        None => std::future::pending().await,
+                    }
+                } => Woke::Packet(r),
+                _ = async {
+                    match wait {
+                        Some(w) => tokio::time::sleep(w).await,
+                        None => std::future::pending().await,
+                    }
+                } => Woke::Timer,
+            }
+        };
+        match woke {
+            Woke::Timer => self.srp.handle_timeout(self.clock.now()),
+            Woke::Packet(Ok((buf, n, from))) => self.receive(&buf[..n], from),
+            Woke::Packet(Err(e)) => warn!(error = %e, "totem: receive failed"),
+        }
+        // A busy socket must not starve the timers.
+        let now = self.clock.now();
+        if self.srp.poll_timeout().is_some_and(|t| t <= now) {
+            self.srp.handle_timeout(now);
+        }
+        self.flush();
+    }
+
+    fn receive(&mut self, packet: &[u8], from: SocketAddr) {
+        let now = self.clock.now();
+        match self.opener.open(packet) {
+            Ok((sender, _)) if sender == self.me => {}
+            Ok((sender, payload)) => match Message::decode(&payload) {
+                Ok(msg) => self.srp.handle_message(now, msg),
+                Err(e) => {
+                    warn!(sender, error = %e, "totem: malformed message from an authenticated member")
+                }
+            },
+            // A second copy over the other link is expected, not news.
+            Err(OpenError::Replayed) => {}
+            Err(e) => {
+                if self.drop_log.should_log(now, e) {
+                    let count = self.opener.stats().dropped.get(&e).copied().unwrap_or(0);
+                    warn!(from = %from, reason = %e, dropped_so_far = count, "totem: packet dropped (logged once per 10 s per reason)");
+                }
+            }
+        }
+    }
+
+    /// Sends everything the protocol asked for, on every link.
+    fn flush(&mut self) {
+        while let Some(t) = self.srp.poll_transmit() {
+            let mut packet = Vec::new();
+            if let Err(e) = self.sealer.seal(&t.message.encode(), &mut packet) {
+                warn!(error = ?e, "totem: cannot seal a message");
+                continue;
+            }
+            for link in &self.links {
+                let targets: Vec<SocketAddr> = match (t.dest, link.setup.mcast) {
+                    (Dest::All, Some(group)) => vec![group],
+                    (Dest::All, None) => link.setup.peers.values().copied().collect(),
+                    (Dest::Node(id), _) => link.setup.peers.get(&id).copied().into_iter().collect(),
+                };
+                for to in targets {
+                    // UDP: a full buffer or an unreachable peer is a lost
+                    // datagram, which the protocol repairs.
+                    if let Err(e) = link.socket.try_send_to(&packet, to) {
+                        debug!(to = %to, error = %e, "totem: send failed");
+                    }
+                }
+            }
+        }
+    }
+}
