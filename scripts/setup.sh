@@ -10,6 +10,8 @@ packages=(
   systemd           # systemd-analyze
   systemd-container # systemd-nspawn: real systemd nodes (vm-tests/nspawn)
   debootstrap       # the nspawn nodes' root filesystem
+  openipmi          # ipmi_sim: a real RMCP+ BMC for the IPMI fencing tests
+  ipmitool          # cross-checks hactl's IPMI client on the same BMC
 )
 
 missing=()
