@@ -4009,3 +4009,25 @@ fn the_last_man_standing_window_accepts_units() {
     let loaded = parse(&format!("{TWO_NODES}[quorum]\nlast_man_standing = true\nwait_for_all = true\nlast_man_standing_window = \"20s\"\n")).unwrap_or_else(|d| panic!("{}", dump(&d)));
     assert_eq!(loaded.config.quorum.last_man_standing_window_ms, 20_000);
 }
+
+#[test]
+fn ipmi_user_names_and_passwords_respect_the_protocol_limits() {
+    let text = format!(
+        "{TWO_NODES}[[fence_device]]\nid = \"bmc\"\nkind = \"ipmi\"\nhost = \"10.9.0.1\"\nusername = \"a-very-long-user-name\"\npassword = \"{}\"\n",
+        "p".repeat(21)
+    );
+    expect_error(
+        &text,
+        15,
+        12,
+        "fence_device[0].username",
+        "IPMI allows at most 16",
+    );
+    expect_error(
+        &text,
+        16,
+        12,
+        "fence_device[0].password",
+        "IPMI 2.0 allows at most 20",
+    );
+}

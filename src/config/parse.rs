@@ -37,6 +37,8 @@ pub const OP_TIMEOUT_MS_DEFAULT: u64 = 20_000;
 pub const MONITOR_INTERVAL_MS_DEFAULT: u64 = 10_000;
 pub const FENCE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 pub const IPMI_PORT_DEFAULT: u16 = 623;
+pub const IPMI_USERNAME_BYTES_MAX: usize = 16;
+pub const IPMI_PASSWORD_BYTES_MAX: usize = 20;
 pub const WATCHDOG_TIMEOUT_S_DEFAULT: u32 = 10;
 pub const WATCHDOG_DEVICE_DEFAULT: &str = "/dev/watchdog";
 /// Longest id or name accepted, so messages and logs stay readable.
@@ -1128,6 +1130,26 @@ fn parse_fence_device(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Optio
                     ],
                 )
                 .unwrap_or(IpmiPrivilege::Operator);
+            // IPMI 2.0 limits: user names 16 bytes, passwords 20 bytes.
+            if let Some(u) = &username
+                && u.get_ref().len() > IPMI_USERNAME_BYTES_MAX
+            {
+                sink.error(
+                    &u.span(),
+                    &t.key_path("username"),
+                    format!(
+                        "the user name is {} bytes; IPMI allows at most {IPMI_USERNAME_BYTES_MAX}",
+                        u.get_ref().len()
+                    ),
+                    "use the BMC user's exact (short) name",
+                );
+            }
+            if let Some(Secret::Inline(p)) = &password
+                && p.len() > IPMI_PASSWORD_BYTES_MAX
+            {
+                let kp = t.key_path("password");
+                sink.error(&spans.at(&kp), &kp, format!("the password is {} bytes; IPMI 2.0 allows at most {IPMI_PASSWORD_BYTES_MAX}", p.len()), "set a shorter password on the BMC");
+            }
             FenceKind::Ipmi {
                 host: host?.into_inner(),
                 port,
