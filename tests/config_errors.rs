@@ -4031,3 +4031,27 @@ fn ipmi_user_names_and_passwords_respect_the_protocol_limits() {
         "IPMI 2.0 allows at most 20",
     );
 }
+
+#[test]
+fn expected_votes_below_the_total_is_refused_as_a_split_brain() {
+    expect_error_hint(
+        &format!("{TWO_NODES}[quorum]\nexpected_votes = 1\n"),
+        12,
+        18,
+        "quorum.expected_votes",
+        "two disjoint partitions could both be quorate",
+        "remove expected_votes",
+    );
+}
+
+#[test]
+fn last_man_standing_needs_wait_for_all() {
+    expect_error_hint(
+        &format!("{TWO_NODES}[quorum]\nlast_man_standing = true\nwait_for_all = false\n"),
+        12,
+        21,
+        "quorum.last_man_standing",
+        "lets two disjoint partitions both be quorate",
+        "wait_for_all = true",
+    );
+}

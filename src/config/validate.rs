@@ -272,11 +272,15 @@ fn check_quorum(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
                 "this cluster could never be quorate: remove expected_votes (the default is the nodes' total)",
             );
         } else if e < total {
-            sink.warning(
-                &spans.at("quorum.expected_votes"),
+            // From a cold start, two halves could then both be quorate.
+            err(
+                sink,
+                spans,
                 "quorum.expected_votes",
-                format!("expected_votes = {e} is below the nodes' total of {total} votes"),
-                "until all nodes have been seen, a minority of them can be quorate; remove expected_votes",
+                format!(
+                    "expected_votes = {e} is below the nodes' total of {total} votes: two disjoint partitions could both be quorate"
+                ),
+                "remove expected_votes (the default is the nodes' total), or raise it",
             );
         }
     }
@@ -295,12 +299,16 @@ fn check_quorum(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
                 );
             }
         }
+        // Without wait_for_all, a side cut off after the cluster shrank can
+        // regain quorum while the other side keeps it (found by the quorum
+        // module's exhaustive check): refuse it.
         if !q.wait_for_all {
-            sink.warning(
-                &spans.at("quorum.last_man_standing"),
+            err(
+                sink,
+                spans,
                 "quorum.last_man_standing",
-                "last_man_standing without wait_for_all",
-                "a rebooted node could form a quorate cluster alone; set wait_for_all = true",
+                "last_man_standing without wait_for_all lets two disjoint partitions both be quorate",
+                "set wait_for_all = true",
             );
         }
     }
