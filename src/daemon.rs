@@ -16,6 +16,7 @@ use sd_notify::NotifyState;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, Diagnostic, LoadError, Node, Severity};
+use crate::quorum::{NodeInfo, Quorum, QuorumEvent};
 use crate::totem::driver::{Driver, DriverSetup};
 use crate::totem::srp::TotemEvent;
 use crate::totem::wire::{NodeSet, RingId};
@@ -193,7 +194,12 @@ struct Started {
     incarnation: u64,
     /// The installed ring and its members, once there is one.
     ring: Option<(RingId, NodeSet)>,
+    quorate: bool,
 }
+
+/// First byte of a totem message: which service it belongs to. (The
+/// replicated state and the controller add theirs.)
+const SERVICE_QUORUM: u8 = 1;
 
 /// Prints a line about why the daemon refuses to start to stderr, with the
 /// journal's priority prefix when stderr is the journal. Not through the
@@ -238,6 +244,7 @@ fn start(opts: &Options) -> Result<Started, String> {
         authkey,
         incarnation,
         ring: None,
+        quorate: false,
     })
 }
 
@@ -289,12 +296,13 @@ fn describe(s: &Started) -> String {
     let membership = match s.ring {
         None => "forming a membership".to_string(),
         Some((ring, members)) => format!(
-            "ring {}/{} with {} of {} nodes ({})",
+            "ring {}/{} with {} of {} nodes ({}), {}",
             ring.rep,
             ring.seq,
             members.len(),
             s.config.nodes.len(),
-            member_names(&s.config, members)
+            member_names(&s.config, members),
+            if s.quorate { "quorate" } else { "not quorate" }
         ),
     };
     format!(
@@ -355,6 +363,14 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let mut quorum = match Quorum::new(&started.config, started.node.id) {
+        Ok(q) => q,
+        Err(e) => {
+            refusal_line(&format!("hactld: refusing to start: quorum settings: {e}"));
+            status(&format!("failed: {e}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let text = describe(&started);
     info!(node = %started.node.name, node_id = started.node.id, cluster = %started.config.cluster.name, incarnation = started.incarnation, "started: {text}");
     status(&text);
@@ -368,6 +384,9 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     }
 
     loop {
+        let quorum_wait = quorum
+            .poll_timeout()
+            .map(|t| t.saturating_since(driver.now()));
         tokio::select! {
             _ = ping.tick() => {
                 if watchdog.is_some() {
@@ -387,11 +406,32 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                 let text = describe(&started);
                 notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
             }
+            _ = async {
+                match quorum_wait {
+                    Some(w) => tokio::time::sleep(w).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                quorum.handle_timeout(driver.now());
+                quorum_events(&mut quorum, &mut started);
+            }
             _ = driver.turn() => {
                 while let Some(event) = driver.poll_event() {
                     match event {
                         TotemEvent::Regular { ring, members, joined } => {
                             started.ring = Some((ring, members));
+                            let ids: Vec<u32> = members.iter().collect();
+                            if let Err(e) = quorum.handle_membership(driver.now(), ring, &ids) {
+                                warn!(error = %e, "quorum: membership refused");
+                            }
+                            while let Some(info) = quorum.poll_broadcast() {
+                                let mut payload = vec![SERVICE_QUORUM];
+                                payload.extend_from_slice(&info.to_bytes());
+                                if driver.broadcast(payload).is_err() {
+                                    warn!("quorum: totem pushed back; the node information goes with the next ring");
+                                }
+                            }
+                            quorum_events(&mut quorum, &mut started);
                             let text = describe(&started);
                             info!(ring_rep = ring.rep, ring_seq = ring.seq, members = %member_names(&started.config, members), joined = %member_names(&started.config, joined), "membership: {text}");
                             if ready {
@@ -407,7 +447,23 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                                 warn!(left = %member_names(&started.config, left), staying = %member_names(&started.config, members), "membership: nodes left the ring");
                             }
                         }
-                        TotemEvent::Deliver { .. } => {}
+                        TotemEvent::Deliver { sender, payload, .. } => {
+                            if payload.first() == Some(&SERVICE_QUORUM) {
+                                match NodeInfo::from_bytes(&payload[1..]) {
+                                    Ok(info) => {
+                                        if let Err(e) = quorum.handle_node_info(driver.now(), sender, info) {
+                                            warn!(sender, error = %e, "quorum: node information refused");
+                                        }
+                                    }
+                                    Err(e) => warn!(sender, error = %e, "quorum: malformed node information"),
+                                }
+                                if quorum_events(&mut quorum, &mut started) {
+                                    let text = describe(&started);
+                                    info!(quorate = started.quorate, "quorum: {text}");
+                                    status(&text);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -418,6 +474,32 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Logs quorum events and tracks the quorate flag; true if it changed.
+fn quorum_events(quorum: &mut Quorum, started: &mut Started) -> bool {
+    let before = started.quorate;
+    while let Some(e) = quorum.poll_event() {
+        match e {
+            QuorumEvent::Gained { ring } => info!(ring_seq = ring.seq, "quorum: gained"),
+            QuorumEvent::Lost { ring, reason } => {
+                warn!(ring_seq = ring.seq, reason = %reason, "quorum: lost")
+            }
+            QuorumEvent::Synced { .. } => {}
+            QuorumEvent::ExpectedVotesLowered {
+                expected_votes,
+                quorum,
+                ..
+            } => {
+                info!(
+                    expected_votes,
+                    quorum, "quorum: last_man_standing lowered the expected votes"
+                )
+            }
+        }
+    }
+    started.quorate = quorum.is_quorate();
+    started.quorate != before
 }
 
 #[cfg(test)]

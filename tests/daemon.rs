@@ -260,7 +260,7 @@ fn last_status(msgs: &[String]) -> Option<&str> {
 }
 
 #[test]
-fn two_daemons_form_one_ring_and_the_survivor_notices_a_crash() {
+fn two_daemons_form_one_quorate_ring_and_the_survivor_notices_a_crash_and_loses_quorum() {
     if !is_root() {
         eprintln!("skipped: the key must be root-owned, run as root");
         return;
@@ -278,7 +278,8 @@ fn two_daemons_form_one_ring_and_the_survivor_notices_a_crash() {
         .collect();
     let mut one = spawn(&s, "node1", Some(&socks[0].0), None);
     let two = spawn(&s, "node2", Some(&socks[1].0), None);
-    let both = "with 2 of 2 nodes (node1, node2)";
+    // Two of two votes: quorate (no two_node here).
+    let both = "with 2 of 2 nodes (node1, node2), quorate";
     let mut seen = Vec::new();
     for (_, sock) in &socks {
         let msgs = collect(sock, Duration::from_secs(20), |m| {
@@ -296,10 +297,10 @@ fn two_daemons_form_one_ring_and_the_survivor_notices_a_crash() {
     let crash = Instant::now();
     kill(Pid::from_raw(two.id() as i32), Signal::SIGKILL).unwrap();
     let msgs = collect(&socks[0].1, Duration::from_secs(20), |m| {
-        last_status(m).is_some_and(|st| st.contains("with 1 of 2 nodes (node1)"))
+        last_status(m).is_some_and(|st| st.contains("with 1 of 2 nodes (node1), not quorate"))
     });
     assert!(
-        last_status(&msgs).is_some_and(|st| st.contains("with 1 of 2 nodes (node1)")),
+        last_status(&msgs).is_some_and(|st| st.contains("with 1 of 2 nodes (node1), not quorate")),
         "{msgs:?}"
     );
     eprintln!("crash noticed after {:?}", crash.elapsed());

@@ -212,6 +212,11 @@ impl Driver {
         Ok(d)
     }
 
+    /// The driver's clock, for the cores that run beside totem.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
     pub fn srp(&self) -> &Srp {
         &self.srp
     }
