@@ -4,10 +4,10 @@
 #
 # Today it shows what exists: the cluster configuration checked, the key
 # made, three hactld daemons on their own "hosts" forming one encrypted
-# totem ring over UDP multicast, one node crashing and the survivors forming
-# a new ring (timed), and the node rejoining. Quorum and the failover of the
-# resources arrive with the quorum, scheduler and controller work; this
-# script grows with them.
+# totem ring over UDP multicast and agreeing on quorum, one node crashing
+# and the survivors forming a new ring that keeps quorum (timed), and the
+# node rejoining. The failover of resources arrives with the scheduler,
+# agents and controller work; this script grows with them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/netns.sh
@@ -101,8 +101,8 @@ wait_for() {
   done
 }
 for i in 1 2 3; do start_node "$i"; done
-for i in 1 2 3; do wait_for "$work/node$i.log" "with 3 of 3 nodes" 20; done
-for i in 1 2 3; do grep -F "membership:" "$work/node$i.log" | tail -n 1 | sed "s/^/  node$i | /"; done
+for i in 1 2 3; do wait_for "$work/node$i.log" "with 3 of 3 nodes (node1, node2, node3), quorate" 20; done
+for i in 1 2 3; do grep -E "(membership|quorum): node" "$work/node$i.log" | tail -n 1 | sed "s/^/  node$i | /"; done
 
 step "crash node2 (SIGKILL) and cut its network port"
 : > "$work/node1.log"; : > "$work/node3.log"
@@ -110,7 +110,7 @@ t0=$(date +%s.%N)
 kill -9 "${pids[2]}"
 { wait "${pids[2]}"; } 2>/dev/null || true
 netns_cut "$prefix" node2
-for i in 1 3; do wait_for "$work/node$i.log" "with 2 of 3 nodes (node1, node3)" 20; done
+for i in 1 3; do wait_for "$work/node$i.log" "with 2 of 3 nodes (node1, node3), quorate" 20; done
 t1=$(date +%s.%N)
 for i in 1 3; do grep -E "membership" "$work/node$i.log" | sed "s/^/  node$i | /"; done
 awk -v a="$t0" -v b="$t1" 'BEGIN { printf "  the survivors formed a new ring %.2f s after the crash\n", b - a }' 
@@ -120,8 +120,8 @@ step "node2 comes back"
 netns_heal "$prefix" node2
 : > "$work/node2.log"
 start_node 2
-for i in 1 2 3; do wait_for "$work/node$i.log" "with 3 of 3 nodes" 20; done
-grep -F "membership:" "$work/node2.log" | tail -n 1 | sed "s/^/  node2 | /"
+for i in 1 2 3; do wait_for "$work/node$i.log" "with 3 of 3 nodes (node1, node2, node3), quorate" 20; done
+grep -E "(membership|quorum): node" "$work/node2.log" | tail -n 1 | sed "s/^/  node2 | /"
 
 step "stop all (SIGTERM: clean stop)"
 for i in 1 2 3; do kill "${pids[$i]}"; wait "${pids[$i]}" || true; done

@@ -13,10 +13,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{self, Config, Diagnostic, LoadError, Node, Severity};
-use crate::quorum::{NodeInfo, Quorum, QuorumEvent};
+use crate::quorum::{NodeInfo, Quorum, QuorumError, QuorumEvent};
 use crate::totem::driver::{Driver, DriverSetup};
 use crate::totem::srp::TotemEvent;
 use crate::totem::wire::{NodeSet, RingId};
@@ -451,8 +451,12 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                             if payload.first() == Some(&SERVICE_QUORUM) {
                                 match NodeInfo::from_bytes(&payload[1..]) {
                                     Ok(info) => {
-                                        if let Err(e) = quorum.handle_node_info(driver.now(), sender, info) {
-                                            warn!(sender, error = %e, "quorum: node information refused");
+                                        match quorum.handle_node_info(driver.now(), sender, info) {
+                                            Ok(()) => {}
+                                            // Sent in one ring, delivered in the next (extended
+                                            // virtual synchrony): expected after a ring change.
+                                            Err(e @ QuorumError::OtherRing { .. }) => debug!(sender, error = %e, "quorum: node information of an earlier ring"),
+                                            Err(e) => warn!(sender, error = %e, "quorum: node information refused"),
                                         }
                                     }
                                     Err(e) => warn!(sender, error = %e, "quorum: malformed node information"),
