@@ -14,6 +14,8 @@ use crate::config::{
     self, DEFAULT_AUTHKEY_PATH, DEFAULT_CONFIG_PATH, LoadError, Severity, authkey,
 };
 
+mod simulate;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "hactl",
@@ -45,6 +47,9 @@ pub enum Command {
         #[arg(long, default_value_t = authkey::KEY_BYTES_DEFAULT as u16, value_parser = clap::value_parser!(u16).range(authkey::KEY_BYTES_MIN as i64..=authkey::KEY_BYTES_MAX as i64))]
         bytes: u16,
     },
+    /// Show what the scheduler would do, for --config (with the cluster
+    /// state given by flags) or for a Pacemaker CIB (--cib).
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -82,6 +87,7 @@ pub fn run(cli: Cli) -> ExitCode {
             force,
             bytes,
         } => keygen(&output, usize::from(bytes), force),
+        Command::Simulate(args) => simulate::run(&cli.config, &args),
     }
 }
 
