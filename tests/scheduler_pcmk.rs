@@ -265,3 +265,63 @@ fn transition_summaries_match_pacemaker() {
     });
     assert_share("summary", result, SUMMARY_MATCH_PERCENT_MIN);
 }
+
+/// A divergence the randomized test (`scheduler_fuzz.rs`, seed 15779) found,
+/// reduced: `c0` is a unique clone with two instances allowed per node;
+/// `p0:0` must leave `n1` for `n2`, where `p0:1` already runs; `c2` is
+/// interleaved after `c0`. Pacemaker pairs `c2`'s instance on `n2` with the
+/// lowest-numbered instance of `c0` there (probing re-sorts instances by
+/// number after placement), so it restarts after `p0:0`'s start. Expected
+/// lines from `crm_simulate -S` (Pacemaker 2.1.5) on this input.
+const INTERLEAVE_PAIRING_CIB: &str = r#"<cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" num_updates="1" admin_epoch="0" have-quorum="1">
+<configuration>
+<crm_config><cluster_property_set id="opts"><nvpair id="o1" name="stonith-enabled" value="false"/></cluster_property_set></crm_config>
+<nodes><node id="1" uname="n1"/><node id="2" uname="n2"/></nodes>
+<resources>
+<clone id="c0"><meta_attributes id="c0-m"><nvpair id="c0-u" name="globally-unique" value="true"/><nvpair id="c0-x" name="clone-max" value="2"/><nvpair id="c0-n" name="clone-node-max" value="2"/></meta_attributes><primitive id="p0" class="ocf" provider="pacemaker" type="Dummy"/></clone>
+<clone id="c2"><meta_attributes id="c2-m"><nvpair id="c2-i" name="interleave" value="true"/></meta_attributes><primitive id="p2" class="ocf" provider="pacemaker" type="Dummy"/></clone>
+</resources>
+<constraints><rsc_order id="o" first="c0" then="c2" kind="Mandatory"/></constraints>
+</configuration>
+<status>
+<node_state id="1" uname="n1" in_ccm="true" crmd="online" join="member" expected="member">
+<transient_attributes id="1"><instance_attributes id="s1"><nvpair id="f1" name="fail-count-p0:0#monitor_10000" value="INFINITY"/><nvpair id="f2" name="last-failure-p0:0#monitor_10000" value="1672531200"/></instance_attributes></transient_attributes>
+<lrm id="1"><lrm_resources>
+<lrm_resource id="p0:0" class="ocf" provider="pacemaker" type="Dummy"><lrm_rsc_op id="p0:0_start_0" operation_key="p0:0_start_0" operation="start" crm_feature_set="3.16.1" transition-key="1:1:0:00000000-0000-0000-0000-000000000000" transition-magic="0:1;1:1:0:00000000-0000-0000-0000-000000000000" call-id="1" rc-code="1" op-status="0" interval="0" last-rc-change="1672531200" exec-time="1" queue-time="0" op-digest="f2317cad3d54cec5d7d7aa7d0bf35cf8"/></lrm_resource>
+<lrm_resource id="p2" class="ocf" provider="pacemaker" type="Dummy"><lrm_rsc_op id="p2_start_0" operation_key="p2_start_0" operation="start" crm_feature_set="3.16.1" transition-key="2:1:0:00000000-0000-0000-0000-000000000000" transition-magic="0:0;2:1:0:00000000-0000-0000-0000-000000000000" call-id="2" rc-code="0" op-status="0" interval="0" last-rc-change="1672531200" exec-time="1" queue-time="0" op-digest="f2317cad3d54cec5d7d7aa7d0bf35cf8"/></lrm_resource>
+</lrm_resources></lrm></node_state>
+<node_state id="2" uname="n2" in_ccm="true" crmd="online" join="member" expected="member">
+<lrm id="2"><lrm_resources>
+<lrm_resource id="p0:1" class="ocf" provider="pacemaker" type="Dummy"><lrm_rsc_op id="p0:1_start_0" operation_key="p0:1_start_0" operation="start" crm_feature_set="3.16.1" transition-key="3:1:0:00000000-0000-0000-0000-000000000000" transition-magic="0:0;3:1:0:00000000-0000-0000-0000-000000000000" call-id="3" rc-code="0" op-status="0" interval="0" last-rc-change="1672531200" exec-time="1" queue-time="0" op-digest="f2317cad3d54cec5d7d7aa7d0bf35cf8"/></lrm_resource>
+<lrm_resource id="p2" class="ocf" provider="pacemaker" type="Dummy"><lrm_rsc_op id="p2_start_0" operation_key="p2_start_0" operation="start" crm_feature_set="3.16.1" transition-key="4:1:0:00000000-0000-0000-0000-000000000000" transition-magic="0:0;4:1:0:00000000-0000-0000-0000-000000000000" call-id="4" rc-code="0" op-status="0" interval="0" last-rc-change="1672531200" exec-time="1" queue-time="0" op-digest="f2317cad3d54cec5d7d7aa7d0bf35cf8"/></lrm_resource>
+</lrm_resources></lrm></node_state>
+</status>
+</cib>"#;
+
+#[test]
+fn interleaved_instances_pair_by_instance_number_like_pacemaker() {
+    let now = cib::epoch_instant(CASES_NOW_EPOCH_S);
+    let imported = cib::import(INTERLEAVE_PAIRING_CIB, now).expect("CIB imports");
+    assert!(
+        imported.unsupported.is_empty(),
+        "{:?}",
+        imported.unsupported
+    );
+    let t = scheduler::schedule_with(
+        &imported.config,
+        &imported.extensions,
+        &imported.view,
+        now,
+        Options::default(),
+    );
+    // crm_simulate: Recover p0:0 (n1 -> n2); Stop p2:0 (n1) due to required
+    // p0:0 start; Restart p2:1 (n2) due to required p0:0 start.
+    assert_eq!(
+        t.summary,
+        [
+            "recover p0:0 source=n1 dest=n2",
+            "stop p2:0 node=n1",
+            "restart p2:1 source=n2",
+        ]
+    );
+}

@@ -138,6 +138,7 @@ pub fn schedule_with(
             assign::COLOCATION_DEPTH_MAX
         ));
     }
+    w.sort_instances_for_probes();
     w.create_actions();
     w.create_orderings();
     w.schedule_fencing();
@@ -162,6 +163,25 @@ pub fn current_outcome(
 impl Work<'_> {
     /// Group members are colocated with the member before them
     /// (Pacemaker's `pcmk__create_internal_constraints`, colocation part).
+    /// Pacemaker schedules start-up probes between placement and action
+    /// creation, and probing a clone re-sorts its instances by number
+    /// (`clone_create_probe`). hactl plans no probes, but keeps the side
+    /// effect: the instance order decides, for instance, which instance of
+    /// an interleaved clone is paired with which when a node holds several.
+    /// Probes run when some node is online and not about to be fenced.
+    fn sort_instances_for_probes(&mut self) {
+        if !self.nodes.iter().any(|n| n.online && !n.unclean) {
+            return;
+        }
+        for r in self.top.clone() {
+            if self.rscs[r].clone.is_some() {
+                let mut children = std::mem::take(&mut self.rscs[r].children);
+                children.sort_by_key(|&c| self.rscs[c].instance);
+                self.rscs[r].children = children;
+            }
+        }
+    }
+
     fn create_internal_colocations(&mut self) {
         for r in 0..self.rscs.len() {
             if self.rscs[r].variant != Variant::Group || !self.rscs[r].group_colocated {
