@@ -1,6 +1,7 @@
 //! hactl: a lean high-availability stack for two- and three-node appliances.
 //!
 //! Module map (one line each; see docs/DESIGN.md for the layers):
+//! - [`agents`]: resource agents (systemd, ipaddr, filesystem, OCF, LSB) behind one interface.
 //! - [`config`]: the TOML configuration language, validation, canonical form, digest, key file.
 //! - [`daemon`]: the I/O edge of `hactld`: logging, systemd notification, signals, main loop.
 //! - [`cli`]: the `hactl` subcommands and their rendering.
@@ -11,6 +12,7 @@
 //! - [`scheduler`]: pacemaker-compatible placement and transitions (pure).
 //! - [`totem`]: membership and ordered messaging; its encrypted packet envelope.
 
+pub mod agents;
 pub mod cli;
 pub mod config;
 pub mod daemon;
