@@ -17,7 +17,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{self, Config, Diagnostic, LoadError, Node, Severity};
 use crate::quorum::{NodeInfo, Quorum, QuorumError, QuorumEvent};
-use crate::totem::driver::{Driver, DriverSetup};
+use crate::totem::crypto::OpenError;
+use crate::totem::driver::{Driver, DriverSetup, LinkState};
 use crate::totem::srp::TotemEvent;
 use crate::totem::wire::{NodeSet, RingId};
 
@@ -201,6 +202,9 @@ struct Started {
 /// replicated state and the controller add theirs.)
 const SERVICE_QUORUM: u8 = 1;
 
+/// How often STATUS= is looked at for changes that come without an event.
+const STATUS_REFRESH: Duration = Duration::from_secs(1);
+
 /// Prints a line about why the daemon refuses to start to stderr, with the
 /// journal's priority prefix when stderr is the journal. Not through the
 /// native journal protocol: journald reads such a message after the
@@ -292,7 +296,7 @@ pub fn run(opts: Options) -> ExitCode {
     runtime.block_on(main_loop(opts, started))
 }
 
-fn describe(s: &Started) -> String {
+fn describe(s: &Started, driver: &Driver) -> String {
     let membership = match s.ring {
         None => "forming a membership".to_string(),
         Some((ring, members)) => format!(
@@ -305,14 +309,38 @@ fn describe(s: &Started) -> String {
             if s.quorate { "quorate" } else { "not quorate" }
         ),
     };
-    format!(
+    let mut text = format!(
         "node {} (id {}) of cluster {}: {membership}; {} resources, configuration {}",
         s.node.name,
         s.node.id,
         s.config.cluster.name,
         s.config.resources.len(),
         &config::membership_digest(&s.config)[..12]
-    )
+    );
+    let links = driver.links();
+    if links.len() > 1 || links.iter().any(|l| l.state == LinkState::Down) {
+        let states: Vec<String> = links
+            .iter()
+            .map(|l| format!("{} {}", l.index, l.state))
+            .collect();
+        text.push_str(&format!("; links {}", states.join(", ")));
+    }
+    // Packets that failed authentication or came from elsewhere; a second
+    // copy over the other link is not news.
+    let mut rejected: Vec<(String, u64)> = driver
+        .stats()
+        .dropped
+        .iter()
+        .filter(|(e, n)| **e != OpenError::Replayed && **n > 0)
+        .map(|(e, n)| (e.to_string(), *n))
+        .collect();
+    if !rejected.is_empty() {
+        rejected.sort();
+        let total: u64 = rejected.iter().map(|(_, n)| n).sum();
+        let why: Vec<String> = rejected.iter().map(|(e, n)| format!("{n} {e}")).collect();
+        text.push_str(&format!("; {total} packets rejected ({})", why.join("; ")));
+    }
+    text
 }
 
 fn member_names(config: &Config, members: NodeSet) -> String {
@@ -371,7 +399,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let text = describe(&started);
+    let text = describe(&started, &driver);
     info!(node = %started.node.name, node_id = started.node.id, cluster = %started.config.cluster.name, incarnation = started.incarnation, "started: {text}");
     status(&text);
     let mut ready = false;
@@ -383,11 +411,24 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
         );
     }
 
+    // STATUS= also changes without a membership event (a link goes down,
+    // packets are rejected): look once a second.
+    let mut refresh = tokio::time::interval(STATUS_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shown = String::new();
+
     loop {
         let quorum_wait = quorum
             .poll_timeout()
             .map(|t| t.saturating_since(driver.now()));
         tokio::select! {
+            _ = refresh.tick() => {
+                let text = describe(&started, &driver);
+                if ready && text != shown {
+                    status(&text);
+                    shown = text;
+                }
+            }
             _ = ping.tick() => {
                 if watchdog.is_some() {
                     notify(&[NotifyState::Watchdog]);
@@ -403,7 +444,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     Ok(_) => error!("reload refused: node {} is not in the new configuration; keeping the old one", started.node.name),
                     Err(msg) => error!("reload refused, keeping the running configuration: {msg}"),
                 }
-                let text = describe(&started);
+                let text = describe(&started, &driver);
                 notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
             }
             _ = async {
@@ -432,7 +473,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                                 }
                             }
                             quorum_events(&mut quorum, &mut started);
-                            let text = describe(&started);
+                            let text = describe(&started, &driver);
                             info!(ring_rep = ring.rep, ring_seq = ring.seq, members = %member_names(&started.config, members), joined = %member_names(&started.config, joined), "membership: {text}");
                             if ready {
                                 status(&text);
@@ -462,7 +503,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                                     Err(e) => warn!(sender, error = %e, "quorum: malformed node information"),
                                 }
                                 if quorum_events(&mut quorum, &mut started) {
-                                    let text = describe(&started);
+                                    let text = describe(&started, &driver);
                                     info!(quorate = started.quorate, "quorum: {text}");
                                     status(&text);
                                 }

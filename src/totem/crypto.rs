@@ -312,6 +312,38 @@ impl Opener {
         result
     }
 
+    /// For a packet [`Opener::open`] refused as [`OpenError::Replayed`]: the
+    /// sender, if the packet is an authentic copy from the sender's current
+    /// incarnation (the second copy of a datagram sent over both links),
+    /// and `None` for anything else. Changes no state; the driver uses it
+    /// to tell that a link carries traffic, which a forged header must not
+    /// be able to fake.
+    pub fn authentic_copy(&self, packet: &[u8]) -> Option<NodeId> {
+        let h = Header::read(packet).ok()?;
+        if h.tag != self.tag {
+            return None;
+        }
+        let peer = self.peers.get(&h.sender)?;
+        if peer.incarnation != h.incarnation {
+            return None;
+        }
+        let Some(cipher) = &peer.cipher else {
+            // insecure_no_crypto: nothing can be proven, nothing is claimed.
+            return (h.flags & FLAG_PLAIN != 0).then_some(h.sender);
+        };
+        let (header, rest) = packet.split_at(HEADER_BYTES);
+        if rest.len() < TAG_BYTES {
+            return None;
+        }
+        let (body, tag) = rest.split_at(rest.len() - TAG_BYTES);
+        let tag = Tag::<aes_gcm::aead::consts::U16>::try_from(tag).ok()?;
+        let mut buf = body.to_vec();
+        cipher
+            .decrypt_inout_detached(&nonce(h.counter), header, buf.as_mut_slice().into(), &tag)
+            .ok()
+            .map(|_| h.sender)
+    }
+
     fn open_inner(&mut self, packet: &[u8]) -> Result<(NodeId, Vec<u8>), OpenError> {
         let h = Header::read(packet)?;
         if h.tag != self.tag {
@@ -545,6 +577,21 @@ mod tests {
         let p = seal(&mut s, b"x");
         assert!(o.open(&p).is_ok());
         assert_eq!(o.open(&p), Err(OpenError::Replayed));
+    }
+
+    #[test]
+    fn a_second_copy_is_recognised_as_authentic_but_a_forged_one_is_not() {
+        let (mut s, mut o) = pair(1);
+        let p = seal(&mut s, b"x");
+        assert!(o.open(&p).is_ok());
+        assert_eq!(o.open(&p), Err(OpenError::Replayed));
+        assert_eq!(o.authentic_copy(&p), Some(1));
+        // Same header (so the window calls it a replay), altered body.
+        let mut forged = p.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(o.open(&forged), Err(OpenError::Replayed));
+        assert_eq!(o.authentic_copy(&forged), None);
     }
 
     #[test]

@@ -8,6 +8,13 @@
 //! links every datagram goes out on both (active redundancy); the receiver's
 //! replay window drops the second copy, so a link that stops carrying
 //! traffic costs nothing and needs no switch-over.
+//!
+//! Link status: the driver remembers, per link, when it last received an
+//! authenticated datagram from each node (a second copy counts once its tag
+//! verifies). While the ring has other members, a link that has carried
+//! nothing from any of them for [`LINK_SILENCE`] (or the token timeout, if
+//! longer) is reported down, and up again with the first authentic datagram;
+//! each change is logged, and [`Driver::links`] reports the state.
 
 use std::collections::HashMap;
 use std::io;
@@ -31,6 +38,10 @@ const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Largest datagram read.
 const DATAGRAM_BYTES_MAX: usize = 65_536;
+/// A link with nothing from any ring member for this long (or the token
+/// timeout, if longer) is reported down. A running ring passes the token
+/// every few milliseconds, so silence this long means a dead link.
+pub const LINK_SILENCE: Duration = Duration::from_millis(500);
 
 /// One link's addresses, as this node sees them.
 #[derive(Clone, Debug)]
@@ -97,6 +108,42 @@ impl DriverSetup {
 struct Link {
     socket: UdpSocket,
     setup: LinkSetup,
+    /// When an authentic datagram last came from each node on this link.
+    heard: HashMap<NodeId, Instant>,
+    state: LinkState,
+}
+
+/// What the driver knows about one link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// No other node is in the ring: nothing to judge the link by.
+    Unknown,
+    /// Carries traffic from the ring's members.
+    Up,
+    /// Nothing from any ring member for longer than the silence limit.
+    Down,
+}
+
+impl std::fmt::Display for LinkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LinkState::Unknown => "unknown",
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+        })
+    }
+}
+
+/// One link's state, for status reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// 0 or 1, as in the configuration's `[[totem.link]]` order.
+    pub index: usize,
+    /// This node's address on the link.
+    pub local: SocketAddr,
+    pub state: LinkState,
+    /// The ring members heard on this link within the silence limit.
+    pub heard_from: NodeSet,
 }
 
 fn bind(setup: &LinkSetup) -> io::Result<UdpSocket> {
@@ -170,6 +217,7 @@ pub struct Driver {
     clock: Clock,
     drop_log: DropLog,
     me: NodeId,
+    link_silence: Duration,
 }
 
 impl Driver {
@@ -188,6 +236,8 @@ impl Driver {
                     .map(|socket| Link {
                         socket,
                         setup: l.clone(),
+                        heard: HashMap::new(),
+                        state: LinkState::Unknown,
                     })
                     .map_err(|e| {
                         io::Error::new(
@@ -198,6 +248,7 @@ impl Driver {
             })
             .collect::<io::Result<Vec<_>>>()?;
         let clock = Clock::new();
+        let link_silence = LINK_SILENCE.max(setup.srp.token);
         let srp = Srp::new(setup.me, setup.srp, incarnation, clock.now());
         let mut d = Driver {
             srp,
@@ -207,6 +258,7 @@ impl Driver {
             clock,
             drop_log: DropLog::default(),
             me: setup.me,
+            link_silence,
         };
         d.flush();
         Ok(d)
@@ -225,6 +277,74 @@ impl Driver {
         self.opener.stats()
     }
 
+    /// Every link's state, in configuration order.
+    pub fn links(&self) -> Vec<LinkStatus> {
+        let now = self.clock.now();
+        let (_, members) = self.srp.ring();
+        self.links
+            .iter()
+            .enumerate()
+            .map(|(index, l)| {
+                let mut heard_from = NodeSet::EMPTY;
+                for (id, t) in &l.heard {
+                    if members.contains(*id) && now.saturating_since(*t) <= self.link_silence {
+                        heard_from.insert(*id);
+                    }
+                }
+                LinkStatus {
+                    index,
+                    local: l.setup.bind,
+                    state: l.state,
+                    heard_from,
+                }
+            })
+            .collect()
+    }
+
+    /// Re-judges every link after something happened, and logs changes.
+    fn judge_links(&mut self) {
+        let now = self.clock.now();
+        let (_, members) = self.srp.ring();
+        let others: Vec<NodeId> = members.iter().filter(|id| *id != self.me).collect();
+        let count = self.links.len();
+        for i in 0..count {
+            let l = &self.links[i];
+            let state = if others.is_empty() || !self.srp.is_operational() {
+                // Alone, or re-forming the ring: keep what was known, except
+                // that a ring of one has nothing to judge by.
+                if others.is_empty() {
+                    LinkState::Unknown
+                } else {
+                    l.state
+                }
+            } else if others.iter().any(|id| {
+                l.heard
+                    .get(id)
+                    .is_some_and(|t| now.saturating_since(*t) <= self.link_silence)
+            }) {
+                LinkState::Up
+            } else {
+                LinkState::Down
+            };
+            if state != l.state {
+                let addr = l.setup.bind;
+                match state {
+                    LinkState::Down if count > 1 => {
+                        warn!(link = i, local = %addr, "totem: link {i} ({addr}) stopped carrying traffic for {} ms; traffic goes on over the other link", self.link_silence.as_millis())
+                    }
+                    LinkState::Down => {
+                        warn!(link = i, local = %addr, "totem: link {i} ({addr}) stopped carrying traffic for {} ms", self.link_silence.as_millis())
+                    }
+                    LinkState::Up if l.state == LinkState::Down => {
+                        warn!(link = i, local = %addr, "totem: link {i} ({addr}) carries traffic again")
+                    }
+                    _ => debug!(link = i, state = %state, "totem: link state"),
+                }
+                self.links[i].state = state;
+            }
+        }
+    }
+
     pub fn broadcast(&mut self, payload: Vec<u8>) -> Result<(), Backpressure> {
         let r = self.srp.broadcast(self.clock.now(), payload);
         self.flush();
@@ -239,7 +359,7 @@ impl Driver {
     /// the state only changes after an await has completed.
     pub async fn turn(&mut self) {
         enum Woke {
-            Packet(io::Result<(Vec<u8>, usize, SocketAddr)>),
+            Packet(usize, io::Result<(Vec<u8>, usize, SocketAddr)>),
             Timer,
         }
         let deadline = self.srp.poll_timeout();
@@ -250,13 +370,13 @@ impl Driver {
             let link0 = &self.links[0].socket;
             let link1 = self.links.get(1).map(|l| &l.socket);
             tokio::select! {
-                r = link0.recv_from(&mut buf0) => Woke::Packet(r.map(|(n, from)| (buf0, n, from))),
+                r = link0.recv_from(&mut buf0) => Woke::Packet(0, r.map(|(n, from)| (buf0, n, from))),
                 r = async {
                     match link1 {
                         Some(s) => s.recv_from(&mut buf1).await.map(|(n, from)| (buf1, n, from)),
                         None => std::future::pending().await,
                     }
-                } => Woke::Packet(r),
+                } => Woke::Packet(1, r),
                 _ = async {
                     match wait {
                         Some(w) => tokio::time::sleep(w).await,
@@ -267,8 +387,8 @@ impl Driver {
         };
         match woke {
             Woke::Timer => self.srp.handle_timeout(self.clock.now()),
-            Woke::Packet(Ok((buf, n, from))) => self.receive(&buf[..n], from),
-            Woke::Packet(Err(e)) => warn!(error = %e, "totem: receive failed"),
+            Woke::Packet(link, Ok((buf, n, from))) => self.receive(link, &buf[..n], from),
+            Woke::Packet(_, Err(e)) => warn!(error = %e, "totem: receive failed"),
         }
         // A busy socket must not starve the timers.
         let now = self.clock.now();
@@ -276,20 +396,32 @@ impl Driver {
             self.srp.handle_timeout(now);
         }
         self.flush();
+        self.judge_links();
     }
 
-    fn receive(&mut self, packet: &[u8], from: SocketAddr) {
+    fn receive(&mut self, link: usize, packet: &[u8], from: SocketAddr) {
         let now = self.clock.now();
         match self.opener.open(packet) {
             Ok((sender, _)) if sender == self.me => {}
             Ok((sender, payload)) => match Message::decode(&payload) {
-                Ok(msg) => self.srp.handle_message(now, msg),
+                Ok(msg) => {
+                    self.links[link].heard.insert(sender, now);
+                    self.srp.handle_message(now, msg)
+                }
                 Err(e) => {
                     warn!(sender, error = %e, "totem: malformed message from an authenticated member")
                 }
             },
-            // A second copy over the other link is expected, not news.
-            Err(OpenError::Replayed) => {}
+            // A second copy over the other link is expected, not news; if
+            // it is authentic, that link carries traffic.
+            Err(OpenError::Replayed) => {
+                if self.links.len() > 1
+                    && let Some(sender) = self.opener.authentic_copy(packet)
+                    && sender != self.me
+                {
+                    self.links[link].heard.insert(sender, now);
+                }
+            }
             Err(e) => {
                 if self.drop_log.should_log(now, e) {
                     let count = self.opener.stats().dropped.get(&e).copied().unwrap_or(0);
