@@ -14,8 +14,9 @@
 //!   others within a few seconds, and every message sent then is delivered
 //!   everywhere.
 //!
-//! Seeds: 200 by default; HACTL_LONG=1 runs 3,000. A failing seed is
-//! printed and replays exactly: HACTL_SEED=N runs only that one.
+//! Seeds: 2,000 by default (CI); HACTL_LONG=1 runs 100,000. Seeds run on
+//! every core; each failing seed is reported with the one-line command that
+//! replays it exactly (HACTL_SEED=N runs only that one).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -327,24 +328,7 @@ fn run(seed: u64) -> String {
 
 #[test]
 fn rings_form_order_holds_and_faults_heal() {
-    let seeds: Vec<u64> = match std::env::var("HACTL_SEED") {
-        Ok(s) => vec![s.parse().expect("HACTL_SEED is a number")],
-        Err(_) => {
-            let count = if std::env::var_os("HACTL_LONG").is_some() {
-                3_000
-            } else {
-                200
-            };
-            (1..=count).collect()
-        }
-    };
-    for seed in &seeds {
-        let summary = run(*seed);
-        if seeds.len() == 1 {
-            println!("seed {seed}: {summary}");
-        }
-    }
-    println!("{} seeds passed", seeds.len());
+    hactl::sim::run_seeds("totem_sim", 2_000, 100_000, run);
 }
 
 #[test]

@@ -293,3 +293,94 @@ impl TotemSim {
         self.now = self.now.max(until);
     }
 }
+
+/// Runs a simulation test over many seeds, on every core, and reports
+/// every failing seed with the command that replays it.
+///
+/// `run(seed)` panics on a failure (its message says what went wrong) and
+/// otherwise returns a one-line summary. Seeds are 1..=`short`, or
+/// 1..=`long` with `HACTL_LONG=1`; `HACTL_SEED=N` runs seed N alone and
+/// prints its summary. `test` is the test binary's name, for the replay
+/// command.
+pub fn run_seeds(test: &str, short: u64, long: u64, run: impl Fn(u64) -> String + Sync) {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let seeds: Vec<u64> = match std::env::var("HACTL_SEED") {
+        Ok(s) => vec![s.parse().expect("HACTL_SEED is a number")],
+        Err(_) => {
+            let count = if std::env::var_os("HACTL_LONG").is_some() {
+                long
+            } else {
+                short
+            };
+            (1..=count).collect()
+        }
+    };
+    // Failures are collected and reported together, each with the command
+    // that replays it; the default hook would print every one with a
+    // backtrace as it happens.
+    let default_hook = std::panic::take_hook();
+    if seeds.len() > 1 {
+        std::panic::set_hook(Box::new(|_| {}));
+    }
+    let started = std::time::Instant::now();
+    let next = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let failures: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(seed) = seeds.get(k).copied() else {
+                        break;
+                    };
+                    match catch_unwind(AssertUnwindSafe(|| run(seed))) {
+                        Ok(summary) if seeds.len() == 1 => println!("seed {seed}: {summary}"),
+                        Ok(_) => {}
+                        Err(e) => {
+                            let msg = e
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_default();
+                            failures.lock().expect("not poisoned").push((seed, msg));
+                        }
+                    }
+                    let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if seeds.len() >= 10_000 && d % 10_000 == 0 {
+                        eprintln!(
+                            "{test}: {d} of {} seeds in {:.0} s",
+                            seeds.len(),
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                }
+            });
+        }
+    });
+    std::panic::set_hook(default_hook);
+    let mut failures = failures.into_inner().expect("not poisoned");
+    if !failures.is_empty() {
+        failures.sort();
+        let mut report = String::new();
+        for (seed, msg) in &failures {
+            report.push_str(&format!(
+                "{msg}\n  replay: HACTL_SEED={seed} cargo nextest run --test {test} --no-capture\n"
+            ));
+        }
+        panic!(
+            "{} of {} seeds failed:\n{report}",
+            failures.len(),
+            seeds.len()
+        );
+    }
+    println!(
+        "{} seeds passed in {:.1} s on {workers} threads",
+        seeds.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
