@@ -351,7 +351,7 @@ pub fn run_seeds(test: &str, short: u64, long: u64, run: impl Fn(u64) -> String 
                         }
                     }
                     let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if seeds.len() >= 10_000 && d % 10_000 == 0 {
+                    if seeds.len() >= 10_000 && d.is_multiple_of(10_000) {
                         eprintln!(
                             "{test}: {d} of {} seeds in {:.0} s",
                             seeds.len(),
