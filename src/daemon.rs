@@ -69,12 +69,55 @@ pub fn init_logging() {
         .init();
 }
 
+/// Sends systemd a notification. Not running under systemd is normal
+/// (NOTIFY_SOCKET unset: no-op); a failure to reach systemd is logged but
+/// never fatal. The send never blocks: a service manager that does not read
+/// its socket (a full queue) must not stall the main loop, and with it the
+/// totem protocol; the message is dropped instead.
 fn notify(states: &[NotifyState]) {
-    // Not running under systemd is normal (NOTIFY_SOCKET unset: no-op); a
-    // failure to reach systemd is logged but never fatal.
-    if let Err(e) = sd_notify::notify(states) {
-        warn!(error = %e, "cannot notify systemd");
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let mut msg = String::new();
+    for s in states {
+        msg.push_str(&s.to_string());
+        msg.push('\n');
     }
+    match send_notification(&path, msg.as_bytes()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            debug!(
+                "the service manager's notification queue is full; dropped: {}",
+                msg.trim_end()
+            )
+        }
+        Err(e) => warn!(error = %e, "cannot notify systemd"),
+    }
+}
+
+fn send_notification(path: &std::ffi::OsStr, msg: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    let bytes = path.as_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        // An abstract socket (systemd's own is a path, but sd_notify(3)
+        // allows both).
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(name)?
+        }
+        None => SocketAddr::from_pathname(path)?,
+    };
+    let sent = sock.send_to_addr(msg, &addr)?;
+    if sent != msg.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            "incomplete notification",
+        ));
+    }
+    Ok(())
 }
 
 fn status(text: &str) {

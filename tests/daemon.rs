@@ -309,3 +309,44 @@ fn two_daemons_form_one_quorate_ring_and_the_survivor_notices_a_crash_and_loses_
     let (_, stderr) = finish(two);
     let _ = stderr;
 }
+
+#[test]
+fn a_service_manager_that_does_not_read_its_socket_does_not_stall_the_daemon() {
+    if !is_root() {
+        eprintln!("skipped: the key must be root-owned, run as root");
+        return;
+    }
+    // The socket's queue holds 10 datagrams (net.unix.max_dgram_qlen) and
+    // nobody reads it: a blocking send would freeze node1's main loop, and
+    // with it totem, after the tenth status change.
+    let s = setup(CONFIG, 15416);
+    let unread = s.dir.path().join("unread.sock");
+    let _sock = UnixDatagram::bind(&unread).unwrap();
+    let mut one = spawn(&s, "node1", Some(&unread), None);
+    for _ in 0..8 {
+        let two = spawn(&s, "node2", None, None);
+        std::thread::sleep(Duration::from_millis(700));
+        kill(Pid::from_raw(two.id() as i32), Signal::SIGKILL).unwrap();
+        let _ = finish(two);
+        std::thread::sleep(Duration::from_millis(900));
+    }
+    // Still alive and responsive: a clean stop within a few seconds, and the
+    // log shows it followed every ring change, the last one included.
+    kill(Pid::from_raw(one.id() as i32), Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while one.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = one.kill();
+            panic!("node1 did not stop within 10 s of SIGTERM: its main loop is stuck");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, stderr) = finish(one);
+    assert_eq!(code, 0, "{stderr}");
+    let alone = stderr.matches("with 1 of 2 nodes (node1)").count();
+    let pair = stderr.matches("with 2 of 2 nodes (node1, node2)").count();
+    assert!(
+        alone >= 8 && pair >= 8,
+        "node1 followed {pair} joins and {alone} departures of 8:\n{stderr}"
+    );
+}
