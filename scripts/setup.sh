@@ -12,6 +12,7 @@ packages=(
   debootstrap       # the nspawn nodes' root filesystem
   openipmi          # ipmi_sim: a real RMCP+ BMC for the IPMI fencing tests
   ipmitool          # cross-checks hactl's IPMI client on the same BMC
+  resource-agents   # standard OCF agents (Dummy, IPaddr2) for the ocf: agent and hactl ra tests
 )
 
 missing=()
