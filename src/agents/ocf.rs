@@ -311,8 +311,14 @@ fn check_installed(name: &str, path: &Path) -> Option<OpOutcome> {
         Err(_) => Some(OpOutcome::fail(
             OcfCode::ErrInstalled,
             format!(
-                "{name} is not installed: {} not found (install the package that provides it, e.g. resource-agents; `hactl ra list` shows what is installed)",
-                path.display()
+                "{name} is not installed: {} not found (install the package that provides it{}; `hactl ra list {}` shows what is installed)",
+                path.display(),
+                if name.starts_with("ocf:") {
+                    ", e.g. resource-agents"
+                } else {
+                    ""
+                },
+                name.split(':').next().unwrap_or("ocf"),
             ),
         )),
     }
@@ -499,8 +505,10 @@ pub fn parse_metadata(name: &str, xml: &str) -> Result<AgentInfo, String> {
                     .and_then(|c| c.attribute("type"))
                     .unwrap_or("string")
                     .to_string(),
+                // Many agents write default="" for "no default".
                 default: content
                     .and_then(|c| c.attribute("default"))
+                    .filter(|d| !d.is_empty())
                     .map(str::to_string),
                 shortdesc: child_text(p, "shortdesc"),
                 longdesc: child_text(p, "longdesc"),
