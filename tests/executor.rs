@@ -432,3 +432,71 @@ async fn an_unregistered_resource_is_refused_with_an_event() {
         "{e:?}"
     );
 }
+
+/// Benchmark (run explicitly): what the executor adds to an operation, and
+/// how fast a notice becomes an event. Prints figures; asserts nothing
+/// about time.
+///
+/// cargo test --release --test executor -- --ignored --nocapture bench_
+#[tokio::test]
+#[ignore]
+async fn bench_executor_overhead_and_notice_latency() {
+    const N: usize = 200;
+    let s = Scripts::new();
+    let direct = s.agent("true", "exit 0");
+    let p = BTreeMap::new();
+    let mut t_direct = vec![];
+    for _ in 0..N {
+        let t = std::time::Instant::now();
+        let o = direct.execute(req("b", AgentAction::Monitor, &p)).await;
+        assert_eq!(o.code, OcfCode::Success);
+        t_direct.push(t.elapsed());
+    }
+    let (h, mut ev) = spawn_exec(ExecutorConfig::new("n1"));
+    h.register("b", s.agent("true", "exit 0"), ResourceSpec::default());
+    let mut t_exec = vec![];
+    for _ in 0..N {
+        let t = std::time::Instant::now();
+        h.execute(req("b", AgentAction::Monitor, &p));
+        let e = next(&mut ev).await;
+        assert_eq!(e.code, OcfCode::Success);
+        t_exec.push(t.elapsed());
+    }
+    let sender = Arc::new(Mutex::new(None));
+    h.register(
+        "w",
+        Box::new(Watched {
+            sender: sender.clone(),
+        }),
+        ResourceSpec::default(),
+    );
+    h.execute(req("w", AgentAction::Start, &p));
+    next(&mut ev).await;
+    let tx = sender.lock().unwrap().clone().unwrap();
+    let mut t_notice = vec![];
+    for _ in 0..N {
+        let t = std::time::Instant::now();
+        tx.send(Notice {
+            resource: "w".into(),
+            code: OcfCode::NotRunning,
+            exit_reason: String::new(),
+        })
+        .unwrap();
+        next(&mut ev).await;
+        t_notice.push(t.elapsed());
+    }
+    let stats = |name: &str, v: &mut Vec<Duration>| {
+        v.sort();
+        let mean = v.iter().sum::<Duration>() / v.len() as u32;
+        println!(
+            "{name:<34} n={} mean={:>8.3} ms p50={:>8.3} ms p99={:>8.3} ms",
+            v.len(),
+            mean.as_secs_f64() * 1e3,
+            v[v.len() / 2].as_secs_f64() * 1e3,
+            v[v.len() * 99 / 100].as_secs_f64() * 1e3
+        );
+    };
+    stats("script run directly (exit 0)", &mut t_direct);
+    stats("same script through the executor", &mut t_exec);
+    stats("notice -> event", &mut t_notice);
+}
