@@ -675,6 +675,14 @@ impl Core {
             return;
         };
         Self::cancel_in(st);
+        // A stop already waits: monitors would only find it stopped.
+        if st
+            .queue
+            .iter()
+            .any(|q| q.req.action == AgentAction::Stop && q.origin == Origin::Requested)
+        {
+            return;
+        }
         st.monitors_active = true;
         let generation = st.generation;
         for m in Self::active_monitors(st) {
@@ -888,7 +896,7 @@ async fn drive(
                     let agent = agents.get(&req.resource).cloned();
                     tasks.spawn(async move {
                         let started = std::time::Instant::now();
-                        let outcome = run_op(agent, req, backstop_grace).await;
+                        let outcome = run_op_catching_panics(agent, req, backstop_grace).await;
                         let _ = tx.send(Internal::Done {
                             op_id,
                             outcome,
@@ -900,6 +908,39 @@ async fn drive(
         }
     }
     tasks.abort_all();
+}
+
+/// Aborts a task when dropped (the driver's shutdown aborts the outer task).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs the operation in a task of its own, so that an agent that panics
+/// fails its operation instead of leaving the resource busy forever.
+async fn run_op_catching_panics(
+    agent: Option<Arc<dyn ResourceAgent>>,
+    req: OpRequest,
+    backstop_grace: Duration,
+) -> OpOutcome {
+    let what = format!("{} {}", req.resource, req.action);
+    let inner = tokio::spawn(run_op(agent, req, backstop_grace));
+    let _guard = AbortOnDrop(inner.abort_handle());
+    match inner.await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!("the agent of {what} panicked: {e} (a bug in hactl)");
+            OpOutcome::fail(
+                OcfCode::ErrGeneric,
+                format!(
+                    "the agent of {what} failed internally (a bug in hactl: {e}); see the journal"
+                ),
+            )
+        }
+    }
 }
 
 async fn run_op(
@@ -1157,6 +1198,18 @@ mod tests {
         c.handle_tick("a", Duration::from_secs(10), g);
         assert!(outputs(&mut c).is_empty(), "old ticks are ignored");
         assert_eq!(c.fail_count("a"), 0);
+    }
+
+    #[test]
+    fn a_start_followed_by_a_queued_stop_starts_no_monitor() {
+        let mut c = Core::new(ExecutorConfig::new("n1"));
+        c.register("a", spec(&[10]));
+        c.submit(req("a", AgentAction::Start), when());
+        c.submit(req("a", AgentAction::Stop), when());
+        let start = runs(&outputs(&mut c))[0].0;
+        let o = done(&mut c, start, OcfCode::Success);
+        assert!(arms(&o).is_empty(), "{o:?}");
+        assert_eq!(runs(&o)[0].2, AgentAction::Stop);
     }
 
     #[test]

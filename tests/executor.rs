@@ -433,6 +433,31 @@ async fn an_unregistered_resource_is_refused_with_an_event() {
     );
 }
 
+/// An agent with a bug: its operations panic.
+struct Panics;
+
+impl ResourceAgent for Panics {
+    fn name(&self) -> String {
+        "test:panics".into()
+    }
+    fn execute(&self, _req: OpRequest) -> AgentFuture<'_> {
+        Box::pin(async { panic!("agent bug") })
+    }
+}
+
+#[tokio::test]
+async fn an_agent_that_panics_fails_its_operation_and_the_queue_moves_on() {
+    let (h, mut ev) = spawn_exec(ExecutorConfig::new("n1"));
+    h.register("p", Box::new(Panics), ResourceSpec::default());
+    h.execute(req("p", AgentAction::Start, &BTreeMap::new()));
+    h.execute(req("p", AgentAction::Stop, &BTreeMap::new()));
+    for action in [AgentAction::Start, AgentAction::Stop] {
+        let e = next(&mut ev).await;
+        assert_eq!((e.action, e.code), (action, OcfCode::ErrGeneric));
+        assert!(e.exit_reason.contains("failed internally"), "{e:?}");
+    }
+}
+
 /// Benchmark (run explicitly): what the executor adds to an operation, and
 /// how fast a notice becomes an event. Prints figures; asserts nothing
 /// about time.
