@@ -153,7 +153,7 @@ async fn different_resources_run_in_parallel() {
     let s = Scripts::new();
     let (h, mut ev) = spawn_exec(ExecutorConfig::new("n1"));
     for r in ["a", "b", "c"] {
-        h.register(r, s.logging_agent("slow", "0.5"), ResourceSpec::default());
+        h.register(r, s.logging_agent("slow", "1"), ResourceSpec::default());
     }
     let p = BTreeMap::new();
     for r in ["a", "b", "c"] {
