@@ -557,3 +557,24 @@ fn lsb_script_start_status_stop_with_lsb_codes_mapped() {
     assert_eq!(out.code, OcfCode::ErrInstalled);
     assert!(out.exit_reason.contains("absent"), "{out:?}");
 }
+
+// ------------------------------------------------------------ the runner
+
+#[test]
+fn the_runner_feeds_stdin_and_closes_it_as_fence_agents_need() {
+    // Fence agents read key=value lines on stdin until its end.
+    let input = b"action=status\nport=node2\n".to_vec();
+    let mut spec = hactl::process::Spec::new("/bin/sh", Duration::from_secs(10))
+        .arg("-c")
+        .arg("cat; echo done >&2; exit 3")
+        .env("HACTL_TEST", "1");
+    spec.stdin = Some(input.clone());
+    let f = rt().block_on(hactl::process::run(spec)).unwrap();
+    assert_eq!(f.ending, hactl::process::Ending::Exited(3));
+    assert_eq!(f.stdout, input);
+    assert_eq!(f.stderr, b"done\n");
+    assert_eq!(f.discarded_bytes, 0);
+    let missing = hactl::process::Spec::new("/nonexistent/fence_x", Duration::from_secs(1));
+    let e = rt().block_on(hactl::process::run(missing)).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/fence_x"), "{e}");
+}

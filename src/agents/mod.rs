@@ -441,6 +441,28 @@ mod tests {
     }
 
     #[test]
+    fn ocf_and_lsb_resources_get_their_script_agents() {
+        let res = |agent| config::Resource {
+            id: "r".into(),
+            agent,
+            params: BTreeMap::new(),
+            ops: Vec::new(),
+            meta: config::Meta::default(),
+        };
+        let a = agent_from_config(&res(config::Agent::Ocf {
+            provider: "heartbeat".into(),
+            kind: "Dummy".into(),
+        }))
+        .unwrap();
+        assert_eq!(a.name(), "ocf:heartbeat:Dummy");
+        let a = agent_from_config(&res(config::Agent::Lsb {
+            script: "dbus".into(),
+        }))
+        .unwrap();
+        assert_eq!(a.name(), "lsb:dbus");
+    }
+
+    #[test]
     fn builtin_info_describes_every_parameter_the_config_accepts() {
         for (name, known) in [
             ("ipaddr", config::IPADDR_PARAMS),
