@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   iproute2          # network namespaces, veth, bridges (demo, multi-node tests)
-  dbus              # dbus-daemon for the D-Bus policy test
+  dbus              # dbus-daemon for the D-Bus policy test; its init script and unit for the hactl ra tests
   util-linux        # setpriv (run a test client as an unprivileged user)
   systemd           # systemd-analyze
   systemd-container # systemd-nspawn: real systemd nodes (vm-tests/nspawn)
