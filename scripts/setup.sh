@@ -5,13 +5,14 @@ set -euo pipefail
 
 packages=(
   iproute2          # network namespaces, veth, bridges (demo, multi-node tests)
-  dbus              # dbus-daemon for the D-Bus policy test
+  dbus              # dbus-daemon for the D-Bus policy test; its init script and unit for the hactl ra tests
   util-linux        # setpriv (run a test client as an unprivileged user)
   systemd           # systemd-analyze
   systemd-container # systemd-nspawn: real systemd nodes (vm-tests/nspawn)
   debootstrap       # the nspawn nodes' root filesystem
   openipmi          # ipmi_sim: a real RMCP+ BMC for the IPMI fencing tests
   ipmitool          # cross-checks hactl's IPMI client on the same BMC
+  resource-agents   # standard OCF agents (Dummy, IPaddr2) for the ocf: agent and hactl ra tests
 )
 
 missing=()

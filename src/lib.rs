@@ -3,6 +3,8 @@
 //! Module map (one line each; see docs/DESIGN.md for the layers):
 //! - [`agents`]: resource agents (systemd, ipaddr, filesystem, OCF, LSB) behind one interface.
 //! - [`config`]: the TOML configuration language, validation, canonical form, digest, key file.
+//! - [`executor`]: runs agent operations: one at a time per resource, timeouts, recurring monitors, fail counts.
+//! - [`process`]: runs helper programs in their own process group, bounded in time and output.
 //! - [`daemon`]: the I/O edge of `hactld`: logging, systemd notification, signals, main loop.
 //! - [`cli`]: the `hactl` subcommands and their rendering.
 //! - [`time`]: the crate's monotonic `Instant` (pure cores take `now` as an argument).
@@ -16,7 +18,9 @@ pub mod agents;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod executor;
 pub mod fencing;
+pub mod process;
 pub mod quorum;
 pub mod scheduler;
 pub mod sim;

@@ -31,6 +31,8 @@ use std::time::Duration;
 
 use crate::config;
 
+pub mod ocf;
+
 /// OCF return codes (OCF resource agent API 1.1, with Pacemaker's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OcfCode {
@@ -287,10 +289,140 @@ pub struct AgentInfo {
 /// Builds the agent a `[[resource]]` names. `Err` carries a message for
 /// people (the agent kind is not available on this build or machine).
 pub fn agent_from_config(res: &config::Resource) -> Result<Box<dyn ResourceAgent>, String> {
-    Err(format!(
-        "resource \"{}\": agent {} is not implemented yet",
-        res.id, res.agent
-    ))
+    match &res.agent {
+        config::Agent::Ocf { provider, kind } => Ok(Box::new(ocf::OcfAgent::new(provider, kind))),
+        config::Agent::Lsb { script } => Ok(Box::new(ocf::LsbAgent::new(script))),
+        _ => Err(format!(
+            "resource \"{}\": agent {} is not implemented yet",
+            res.id, res.agent
+        )),
+    }
+}
+
+/// What `hactl ra info` shows for the built-in agents `ipaddr` and
+/// `filesystem` (their parameters are those the configuration accepts:
+/// [`config::IPADDR_PARAMS`], [`config::FILESYSTEM_PARAMS`]); `None` for
+/// any other name.
+pub fn builtin_info(name: &str) -> Option<AgentInfo> {
+    // (name, content type, default, description)
+    type Row = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        &'static str,
+    );
+    let (known, shortdesc, longdesc, rows): (&[(&str, bool)], &str, &str, &[Row]) = match name {
+        "ipaddr" => (
+            config::IPADDR_PARAMS,
+            "A virtual IP address (IPv4 or IPv6), managed through rtnetlink",
+            "Adds the address to an interface on start (then announces it with gratuitous ARP \
+             or an unsolicited neighbour advertisement), removes it on stop, and checks on \
+             monitor that the address is present and its link is up.",
+            &[
+                (
+                    "ip",
+                    "string",
+                    None,
+                    "The address to manage, e.g. 10.0.0.100 or fd00::100.",
+                ),
+                (
+                    "cidr_netmask",
+                    "integer",
+                    None,
+                    "Prefix length of the address: 1 to 32 (IPv4), 1 to 128 (IPv6), e.g. 24.",
+                ),
+                (
+                    "nic",
+                    "string",
+                    None,
+                    "Interface to add the address to; optional: by default the interface whose route covers the address, found from the routing table.",
+                ),
+                (
+                    "label",
+                    "string",
+                    None,
+                    "IPv4 address label (shown by `ip addr`), e.g. eth0:vip.",
+                ),
+                (
+                    "arp_count",
+                    "integer",
+                    None,
+                    "Gratuitous ARPs (IPv4) or unsolicited neighbour advertisements (IPv6) sent after adding the address, 0 to 100.",
+                ),
+                (
+                    "arp_interval",
+                    "integer",
+                    None,
+                    "Milliseconds between two of those announcements, 1 to 10,000.",
+                ),
+            ],
+        ),
+        "filesystem" => (
+            config::FILESYSTEM_PARAMS,
+            "A mounted filesystem",
+            "Mounts the device on the directory on start (refusing a double mount), unmounts \
+             it on stop (killing the processes that use it when force_unmount is set), and \
+             checks on monitor that it is mounted (/proc/self/mountinfo).",
+            &[
+                (
+                    "device",
+                    "string",
+                    None,
+                    "What to mount: a block device (/dev/sdb1), LABEL=..., UUID=..., or an NFS export host:/path.",
+                ),
+                ("directory", "string", None, "The mount point."),
+                (
+                    "fstype",
+                    "string",
+                    None,
+                    "Filesystem type: ext4, xfs, nfs, ...",
+                ),
+                (
+                    "options",
+                    "string",
+                    None,
+                    "Mount options, comma-separated, as in fstab (e.g. noatime,ro).",
+                ),
+                (
+                    "force_unmount",
+                    "boolean",
+                    None,
+                    "On stop, kill the processes that keep the mount point busy (TERM, then KILL) so the unmount succeeds.",
+                ),
+                (
+                    "create_directory",
+                    "boolean",
+                    None,
+                    "Create the mount point if it does not exist.",
+                ),
+            ],
+        ),
+        _ => return None,
+    };
+    let params = known
+        .iter()
+        .map(|(pname, required)| {
+            let row = rows.iter().find(|r| r.0 == *pname);
+            ParamInfo {
+                name: pname.to_string(),
+                required: *required,
+                content_type: row.map_or("string", |r| r.1).to_string(),
+                default: row.and_then(|r| r.2).map(str::to_string),
+                shortdesc: row.map_or("", |r| r.3).to_string(),
+                longdesc: String::new(),
+            }
+        })
+        .collect();
+    Some(AgentInfo {
+        name: name.to_string(),
+        shortdesc: shortdesc.to_string(),
+        longdesc: longdesc.to_string(),
+        params,
+        actions: ["start", "stop", "monitor"]
+            .iter()
+            .map(|a| (a.to_string(), None))
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -306,6 +438,44 @@ mod tests {
         assert_eq!(OcfCode::from_code(-1), None);
         assert_eq!(OcfCode::from_code(255), None);
         assert_eq!(OcfCode::NotRunning.to_string(), "not running (7)");
+    }
+
+    #[test]
+    fn ocf_and_lsb_resources_get_their_script_agents() {
+        let res = |agent| config::Resource {
+            id: "r".into(),
+            agent,
+            params: BTreeMap::new(),
+            ops: Vec::new(),
+            meta: config::Meta::default(),
+        };
+        let a = agent_from_config(&res(config::Agent::Ocf {
+            provider: "heartbeat".into(),
+            kind: "Dummy".into(),
+        }))
+        .unwrap();
+        assert_eq!(a.name(), "ocf:heartbeat:Dummy");
+        let a = agent_from_config(&res(config::Agent::Lsb {
+            script: "dbus".into(),
+        }))
+        .unwrap();
+        assert_eq!(a.name(), "lsb:dbus");
+    }
+
+    #[test]
+    fn builtin_info_describes_every_parameter_the_config_accepts() {
+        for (name, known) in [
+            ("ipaddr", config::IPADDR_PARAMS),
+            ("filesystem", config::FILESYSTEM_PARAMS),
+        ] {
+            let info = builtin_info(name).unwrap();
+            assert_eq!(info.params.len(), known.len());
+            for (p, (n, req)) in info.params.iter().zip(known) {
+                assert_eq!((p.name.as_str(), p.required), (*n, *req));
+                assert!(!p.shortdesc.is_empty(), "{name}.{n} has no description");
+            }
+        }
+        assert!(builtin_info("systemd").is_none());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `hactl`, the command-line tool. Subcommands that need no daemon
-//! (`config check|show`, `keygen`) run here directly; the verbs that talk to
+//! (`config check|show`, `keygen`, `simulate`, `ra`) run here directly; the verbs that talk to
 //! `hactld` over D-Bus come with the controller.
 //!
 //! Exit codes: 0 success; 1 the command ran and found a problem (an invalid
@@ -14,6 +14,7 @@ use crate::config::{
     self, DEFAULT_AUTHKEY_PATH, DEFAULT_CONFIG_PATH, LoadError, Severity, authkey,
 };
 
+mod ra;
 mod simulate;
 
 #[derive(Parser, Debug)]
@@ -50,6 +51,9 @@ pub enum Command {
     /// Show what the scheduler would do, for --config (with the cluster
     /// state given by flags) or for a Pacemaker CIB (--cib).
     Simulate(simulate::SimulateArgs),
+    /// Resource agents on this machine: classes, lists, descriptions.
+    #[command(subcommand)]
+    Ra(ra::RaCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -88,6 +92,7 @@ pub fn run(cli: Cli) -> ExitCode {
             bytes,
         } => keygen(&output, usize::from(bytes), force),
         Command::Simulate(args) => simulate::run(&cli.config, &args),
+        Command::Ra(cmd) => ra::run(&cmd),
     }
 }
 
