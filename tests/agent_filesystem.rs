@@ -462,6 +462,8 @@ fn a_busy_mount_fails_the_stop_with_its_users_named_unless_force_unmount() {
     // from outside.
     let mut by_cwd = spawn_in(&s.path("mnt"), "exec sleep 600");
     let mut by_fd = spawn_in(s.dir.path(), "exec sleep 600 3<mnt/held");
+    // Beside the mount, not in it: must survive the forced unmount.
+    let mut bystander = spawn_in(s.dir.path(), "exec sleep 600");
     let o = op(&*a, AgentAction::Stop, &base);
     let (p1, p2) = (by_cwd.0.id().to_string(), by_fd.0.id().to_string());
     reason_has(
@@ -481,6 +483,10 @@ fn a_busy_mount_fails_the_stop_with_its_users_named_unless_force_unmount() {
         let status = p.0.wait().unwrap();
         assert_eq!(status.signal(), Some(libc_sigterm()), "{status:?}");
     }
+    assert!(
+        bystander.0.try_wait().unwrap().is_none(),
+        "bystander killed"
+    );
 }
 
 fn libc_sigterm() -> i32 {

@@ -895,7 +895,7 @@ fn stop(p: &Params, deadline: Instant) -> OpOutcome {
             // Something else sits on the directory: not ours to take off.
             return OpOutcome::ok();
         }
-        if let Err(o) = unmount(p, &dir, deadline) {
+        if let Err(o) = unmount(p, &dir, (top.major, top.minor), deadline) {
             return o;
         }
         tracing::info!(directory = %dir.display(), "unmounted");
@@ -909,7 +909,7 @@ fn stop(p: &Params, deadline: Instant) -> OpOutcome {
     )
 }
 
-fn unmount(p: &Params, dir: &Path, deadline: Instant) -> Result<(), OpOutcome> {
+fn unmount(p: &Params, dir: &Path, dev: (u32, u32), deadline: Instant) -> Result<(), OpOutcome> {
     match nix::mount::umount(dir) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
         Err(Errno::EBUSY) => {}
@@ -921,7 +921,7 @@ fn unmount(p: &Params, dir: &Path, deadline: Instant) -> Result<(), OpOutcome> {
         }
     }
     if !p.force_unmount {
-        let holders = holders(dir);
+        let holders = holders(dir, dev);
         return Err(OpOutcome::fail(
             OcfCode::ErrGeneric,
             format!(
@@ -932,7 +932,7 @@ fn unmount(p: &Params, dir: &Path, deadline: Instant) -> Result<(), OpOutcome> {
         ));
     }
     let me = std::process::id();
-    let victims: Vec<u32> = holders(dir).into_iter().map(|(pid, _)| pid).collect();
+    let victims: Vec<u32> = holders(dir, dev).into_iter().map(|(pid, _)| pid).collect();
     for &pid in &victims {
         tracing::warn!(pid, directory = %dir.display(), "sending SIGTERM to a user of the mount");
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
@@ -943,7 +943,7 @@ fn unmount(p: &Params, dir: &Path, deadline: Instant) -> Result<(), OpOutcome> {
     while Instant::now() < until && victims.iter().any(|&pid| alive(pid)) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    for (pid, comm) in holders(dir) {
+    for (pid, comm) in holders(dir, dev) {
         debug_assert!(pid != me && pid != 1);
         tracing::warn!(pid, %comm, directory = %dir.display(), "sending SIGKILL to a user of the mount");
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -959,7 +959,7 @@ fn unmount(p: &Params, dir: &Path, deadline: Instant) -> Result<(), OpOutcome> {
         }
         std::thread::sleep(Duration::from_millis(50 << attempt.min(4)));
     }
-    let holders = holders(dir);
+    let holders = holders(dir, dev);
     Err(OpOutcome::fail(
         OcfCode::ErrGeneric,
         format!(
@@ -1004,13 +1004,22 @@ pub(crate) fn is_below(path: &str, dir: &Path) -> bool {
     Path::new(path).starts_with(dir)
 }
 
-/// The processes (pid, command name) that use files in or below `dir`:
-/// working directory, root, executable, open files, mapped files. Never
-/// this process nor PID 1.
-fn holders(dir: &Path) -> Vec<(u32, String)> {
+/// The processes (pid, command name) that use files in or below `dir` on
+/// the filesystem with device number `dev`: working directory, root,
+/// executable, open files, mapped files. Both the path and the device must
+/// match, so that a process in another mount namespace whose paths merely
+/// look the same is left alone. Never this process nor PID 1.
+fn holders(dir: &Path, dev: (u32, u32)) -> Vec<(u32, String)> {
     let me = std::process::id();
     let Ok(procs) = fs::read_dir("/proc") else {
         return Vec::new();
+    };
+    let on_dev = |link: &Path| {
+        fs::read_link(link)
+            .ok()
+            .and_then(|l| l.to_str().map(|s| is_below(s, dir)))
+            .unwrap_or(false)
+            && fs::metadata(link).is_ok_and(|m| dev_pair(m.dev()) == dev)
     };
     let mut out = Vec::new();
     for entry in procs.flatten() {
@@ -1025,27 +1034,14 @@ fn holders(dir: &Path) -> Vec<(u32, String)> {
             continue;
         }
         let base = entry.path();
-        let link_below = |name: &str| {
-            fs::read_link(base.join(name))
-                .ok()
-                .and_then(|l| l.to_str().map(|s| is_below(s, dir)))
-                .unwrap_or(false)
-        };
-        let mut uses = link_below("cwd") || link_below("root") || link_below("exe");
+        let mut uses = ["cwd", "root", "exe"]
+            .iter()
+            .any(|name| on_dev(&base.join(name)));
         if !uses && let Ok(fds) = fs::read_dir(base.join("fd")) {
-            uses = fds.flatten().any(|fd| {
-                fs::read_link(fd.path())
-                    .ok()
-                    .and_then(|l| l.to_str().map(|s| is_below(s, dir)))
-                    .unwrap_or(false)
-            });
+            uses = fds.flatten().any(|fd| on_dev(&fd.path()));
         }
         if !uses && let Ok(maps) = fs::read_to_string(base.join("maps")) {
-            uses = maps.lines().any(|l| {
-                l.split_whitespace()
-                    .nth(5)
-                    .is_some_and(|path| path.starts_with('/') && is_below(path, dir))
-            });
+            uses = maps.lines().any(|l| maps_line_uses(l, dir, dev));
         }
         if uses {
             let comm = fs::read_to_string(base.join("comm"))
@@ -1055,6 +1051,28 @@ fn holders(dir: &Path) -> Vec<(u32, String)> {
         }
     }
     out
+}
+
+fn dev_pair(dev: u64) -> (u32, u32) {
+    (
+        nix::sys::stat::major(dev) as u32,
+        nix::sys::stat::minor(dev) as u32,
+    )
+}
+
+/// Whether a line of /proc/PID/maps maps a file below `dir` on `dev`
+/// (`address perms offset MAJ:MIN inode path`, the device in hex).
+pub(crate) fn maps_line_uses(line: &str, dir: &Path, dev: (u32, u32)) -> bool {
+    let mut f = line.split_whitespace();
+    let Some(d) = f.nth(3) else { return false };
+    let Some(path) = f.nth(1) else { return false };
+    let Some((ma, mi)) = d.split_once(':') else {
+        return false;
+    };
+    let parsed = (u32::from_str_radix(ma, 16), u32::from_str_radix(mi, 16));
+    matches!(parsed, (Ok(a), Ok(b)) if (a, b) == dev)
+        && path.starts_with('/')
+        && is_below(path, dir)
 }
 
 fn monitor(resource: &str, p: &Params, check_level: u32, deadline: Instant) -> OpOutcome {
@@ -1346,5 +1364,20 @@ garbage
         assert!(is_below("/srv/data/gone (deleted)", d));
         assert!(!is_below("/srv/database", d));
         assert!(!is_below("socket:[1234]", d));
+    }
+
+    #[test]
+    fn maps_lines_match_on_device_and_path() {
+        let d = Path::new("/srv/data");
+        let line = "7f1c2e400000-7f1c2e428000 r--p 00000000 07:03 131 /srv/data/lib.so";
+        assert!(maps_line_uses(line, d, (7, 3)));
+        assert!(
+            !maps_line_uses(line, d, (7, 4)),
+            "same path, other filesystem"
+        );
+        let hex = "7f1c2e400000-7f1c2e428000 r--p 00000000 fd:1a 131 /srv/data/x (deleted)";
+        assert!(maps_line_uses(hex, d, (0xfd, 0x1a)));
+        let anon = "7ffd1a2b3000-7ffd1a2d4000 rw-p 00000000 00:00 0 [stack]";
+        assert!(!maps_line_uses(anon, d, (0, 0)));
     }
 }
