@@ -32,9 +32,10 @@ fn sh(args: &[&str]) -> String {
 
 fn unique() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
+    // Short enough for an ext4 label (16), unique across test processes.
     format!(
-        "{:x}{}",
-        std::process::id() % 0x10000,
+        "{:x}x{}",
+        std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     )
 }
@@ -588,4 +589,51 @@ fn an_image_file_or_bad_fstype_gets_a_clear_reason() {
     );
     reason_has(&o, OcfCode::ErrConfigured, &["relative", "absolute"]);
     assert_eq!(findmnt(&dir), None);
+}
+
+/// Figures, not assertions: `cargo test --test agent_filesystem --
+/// --ignored --nocapture bench_`.
+#[test]
+#[ignore]
+fn bench_filesystem_operation_latency() {
+    let s = Scratch::new();
+    let lo = Loop::new(&s);
+    std::fs::create_dir(s.path("mnt")).unwrap();
+    let dir = s.s("mnt");
+    let a = agent();
+    const CYCLES: usize = 30;
+    for (kind, device, fstype) in [
+        ("tmpfs", "tmpfs", "tmpfs"),
+        ("ext4", lo.dev.as_str(), "ext4"),
+        ("ext4 LABEL=", &*format!("LABEL={}", lo.label), "ext4"),
+    ] {
+        let params = [
+            ("device", device),
+            ("directory", dir.as_str()),
+            ("fstype", fstype),
+        ];
+        let mut t: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+        for _ in 0..CYCLES {
+            for (name, action, level) in [
+                ("start", AgentAction::Start, 0),
+                ("monitor0", AgentAction::Monitor, 0),
+                ("monitor20", AgentAction::Monitor, 20),
+                ("stop", AgentAction::Stop, 0),
+            ] {
+                let t0 = Instant::now();
+                let o = op_with(&*a, action, &params, level, Duration::from_secs(20));
+                assert_eq!(o.code, OcfCode::Success, "{o:?}");
+                t.entry(name).or_default().push(t0.elapsed());
+            }
+        }
+        for (name, mut v) in t {
+            v.sort();
+            println!(
+                "filesystem {kind:<11} {name:<9} n={CYCLES} median {:>7.3} ms  p90 {:>7.3} ms  max {:>7.3} ms",
+                v[v.len() / 2].as_secs_f64() * 1e3,
+                v[v.len() * 9 / 10].as_secs_f64() * 1e3,
+                v[v.len() - 1].as_secs_f64() * 1e3
+            );
+        }
+    }
 }

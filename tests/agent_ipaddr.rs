@@ -51,7 +51,9 @@ impl Pair {
         );
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
-        let id = format!("{}{n}", std::process::id() % 100_000);
+        // Hex pid, a separator and the counter: unique across the parallel test
+        // processes of nextest, and short enough for interface names (15).
+        let id = format!("{:x}x{n}", std::process::id());
         let p = Pair {
             a: format!("hactl-ipaddr-{id}-a"),
             b: format!("hactl-ipaddr-{id}-b"),
@@ -604,4 +606,41 @@ fn stop_ends_the_announcements_of_the_address_it_gave_up() {
         "announcements after stop: {} of 10",
         g.len()
     );
+}
+
+/// Figures, not assertions: `cargo test --test agent_ipaddr -- --ignored
+/// --nocapture bench_`.
+#[test]
+#[ignore]
+fn bench_ipaddr_operation_latency() {
+    let p = Pair::new();
+    let agent = NsAgent::new(&p.a);
+    let params = [
+        ("ip", "10.77.0.200"),
+        ("nic", p.veth_a.as_str()),
+        ("cidr_netmask", "24"),
+        ("arp_count", "1"),
+    ];
+    const CYCLES: usize = 50;
+    let mut t: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+    for _ in 0..CYCLES {
+        for (name, action) in [
+            ("start", AgentAction::Start),
+            ("monitor", AgentAction::Monitor),
+            ("stop", AgentAction::Stop),
+        ] {
+            let t0 = Instant::now();
+            assert_eq!(agent.op(action, &params).code, OcfCode::Success);
+            t.entry(name).or_default().push(t0.elapsed());
+        }
+    }
+    for (name, mut v) in t {
+        v.sort();
+        println!(
+            "ipaddr {name:<8} n={CYCLES} median {:>7.3} ms  p90 {:>7.3} ms  max {:>7.3} ms",
+            v[v.len() / 2].as_secs_f64() * 1e3,
+            v[v.len() * 9 / 10].as_secs_f64() * 1e3,
+            v[v.len() - 1].as_secs_f64() * 1e3
+        );
+    }
 }
