@@ -13,7 +13,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hactl::agents::{AgentAction, OcfCode, OpOutcome, OpRequest, agent_from_config};
+use hactl::agents::{
+    AgentAction, Notice, NoticeSender, OcfCode, OpOutcome, OpRequest, agent_from_config,
+};
 use hactl::config;
 use nix::libc;
 use nix::sched::{CloneFlags, setns};
@@ -138,11 +140,14 @@ fn enter_netns(ns: &str) {
 
 // ---------------------------------------------------------------- the agent in a namespace
 
-type Job = (OpRequest, mpsc::Sender<OpOutcome>);
+enum Job {
+    Op(OpRequest, mpsc::Sender<OpOutcome>),
+    Watch(NoticeSender, mpsc::Sender<Result<bool, String>>),
+}
 
 /// An `ipaddr` agent living on a thread inside a namespace, with a
 /// current-thread runtime that keeps running between operations (so that
-/// its background announcements go on).
+/// its background announcements and its watch go on).
 struct NsAgent {
     tx: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
     thread: Option<JoinHandle<()>>,
@@ -167,8 +172,15 @@ impl NsAgent {
             };
             let agent = agent_from_config(&res).expect("ipaddr is built in");
             rt.block_on(async {
-                while let Some((req, reply)) = rx.recv().await {
-                    let _ = reply.send(agent.execute(req).await);
+                while let Some(job) = rx.recv().await {
+                    match job {
+                        Job::Op(req, reply) => {
+                            let _ = reply.send(agent.execute(req).await);
+                        }
+                        Job::Watch(notices, reply) => {
+                            let _ = reply.send(agent.watch("vip", notices).await);
+                        }
+                    }
                 }
             });
         });
@@ -191,9 +203,41 @@ impl NsAgent {
             check_level: 0,
         };
         let (rtx, rrx) = mpsc::channel();
-        self.tx.as_ref().unwrap().send((req, rtx)).unwrap();
+        self.tx.as_ref().unwrap().send(Job::Op(req, rtx)).unwrap();
         rrx.recv_timeout(Duration::from_secs(15))
             .expect("the agent answers within its timeout")
+    }
+
+    fn watch(&self) -> tokio::sync::mpsc::UnboundedReceiver<Notice> {
+        let (ntx, nrx) = tokio::sync::mpsc::unbounded_channel();
+        let (rtx, rrx) = mpsc::channel();
+        self.tx
+            .as_ref()
+            .unwrap()
+            .send(Job::Watch(ntx, rtx))
+            .unwrap();
+        let r = rrx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("watch answers");
+        assert_eq!(r, Ok(true), "ipaddr watches");
+        nrx
+    }
+}
+
+/// The next notice within `wait`, if any.
+fn next_notice(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Notice>,
+    wait: Duration,
+) -> Option<Notice> {
+    let t = Instant::now();
+    loop {
+        if let Ok(n) = rx.try_recv() {
+            return Some(n);
+        }
+        if t.elapsed() >= wait {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -644,4 +688,56 @@ fn bench_ipaddr_operation_latency() {
             v[v.len() - 1].as_secs_f64() * 1e3
         );
     }
+}
+
+#[test]
+fn watch_notices_changes_behind_hactls_back_at_once() {
+    let p = Pair::new();
+    let agent = NsAgent::new(&p.a);
+    let mut notices = agent.watch();
+    let params = [
+        ("ip", "10.77.0.108"),
+        ("nic", p.veth_a.as_str()),
+        ("cidr_netmask", "24"),
+        ("arp_count", "0"),
+    ];
+    assert_eq!(agent.op(AgentAction::Start, &params).code, OcfCode::Success);
+    let quiet = Duration::from_millis(300);
+    assert_eq!(next_notice(&mut notices, quiet), None, "hactl's own start");
+
+    sh(&[
+        "ip",
+        "-n",
+        &p.a,
+        "addr",
+        "del",
+        "10.77.0.108/24",
+        "dev",
+        &p.veth_a,
+    ]);
+    let n = next_notice(&mut notices, Duration::from_secs(3)).expect("removal noticed");
+    assert_eq!(
+        (n.resource.as_str(), n.code),
+        ("vip", OcfCode::NotRunning),
+        "{n:?}"
+    );
+    assert!(n.exit_reason.contains("10.77.0.108"), "{n:?}");
+
+    assert_eq!(agent.op(AgentAction::Start, &params).code, OcfCode::Success);
+    assert_eq!(next_notice(&mut notices, quiet), None, "hactl's own start");
+    sh(&["ip", "-n", &p.a, "link", "set", &p.veth_a, "down"]);
+    let n = next_notice(&mut notices, Duration::from_secs(3)).expect("link down noticed");
+    assert_eq!(n.code, OcfCode::ErrGeneric, "{n:?}");
+    assert!(n.exit_reason.contains("down"), "{n:?}");
+    sh(&["ip", "-n", &p.a, "link", "set", &p.veth_a, "up"]);
+    assert_eq!(
+        next_notice(&mut notices, quiet),
+        None,
+        "recovery is no failure"
+    );
+
+    // Once stopped, nothing is hactl's business any more.
+    assert_eq!(agent.op(AgentAction::Stop, &params).code, OcfCode::Success);
+    sh(&["ip", "-n", &p.a, "link", "set", &p.veth_a, "down"]);
+    assert_eq!(next_notice(&mut notices, quiet), None, "stopped: no notice");
 }

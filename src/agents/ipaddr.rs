@@ -27,7 +27,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -45,7 +45,8 @@ use nix::libc;
 use tokio::task::AbortHandle;
 
 use super::{
-    AgentAction, AgentFuture, AgentInfo, OcfCode, OpOutcome, OpRequest, ParamInfo, ResourceAgent,
+    AgentAction, AgentFuture, AgentInfo, Notice, NoticeSender, OcfCode, OpOutcome, OpRequest,
+    ParamInfo, ResourceAgent, WatchFuture,
 };
 
 /// Announcements sent after adding the address when `arp_count` is unset
@@ -69,6 +70,12 @@ pub struct IpAddrAgent {
     /// The announcements still being sent after the last start: stop aborts
     /// them, so no announcement leaves for an address this node gave up.
     announcer: Mutex<Option<AbortHandle>>,
+    /// The parameters of the last successful start, until the next stop or
+    /// start: what [`ResourceAgent::watch`] holds the kernel's changes
+    /// against. `None` while hactl itself changes the address, so that its
+    /// own changes raise no notice.
+    started: Arc<Mutex<Option<Params>>>,
+    watcher: Mutex<Option<AbortHandle>>,
 }
 
 impl IpAddrAgent {
@@ -76,6 +83,8 @@ impl IpAddrAgent {
         IpAddrAgent {
             resource: resource.to_string(),
             announcer: Mutex::new(None),
+            started: Arc::new(Mutex::new(None)),
+            watcher: Mutex::new(None),
         }
     }
 
@@ -89,6 +98,9 @@ impl IpAddrAgent {
 impl Drop for IpAddrAgent {
     fn drop(&mut self) {
         self.abort_announcer();
+        if let Some(h) = self.watcher.lock().unwrap().take() {
+            h.abort();
+        }
     }
 }
 
@@ -114,6 +126,96 @@ impl ResourceAgent for IpAddrAgent {
             }
         })
     }
+
+    /// Listens to the kernel's address and link changes (rtnetlink
+    /// multicast) and, while the resource is started, checks the address
+    /// after each: removed behind hactl's back, or its link down or without
+    /// carrier, is noticed at once instead of at the next monitor. One
+    /// notice per change of verdict.
+    fn watch(&self, resource: &str, notices: NoticeSender) -> WatchFuture<'_> {
+        // Both sockets are opened here, by the caller's thread, so that
+        // they live in the caller's network namespace.
+        let sockets = Rtnl::open().and_then(|nl| Ok((nl, listen_socket()?)));
+        let resource = resource.to_string();
+        Box::pin(async move {
+            let (mut nl, events) = sockets.map_err(|e| {
+                format!("ipaddr {resource}: cannot listen to rtnetlink changes: {e}")
+            })?;
+            // SAFETY: the socket owns its descriptor and moves into the
+            // AsyncFd, which alone holds it until dropped.
+            let events = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    events,
+                    tokio::io::Interest::READABLE,
+                )
+            }
+            .map_err(|e| {
+                format!(
+                    "ipaddr {resource}: cannot register the rtnetlink socket: {}",
+                    e.into_parts().1
+                )
+            })?;
+            let started = Arc::clone(&self.started);
+            let task = tokio::spawn(async move {
+                let mut reported: Option<OcfCode> = None;
+                loop {
+                    let Ok(mut ready) = events.readable().await else {
+                        return;
+                    };
+                    // Drain: only the fact that something changed matters.
+                    loop {
+                        match ready.get_inner().recv_from_full() {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            // ENOBUFS: changes were lost; the check below
+                            // looks at the whole state anyway.
+                            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                            Err(e) => {
+                                tracing::warn!(%resource, "rtnetlink watch ended: {e}");
+                                return;
+                            }
+                        }
+                    }
+                    ready.clear_ready();
+                    let Some(p) = started.lock().unwrap().clone() else {
+                        reported = None;
+                        continue;
+                    };
+                    let verdict = check(&mut nl, &p);
+                    if verdict.code == OcfCode::Success {
+                        reported = None;
+                    } else if reported != Some(verdict.code) {
+                        reported = Some(verdict.code);
+                        let notice = Notice {
+                            resource: resource.clone(),
+                            code: verdict.code,
+                            exit_reason: verdict.exit_reason,
+                        };
+                        if notices.send(notice).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            if let Some(old) = self.watcher.lock().unwrap().replace(task.abort_handle()) {
+                old.abort();
+            }
+            Ok(true)
+        })
+    }
+}
+
+/// A non-blocking rtnetlink socket subscribed to link and address changes.
+fn listen_socket() -> io::Result<Socket> {
+    // RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR.
+    const GROUPS: [u32; 3] = [1, 5, 9];
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    for g in GROUPS {
+        sock.add_membership(g)?;
+    }
+    sock.set_non_blocking(true)?;
+    Ok(sock)
 }
 
 /// What `hactl ra info ipaddr` shows.
@@ -319,6 +421,10 @@ impl IpAddrAgent {
             o.output = super::metadata::to_xml(&info());
             return o;
         }
+        if req.action == AgentAction::Stop {
+            // From here on, changes to the address are hactl's own.
+            *self.started.lock().unwrap() = None;
+        }
         let params = match parse_params(&req.params) {
             Ok(p) => p,
             // A stop of an address that cannot be parsed cannot fail: such an
@@ -327,7 +433,14 @@ impl IpAddrAgent {
             Err(e) => return OpOutcome::fail(OcfCode::ErrConfigured, e),
         };
         match req.action {
-            AgentAction::Start => self.start(&params).await,
+            AgentAction::Start => {
+                *self.started.lock().unwrap() = None;
+                let o = self.start(&params).await;
+                if o.code == OcfCode::Success {
+                    *self.started.lock().unwrap() = Some(params);
+                }
+                o
+            }
             AgentAction::Stop => self.stop(&params),
             AgentAction::Monitor => self.monitor(&params),
             AgentAction::ValidateAll => match Rtnl::open().and_then(|mut nl| {
@@ -499,31 +612,41 @@ impl IpAddrAgent {
     }
 
     fn monitor(&self, p: &Params) -> OpOutcome {
-        let mut nl = match Rtnl::open() {
-            Ok(nl) => nl,
-            Err(e) => return netlink_failed(p, "open a netlink socket", &e),
-        };
-        let (links, addrs) = match nl.links().and_then(|l| Ok((l, nl.addresses(&p.ip)?))) {
-            Ok(x) => x,
-            Err(e) => return netlink_failed(p, "read the interfaces and addresses", &e),
-        };
-        let Some(a) = find_ours(p, &links, &addrs) else {
-            return OpOutcome::code(OcfCode::NotRunning);
-        };
-        if a.flags.contains(AddressFlags::Dadfailed) {
-            return OpOutcome::fail(
-                OcfCode::ErrGeneric,
-                format!(
-                    "{} failed duplicate address detection: another host on the link \
-                     holds it",
-                    p.ip
-                ),
-            );
+        match Rtnl::open() {
+            Ok(mut nl) => check(&mut nl, p),
+            Err(e) => netlink_failed(p, "open a netlink socket", &e),
         }
-        match links.iter().find(|l| l.index == a.index) {
-            Some(l) => link_state(l, p),
-            None => OpOutcome::code(OcfCode::NotRunning),
-        }
+    }
+}
+
+/// The monitor's verdict, on an open socket.
+fn check(nl: &mut Rtnl, p: &Params) -> OpOutcome {
+    let (links, addrs) = match nl.links().and_then(|l| Ok((l, nl.addresses(&p.ip)?))) {
+        Ok(x) => x,
+        Err(e) => return netlink_failed(p, "read the interfaces and addresses", &e),
+    };
+    let Some(a) = find_ours(p, &links, &addrs) else {
+        return OpOutcome::fail(
+            OcfCode::NotRunning,
+            format!(
+                "{} is not on {}",
+                p.ip,
+                p.nic.as_deref().unwrap_or("any interface")
+            ),
+        );
+    };
+    if a.flags.contains(AddressFlags::Dadfailed) {
+        return OpOutcome::fail(
+            OcfCode::ErrGeneric,
+            format!(
+                "{} failed duplicate address detection: another host on the link holds it",
+                p.ip
+            ),
+        );
+    }
+    match links.iter().find(|l| l.index == a.index) {
+        Some(l) => link_state(l, p),
+        None => OpOutcome::code(OcfCode::NotRunning),
     }
 }
 
