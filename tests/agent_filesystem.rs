@@ -637,3 +637,72 @@ fn bench_filesystem_operation_latency() {
         }
     }
 }
+
+#[test]
+fn watch_notices_an_unmount_or_a_read_only_turn_behind_hactls_back() {
+    let s = Scratch::new();
+    std::fs::create_dir(s.path("mnt")).unwrap();
+    let dir = s.s("mnt");
+    let a = agent();
+    let params: BTreeMap<String, String> = [
+        ("device", "tmpfs"),
+        ("directory", dir.as_str()),
+        ("fstype", "tmpfs"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let req = |action| OpRequest {
+        resource: "fs".into(),
+        action,
+        params: params.clone(),
+        timeout: Duration::from_secs(20),
+        interval: Duration::ZERO,
+        check_level: 0,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        assert_eq!(a.watch("fs", tx).await, Ok(true));
+        let quiet = Duration::from_millis(300);
+        let mut next = async |wait| tokio::time::timeout(wait, rx.recv()).await.ok().flatten();
+
+        assert_eq!(
+            a.execute(req(AgentAction::Start)).await.code,
+            OcfCode::Success
+        );
+        assert_eq!(next(quiet).await, None, "hactl's own start");
+
+        sh(&["umount", &dir]);
+        let n = next(Duration::from_secs(3)).await.expect("unmount noticed");
+        assert_eq!(
+            (n.resource.as_str(), n.code),
+            ("fs", OcfCode::NotRunning),
+            "{n:?}"
+        );
+        assert!(n.exit_reason.contains(&dir), "{n:?}");
+
+        assert_eq!(
+            a.execute(req(AgentAction::Start)).await.code,
+            OcfCode::Success
+        );
+        assert_eq!(next(quiet).await, None, "hactl's own start");
+        sh(&["mount", "-o", "remount,ro", &dir]);
+        let n = next(Duration::from_secs(3))
+            .await
+            .expect("read-only noticed");
+        assert_eq!(n.code, OcfCode::ErrGeneric, "{n:?}");
+        assert!(n.exit_reason.contains("read-only"), "{n:?}");
+
+        assert_eq!(
+            a.execute(req(AgentAction::Stop)).await.code,
+            OcfCode::Success
+        );
+        sh(&["mount", "-t", "tmpfs", "tmpfs", &dir]);
+        sh(&["umount", &dir]);
+        assert_eq!(next(quiet).await, None, "stopped: no notice");
+    });
+}

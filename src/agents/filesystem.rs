@@ -26,6 +26,9 @@
 //!   directory and, for block devices, a block of the device past the page
 //!   cache (O_DIRECT); 20 also writes, syncs, reads back and removes a small
 //!   file in the mount.
+//! - `watch` waits for mount table changes (POLLPRI on mountinfo) and, while
+//!   the resource is started, reports an unmount or a read-only turn behind
+//!   hactl's back as a [`Notice`] at once.
 //!
 //! Every blocking call runs on tokio's blocking pool under the operation's
 //! timeout, so a hung NFS server ends the operation with an error in time
@@ -38,15 +41,20 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::task::AbortHandle;
 
 use super::{
-    AgentAction, AgentFuture, AgentInfo, OcfCode, OpOutcome, OpRequest, ParamInfo, ResourceAgent,
+    AgentAction, AgentFuture, AgentInfo, Notice, NoticeSender, OcfCode, OpOutcome, OpRequest,
+    ParamInfo, ResourceAgent, WatchFuture,
 };
 
 /// How long processes get between SIGTERM and SIGKILL on a forced unmount
@@ -62,18 +70,34 @@ const UMOUNT_ATTEMPTS_MAX: u32 = 10;
 const STACKED_MOUNTS_MAX: u32 = 16;
 /// Holders named in a busy-unmount failure.
 const HOLDERS_NAMED_MAX: usize = 5;
+/// How long the check after a mount change may take.
+const WATCH_CHECK_TIMEOUT_MS: u64 = 20_000;
 /// Bytes read from the device by a check_level 10 monitor.
 const CHECK_READ_BYTES: usize = 4096;
 
 /// The `filesystem` agent for one resource.
 pub struct FilesystemAgent {
     resource: String,
+    /// The parameters of the last successful start, until the next stop or
+    /// start: what [`ResourceAgent::watch`] holds mount changes against.
+    started: Arc<Mutex<Option<BTreeMap<String, String>>>>,
+    watcher: Mutex<Option<AbortHandle>>,
 }
 
 impl FilesystemAgent {
     pub fn new(resource: &str) -> FilesystemAgent {
         FilesystemAgent {
             resource: resource.to_string(),
+            started: Arc::new(Mutex::new(None)),
+            watcher: Mutex::new(None),
+        }
+    }
+}
+
+impl Drop for FilesystemAgent {
+    fn drop(&mut self) {
+        if let Some(h) = self.watcher.lock().unwrap().take() {
+            h.abort();
         }
     }
 }
@@ -91,11 +115,16 @@ impl ResourceAgent for FilesystemAgent {
                 o.output = super::metadata::to_xml(&info());
                 return o;
             }
+            let params = req.params.clone();
+            if matches!(action, AgentAction::Start | AgentAction::Stop) {
+                // From here on, mount changes are hactl's own.
+                *self.started.lock().unwrap() = None;
+            }
             let timeout = req.timeout;
             let deadline = Instant::now() + timeout;
             let resource = self.resource.clone();
             let work = tokio::task::spawn_blocking(move || run(&resource, &req, deadline));
-            match tokio::time::timeout(timeout, work).await {
+            let outcome = match tokio::time::timeout(timeout, work).await {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(e)) => OpOutcome::fail(
                     OcfCode::ErrGeneric,
@@ -110,7 +139,92 @@ impl ResourceAgent for FilesystemAgent {
                         timeout.as_millis()
                     ),
                 ),
+            };
+            if action == AgentAction::Start && outcome.code == OcfCode::Success {
+                *self.started.lock().unwrap() = Some(params);
             }
+            outcome
+        })
+    }
+
+    /// Waits for changes of the mount table (the kernel signals them on
+    /// `/proc/self/mountinfo` with POLLPRI) and, while the resource is
+    /// started, checks the mount after each: unmounted behind hactl's back,
+    /// or turned read-only, is noticed at once. One notice per change of
+    /// verdict.
+    fn watch(&self, resource: &str, notices: NoticeSender) -> WatchFuture<'_> {
+        let resource = resource.to_string();
+        Box::pin(async move {
+            let file = fs::File::open("/proc/self/mountinfo").map_err(|e| {
+                format!("filesystem {resource}: cannot open /proc/self/mountinfo: {e}")
+            })?;
+            // SAFETY: the file owns its descriptor and moves into the
+            // AsyncFd, which alone holds it until dropped.
+            let changes = unsafe {
+                AsyncFd::register_with_interest(file, Interest::PRIORITY | Interest::ERROR)
+            }
+            .map_err(|e| {
+                format!(
+                    "filesystem {resource}: cannot wait for mount changes: {}",
+                    e.into_parts().1
+                )
+            })?;
+            let started = Arc::clone(&self.started);
+            let task = tokio::spawn(async move {
+                let mut reported: Option<OcfCode> = None;
+                loop {
+                    let Ok(mut ready) = changes.ready(Interest::PRIORITY | Interest::ERROR).await
+                    else {
+                        return;
+                    };
+                    ready.clear_ready();
+                    let Some(params) = started.lock().unwrap().clone() else {
+                        reported = None;
+                        continue;
+                    };
+                    let r = resource.clone();
+                    let check = tokio::task::spawn_blocking(move || {
+                        let req = OpRequest {
+                            resource: r.clone(),
+                            action: AgentAction::Monitor,
+                            params,
+                            timeout: Duration::from_millis(WATCH_CHECK_TIMEOUT_MS),
+                            interval: Duration::ZERO,
+                            check_level: 0,
+                        };
+                        let deadline = Instant::now() + req.timeout;
+                        run(&r, &req, deadline)
+                    });
+                    let Ok(Ok(verdict)) =
+                        tokio::time::timeout(Duration::from_millis(WATCH_CHECK_TIMEOUT_MS), check)
+                            .await
+                    else {
+                        continue;
+                    };
+                    // A stop or start may have begun during the check.
+                    if started.lock().unwrap().is_none() {
+                        reported = None;
+                        continue;
+                    }
+                    if verdict.code == OcfCode::Success {
+                        reported = None;
+                    } else if reported != Some(verdict.code) {
+                        reported = Some(verdict.code);
+                        let notice = Notice {
+                            resource: resource.clone(),
+                            code: verdict.code,
+                            exit_reason: verdict.exit_reason,
+                        };
+                        if notices.send(notice).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            if let Some(old) = self.watcher.lock().unwrap().replace(task.abort_handle()) {
+                old.abort();
+            }
+            Ok(true)
         })
     }
 }
@@ -1082,7 +1196,10 @@ fn monitor(resource: &str, p: &Params, check_level: u32, deadline: Instant) -> O
     };
     let dir = mount_point(p);
     let Some(top) = top_mount(&mounts, &dir) else {
-        return OpOutcome::code(OcfCode::NotRunning);
+        return OpOutcome::fail(
+            OcfCode::NotRunning,
+            format!("nothing is mounted on {}", dir.display()),
+        );
     };
     let dev = match resolve(p, deadline) {
         Ok(d) => d,

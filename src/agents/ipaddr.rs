@@ -9,6 +9,10 @@
 //! the address, longest prefix first, and the prefix length defaults to that
 //! route's, as `ip route get` would choose it.
 //!
+//! `watch` listens to rtnetlink's link and address multicast groups and,
+//! while the resource is started, reports the address removed or its link
+//! failed behind hactl's back as a [`Notice`] at once.
+//!
 //! Where it runs: every socket is opened by the thread that polls the
 //! operation, so the agent works in the network namespace of its caller
 //! (the daemon's, or a test's namespace entered on a dedicated thread).
