@@ -741,3 +741,42 @@ fn watch_notices_changes_behind_hactls_back_at_once() {
     sh(&["ip", "-n", &p.a, "link", "set", &p.veth_a, "down"]);
     assert_eq!(next_notice(&mut notices, quiet), None, "stopped: no notice");
 }
+
+#[test]
+fn start_of_an_address_already_there_takes_it_and_announces_it_again() {
+    let p = Pair::new();
+    let agent = NsAgent::new(&p.a);
+    // Left behind (by hand, or by a crashed run before a reboot).
+    sh(&[
+        "ip",
+        "-n",
+        &p.a,
+        "addr",
+        "add",
+        "10.77.0.109/24",
+        "dev",
+        &p.veth_a,
+    ]);
+    let cap = Capture::new(&p.b, &p.veth_b, 0x0806, Duration::from_secs(5));
+    let params = [
+        ("ip", "10.77.0.109"),
+        ("nic", p.veth_a.as_str()),
+        ("arp_count", "2"),
+        ("arp_interval", "100"),
+    ];
+    let o = agent.op(AgentAction::Start, &params);
+    assert_eq!(o.code, OcfCode::Success, "{o:?}");
+    assert_eq!(p.addrs_a().matches("10.77.0.109/").count(), 1);
+    let g = garps(&cap.collect(Duration::from_millis(1200)), [10, 77, 0, 109]);
+    assert_eq!(g.len(), 2, "announced again");
+    // On another interface than nic: refused, named.
+    let o = agent.op(
+        AgentAction::Start,
+        &[("ip", "10.77.0.109"), ("nic", "lo"), ("cidr_netmask", "32")],
+    );
+    reason_has(
+        &o,
+        OcfCode::ErrGeneric,
+        &["already on interface", &p.veth_a, "lo"],
+    );
+}

@@ -476,8 +476,9 @@ impl IpAddrAgent {
             Err(e) => return netlink_failed(p, "read the interfaces and addresses", &e),
         };
         // Already there: success if it is where it belongs (start is
-        // idempotent), else a clear refusal.
-        if let Some(a) = addrs.iter().find(|a| a.ip == p.ip) {
+        // idempotent), announced again since this start is where hactl
+        // takes the address; elsewhere, a clear refusal.
+        let link = if let Some(a) = addrs.iter().find(|a| a.ip == p.ip) {
             let link = links.iter().find(|l| l.index == a.index);
             let name = link.map_or("?", |l| l.name.as_str());
             if let Some(nic) = &p.nic
@@ -492,50 +493,20 @@ impl IpAddrAgent {
                     ),
                 );
             }
-            return match link {
-                Some(l) => link_state(l, p),
-                None => OpOutcome::ok(),
+            let Some(link) = link else {
+                return OpOutcome::ok();
             };
-        }
-        let routes = match nl.connected_routes(&p.ip) {
-            Ok(r) => r,
-            Err(e) => return netlink_failed(p, "read the routing table", &e),
-        };
-        let (link, prefix) = match choose_target(p, &links, &routes) {
-            Ok(t) => t,
-            Err(o) => return o,
-        };
-        if !link.flags.contains(LinkFlags::Up) {
-            return OpOutcome::fail(
-                OcfCode::ErrGeneric,
-                format!(
-                    "interface {} is down, so {} was not added: bring it up (ip link set {} up)",
-                    link.name, p.ip, link.name
-                ),
-            );
-        }
-        let label = match &p.label {
-            Some(l) => match full_label(&link.name, l) {
-                Ok(full) => Some(full),
-                Err(e) => return OpOutcome::fail(OcfCode::ErrConfigured, e),
-            },
-            None => None,
-        };
-        match nl.add_address(link.index, p.ip, prefix, label.as_deref()) {
-            Ok(()) => {}
-            // Added meanwhile by someone else: the state asked for is there.
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => {
-                return OpOutcome::fail(
-                    OcfCode::ErrGeneric,
-                    format!(
-                        "adding {}/{prefix} to interface {} failed: {e}",
-                        p.ip, link.name
-                    ),
-                );
+            let state = link_state(link, p);
+            if state.code != OcfCode::Success {
+                return state;
             }
-        }
-        tracing::info!(ip = %p.ip, prefix, nic = %link.name, "added address");
+            link
+        } else {
+            match Self::add(&mut nl, p, &links) {
+                Ok(link) => link,
+                Err(o) => return o,
+            }
+        };
         if p.arp_count == 0 || link.flags.contains(LinkFlags::Noarp) {
             return OpOutcome::ok();
         }
@@ -548,7 +519,7 @@ impl IpAddrAgent {
                 return OpOutcome::fail(
                     OcfCode::ErrGeneric,
                     format!(
-                        "{} was added to {}, but announcing it failed (socket): {e}",
+                        "{} is on {}, but announcing it failed (socket): {e}",
                         p.ip, link.name
                     ),
                 );
@@ -558,7 +529,7 @@ impl IpAddrAgent {
             return OpOutcome::fail(
                 OcfCode::ErrGeneric,
                 format!(
-                    "{} was added to {}, but announcing it failed: {e}",
+                    "{} is on {}, but announcing it failed: {e}",
                     p.ip, link.name
                 ),
             );
@@ -578,6 +549,45 @@ impl IpAddrAgent {
             *self.announcer.lock().unwrap() = Some(task.abort_handle());
         }
         OpOutcome::ok()
+    }
+
+    /// Adds the address where [`choose_target`] puts it; the link it went to.
+    fn add<'l>(nl: &mut Rtnl, p: &Params, links: &'l [Link]) -> Result<&'l Link, OpOutcome> {
+        let routes = nl
+            .connected_routes(&p.ip)
+            .map_err(|e| netlink_failed(p, "read the routing table", &e))?;
+        let (link, prefix) = choose_target(p, links, &routes)?;
+        if !link.flags.contains(LinkFlags::Up) {
+            return Err(OpOutcome::fail(
+                OcfCode::ErrGeneric,
+                format!(
+                    "interface {} is down, so {} was not added: bring it up (ip link set {} up)",
+                    link.name, p.ip, link.name
+                ),
+            ));
+        }
+        let label = p
+            .label
+            .as_ref()
+            .map(|l| full_label(&link.name, l))
+            .transpose()
+            .map_err(|e| OpOutcome::fail(OcfCode::ErrConfigured, e))?;
+        match nl.add_address(link.index, p.ip, prefix, label.as_deref()) {
+            Ok(()) => {}
+            // Added meanwhile by someone else: the state asked for is there.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => {
+                return Err(OpOutcome::fail(
+                    OcfCode::ErrGeneric,
+                    format!(
+                        "adding {}/{prefix} to interface {} failed: {e}",
+                        p.ip, link.name
+                    ),
+                ));
+            }
+        }
+        tracing::info!(ip = %p.ip, prefix, nic = %link.name, "added address");
+        Ok(link)
     }
 
     fn stop(&self, p: &Params) -> OpOutcome {
