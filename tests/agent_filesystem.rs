@@ -706,3 +706,37 @@ fn watch_notices_an_unmount_or_a_read_only_turn_behind_hactls_back() {
         assert_eq!(next(quiet).await, None, "stopped: no notice");
     });
 }
+
+#[test]
+fn force_unmount_kills_users_running_as_other_users() {
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    // The service user must be able to walk to its working directory.
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(s.path("mnt")).unwrap();
+    let dir = s.s("mnt");
+    let a = agent();
+    let params = [
+        ("device", "tmpfs"),
+        ("directory", dir.as_str()),
+        ("fstype", "tmpfs"),
+        ("options", "mode=0755"),
+        ("force_unmount", "true"),
+    ];
+    assert_eq!(op(&*a, AgentAction::Start, &params).code, OcfCode::Success);
+    // As a service runs: another user (nobody), working directory inside.
+    let mut service = Proc(
+        Command::new("sleep")
+            .arg("600")
+            .current_dir(s.path("mnt"))
+            .uid(65534)
+            .gid(65534)
+            .spawn()
+            .unwrap(),
+    );
+    let o = op(&*a, AgentAction::Stop, &params);
+    assert_eq!(o.code, OcfCode::Success, "{o:?}");
+    assert_eq!(findmnt(&dir), None);
+    let status = service.0.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc_sigterm()), "{status:?}");
+}

@@ -1046,7 +1046,11 @@ fn unmount(p: &Params, dir: &Path, dev: (u32, u32), deadline: Instant) -> Result
         ));
     }
     let me = std::process::id();
-    let victims: Vec<u32> = holders(dir, dev).into_iter().map(|(pid, _)| pid).collect();
+    let victims: Vec<u32> = holders(dir, dev)
+        .users
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect();
     for &pid in &victims {
         tracing::warn!(pid, directory = %dir.display(), "sending SIGTERM to a user of the mount");
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
@@ -1057,7 +1061,7 @@ fn unmount(p: &Params, dir: &Path, dev: (u32, u32), deadline: Instant) -> Result
     while Instant::now() < until && victims.iter().any(|&pid| alive(pid)) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    for (pid, comm) in holders(dir, dev) {
+    for (pid, comm) in holders(dir, dev).users {
         debug_assert!(pid != me && pid != 1);
         tracing::warn!(pid, %comm, directory = %dir.display(), "sending SIGKILL to a user of the mount");
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -1095,21 +1099,28 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-fn describe_holders(h: &[(u32, String)]) -> String {
-    if h.is_empty() {
-        return String::new();
+fn describe_holders(h: &Holders) -> String {
+    let mut out = String::new();
+    if !h.users.is_empty() {
+        let named: Vec<String> = h
+            .users
+            .iter()
+            .take(HOLDERS_NAMED_MAX)
+            .map(|(pid, comm)| format!("{pid} ({comm})"))
+            .collect();
+        out.push_str(&format!(", used by process {}", named.join(", ")));
+        if h.users.len() > HOLDERS_NAMED_MAX {
+            out.push_str(&format!(" and {} more", h.users.len() - HOLDERS_NAMED_MAX));
+        }
     }
-    let named: Vec<String> = h
-        .iter()
-        .take(HOLDERS_NAMED_MAX)
-        .map(|(pid, comm)| format!("{pid} ({comm})"))
-        .collect();
-    let more = if h.len() > HOLDERS_NAMED_MAX {
-        format!(" and {} more", h.len() - HOLDERS_NAMED_MAX)
-    } else {
-        String::new()
-    };
-    format!(", used by process {}{more}", named.join(", "))
+    if h.hidden > 0 {
+        out.push_str(&format!(
+            " ({} processes could not be inspected: hactld needs CAP_SYS_PTRACE to see the \
+             files of other users' processes)",
+            h.hidden
+        ));
+    }
+    out
 }
 
 /// Whether `path` (as a /proc link shows it) lies in or below `dir`.
@@ -1123,10 +1134,11 @@ pub(crate) fn is_below(path: &str, dir: &Path) -> bool {
 /// executable, open files, mapped files. Both the path and the device must
 /// match, so that a process in another mount namespace whose paths merely
 /// look the same is left alone. Never this process nor PID 1.
-fn holders(dir: &Path, dev: (u32, u32)) -> Vec<(u32, String)> {
+fn holders(dir: &Path, dev: (u32, u32)) -> Holders {
     let me = std::process::id();
+    let mut out = Holders::default();
     let Ok(procs) = fs::read_dir("/proc") else {
-        return Vec::new();
+        return out;
     };
     let on_dev = |link: &Path| {
         fs::read_link(link)
@@ -1135,7 +1147,6 @@ fn holders(dir: &Path, dev: (u32, u32)) -> Vec<(u32, String)> {
             .unwrap_or(false)
             && fs::metadata(link).is_ok_and(|m| dev_pair(m.dev()) == dev)
     };
-    let mut out = Vec::new();
     for entry in procs.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -1148,6 +1159,12 @@ fn holders(dir: &Path, dev: (u32, u32)) -> Vec<(u32, String)> {
             continue;
         }
         let base = entry.path();
+        if fs::read_link(base.join("cwd"))
+            .is_err_and(|e| e.kind() == io::ErrorKind::PermissionDenied)
+        {
+            out.hidden += 1;
+            continue;
+        }
         let mut uses = ["cwd", "root", "exe"]
             .iter()
             .any(|name| on_dev(&base.join(name)));
@@ -1161,10 +1178,20 @@ fn holders(dir: &Path, dev: (u32, u32)) -> Vec<(u32, String)> {
             let comm = fs::read_to_string(base.join("comm"))
                 .map(|c| c.trim().to_string())
                 .unwrap_or_default();
-            out.push((pid, comm));
+            out.users.push((pid, comm));
         }
     }
     out
+}
+
+/// What a scan of /proc found.
+#[derive(Debug, Default)]
+struct Holders {
+    /// (pid, command name) of the processes using the mount.
+    users: Vec<(u32, String)>,
+    /// Processes whose files this process may not inspect (another user's,
+    /// without CAP_SYS_PTRACE).
+    hidden: usize,
 }
 
 fn dev_pair(dev: u64) -> (u32, u32) {
