@@ -799,9 +799,23 @@ pub(crate) fn covers(dest: IpAddr, prefix: u8, ip: IpAddr) -> bool {
 /// A socket ready to announce one address on one interface.
 struct Announcer {
     ip: IpAddr,
-    fd: OwnedFd,
+    /// `Some` until dropped.
+    fd: Option<OwnedFd>,
     index: u32,
     mac: [u8; 6],
+}
+
+impl Drop for Announcer {
+    fn drop(&mut self) {
+        // Closing a packet socket waits for an RCU grace period (about
+        // 10 ms, measured by bench_ipaddr_operation_latency): close it on the
+        // blocking pool, not on the thread that runs operations.
+        let Some(fd) = self.fd.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || drop(fd))),
+            Err(_) => drop(fd),
+        }
+    }
 }
 
 impl Announcer {
@@ -836,7 +850,16 @@ impl Announcer {
                 s.into()
             }
         };
-        Ok(Announcer { ip, fd, index, mac })
+        Ok(Announcer {
+            ip,
+            fd: Some(fd),
+            index,
+            mac,
+        })
+    }
+
+    fn fd(&self) -> &OwnedFd {
+        self.fd.as_ref().expect("open until dropped")
     }
 
     fn send(&self) -> io::Result<()> {
@@ -854,7 +877,7 @@ impl Announcer {
                 // lengths given are theirs.
                 let n = unsafe {
                     libc::sendto(
-                        self.fd.as_raw_fd(),
+                        self.fd().as_raw_fd(),
                         frame.as_ptr().cast(),
                         frame.len(),
                         0,
@@ -868,7 +891,7 @@ impl Announcer {
                 Ok(())
             }
             IpAddr::V6(v6) => {
-                let s = socket2::SockRef::from(&self.fd);
+                let s = socket2::SockRef::from(self.fd());
                 let all_nodes =
                     SocketAddrV6::new(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), 0, 0, self.index);
                 s.send_to(&unsolicited_na(v6, self.mac), &all_nodes.into())?;
