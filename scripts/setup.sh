@@ -7,6 +7,7 @@ packages=(
   iproute2          # network namespaces, veth, bridges (demo, multi-node tests)
   dbus              # dbus-daemon for the D-Bus policy test; its init script and unit for the hactl ra tests
   util-linux        # setpriv (run a test client as an unprivileged user)
+  e2fsprogs         # mkfs.ext4 for the filesystem agent tests (util-linux gives them losetup, blkid, findmnt)
   systemd           # systemd-analyze
   systemd-container # systemd-nspawn: real systemd nodes (vm-tests/nspawn)
   debootstrap       # the nspawn nodes' root filesystem

@@ -561,7 +561,7 @@ fn measure_crash_detection_and_false_alarms() {
     }
     let conf = c.dir.path().join("cluster.toml");
     let mut detect = Vec::new();
-    for round in 0..10 {
+    for _ in 0..10 {
         let crash = Instant::now();
         c.daemons[2].kill();
         let one_two = ring_of(&["node1", "node2"], 3);

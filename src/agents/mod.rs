@@ -31,6 +31,9 @@ use std::time::Duration;
 
 use crate::config;
 
+pub mod filesystem;
+pub mod ipaddr;
+pub mod metadata;
 pub mod ocf;
 
 /// OCF return codes (OCF resource agent API 1.1, with Pacemaker's names).
@@ -292,6 +295,8 @@ pub fn agent_from_config(res: &config::Resource) -> Result<Box<dyn ResourceAgent
     match &res.agent {
         config::Agent::Ocf { provider, kind } => Ok(Box::new(ocf::OcfAgent::new(provider, kind))),
         config::Agent::Lsb { script } => Ok(Box::new(ocf::LsbAgent::new(script))),
+        config::Agent::IpAddr => Ok(Box::new(ipaddr::IpAddrAgent::new(&res.id))),
+        config::Agent::Filesystem => Ok(Box::new(filesystem::FilesystemAgent::new(&res.id))),
         _ => Err(format!(
             "resource \"{}\": agent {} is not implemented yet",
             res.id, res.agent
