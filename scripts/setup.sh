@@ -12,6 +12,7 @@ packages=(
   debootstrap       # the nspawn nodes' root filesystem
   openipmi          # ipmi_sim: a real RMCP+ BMC for the IPMI fencing tests
   ipmitool          # cross-checks hactl's IPMI client on the same BMC
+  fence-agents      # fence_ipmilan: a real external fence agent for the agent fencing tests
 )
 
 missing=()
