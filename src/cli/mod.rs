@@ -14,6 +14,7 @@ use crate::config::{
     self, DEFAULT_AUTHKEY_PATH, DEFAULT_CONFIG_PATH, LoadError, Severity, authkey,
 };
 
+mod fence;
 mod simulate;
 
 #[derive(Parser, Debug)]
@@ -50,6 +51,11 @@ pub enum Command {
     /// Show what the scheduler would do, for --config (with the cluster
     /// state given by flags) or for a Pacemaker CIB (--cib).
     Simulate(simulate::SimulateArgs),
+    /// Run one action on one configured fence device, directly (no
+    /// daemon): list, status, off, on, reboot. Exit 0 done / on, 1 the
+    /// device failed, 2 usage or unknown device, 3 power off.
+    #[command(subcommand, name = "fence-device")]
+    FenceDevice(fence::FenceCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -88,6 +94,7 @@ pub fn run(cli: Cli) -> ExitCode {
             bytes,
         } => keygen(&output, usize::from(bytes), force),
         Command::Simulate(args) => simulate::run(&cli.config, &args),
+        Command::FenceDevice(cmd) => fence::run(&cli.config, &cmd),
     }
 }
 

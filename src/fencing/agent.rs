@@ -135,6 +135,8 @@ pub struct AgentRun {
     /// More output came than was kept.
     pub truncated: bool,
     pub elapsed: Duration,
+    /// The time it was given (what was left of the operation's timeout).
+    pub allowed: Duration,
 }
 
 impl AgentRun {
@@ -461,6 +463,7 @@ impl AgentDevice {
             stderr,
             truncated: t1 || t2,
             elapsed: started.elapsed(),
+            allowed: left,
         })
     }
 
@@ -481,9 +484,9 @@ impl AgentDevice {
             AgentExit::TimedOut => self.error(
                 ErrorKind::Timeout,
                 format!(
-                    "{} action={action} did not finish within {:.1} s; its process group was killed{quoted}",
+                    "{} action={action} did not finish in the {:.1} s it had; its process group was killed (SIGTERM, then SIGKILL){quoted}",
                     self.agent,
-                    run.elapsed.as_secs_f64()
+                    run.allowed.as_secs_f64()
                 ),
                 format!(
                     "that the device answers at its address, and the device's timeout (more than the agent's own login_timeout + power_timeout + power_wait); {verbose}"
