@@ -13,6 +13,8 @@ packages=(
   openipmi          # ipmi_sim: a real RMCP+ BMC for the IPMI fencing tests
   ipmitool          # cross-checks hactl's IPMI client on the same BMC
   fence-agents      # fence_ipmilan: a real external fence agent for the agent fencing tests
+  qemu-system-x86   # VMs: the softdog watchdog test (scripts/softdog-vm.sh), vm-tests/fencing
+  busybox-static    # the softdog test VM's initramfs
 )
 
 missing=()
