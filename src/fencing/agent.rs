@@ -250,7 +250,7 @@ impl AgentDevice {
         let executable = |p: &Path| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         };
-        let package = "install it (Debian/Ubuntu: apt-get install fence-agents; RHEL/Fedora: fence-agents-all or the agent's own fence-agents-* package), or set agent to the program's absolute path";
+        let package = "that the agent is installed (Debian/Ubuntu: apt-get install fence-agents; RHEL/Fedora: fence-agents-all or the agent's own fence-agents-* package), or set agent to the program's absolute path";
         if self.agent.starts_with('/') {
             let p = PathBuf::from(&self.agent);
             return match std::fs::metadata(&p) {
@@ -271,12 +271,11 @@ impl AgentDevice {
             };
         }
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut dirs: Vec<PathBuf> = std::env::split_paths(&path)
-            .filter(|d| d.is_absolute())
-            .collect();
-        for d in AGENT_DIRS {
-            if !dirs.iter().any(|x| x == Path::new(d)) {
-                dirs.push(PathBuf::from(d));
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let candidates = std::env::split_paths(&path).chain(AGENT_DIRS.iter().map(PathBuf::from));
+        for d in candidates {
+            if d.is_absolute() && !dirs.contains(&d) {
+                dirs.push(d);
             }
         }
         for d in &dirs {
