@@ -302,6 +302,40 @@ async fn a_hung_agent_and_its_grandchild_are_killed_at_the_timeout() {
 }
 
 #[tokio::test]
+async fn the_group_gets_sigterm_first_and_the_operation_ends_within_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("term");
+    // Cleans up on SIGTERM, as fence agents' Python runtime does.
+    let agent = script(
+        dir.path(),
+        "fence_polite",
+        &format!(
+            "trap 'echo term > {}; exit 1' TERM\nwhile :; do sleep 0.1; done",
+            mark.display()
+        ),
+    );
+    let timeout = Duration::from_secs(2);
+    let dev = scripted(&agent, timeout);
+    let t = Instant::now();
+    let e = dev.status(timeout).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    assert!(t.elapsed() <= timeout + DEADLINE_SLACK, "{:?}", t.elapsed());
+    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "term\n");
+}
+
+#[tokio::test]
+async fn fence_ipmilan_monitor_tells_a_reachable_device_from_a_wrong_password() {
+    fence_ipmilan();
+    let peer = Peer::start(false);
+    ipmilan(&peer, "fxpass").monitor(TIMEOUT).await.unwrap();
+    let e = ipmilan(&peer, "wrong").monitor(TIMEOUT).await.unwrap_err();
+    assert!(
+        e.to_string().contains("action=monitor failed (exit 1)"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
 async fn an_agent_that_exits_leaving_a_stray_does_not_block_and_the_stray_dies() {
     let dir = tempfile::tempdir().unwrap();
     let pidf = dir.path().join("stray");

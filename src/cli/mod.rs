@@ -4,6 +4,8 @@
 //!
 //! Exit codes: 0 success; 1 the command ran and found a problem (an invalid
 //! configuration, a key that exists); 2 bad usage (from clap).
+//! `fence-device` adds 3 (the device reports the power off); see
+//! docs/fencing.md.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
