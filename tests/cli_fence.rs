@@ -319,6 +319,61 @@ fn a_script_agent_reports_off_with_exit_3_and_its_failure_with_exit_1() {
 }
 
 #[test]
+fn ctrl_c_ends_the_command_and_kills_the_agent_it_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let agent = script(
+        dir.path(),
+        "fence_cli_hang",
+        &format!(
+            "sleep 300 &\necho $! > {p}.tmp\necho $$ >> {p}.tmp\nmv {p}.tmp {p}\nwhile :; do sleep 1; done",
+            p = pids.display()
+        ),
+    );
+    let cfg = config(
+        dir.path(),
+        9623,
+        &dir.path().join("pw"),
+        &format!(
+            "\n[[fence_device]]\nid = \"pdu\"\nkind = \"agent\"\nagent = \"{}\"\n",
+            agent.display()
+        ),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_hactl"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["fence-device", "off", "pdu"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !pids.exists() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "the agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    for pid in std::fs::read_to_string(&pids).unwrap().lines() {
+        let pid: u32 = pid.parse().unwrap();
+        assert!(
+            fence_peer::gone_within(pid, std::time::Duration::from_millis(500)),
+            "agent process {pid} survived the Ctrl-C"
+        );
+    }
+}
+
+#[test]
 fn an_unknown_device_lists_the_known_ones_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 9623, &dir.path().join("pw"), "");

@@ -14,6 +14,7 @@
 //!   cannot be loaded, a device that cannot be driven from here (a watchdog).
 //! - 3: the device reports the power off (status; or a reboot whose
 //!   power-on failed: the node is fenced and stays off).
+//! - 130: interrupted (Ctrl-C); a fence agent it ran is killed with it.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -29,6 +30,8 @@ use crate::fencing::{self, Action, PowerState};
 pub const EXIT_POWER_OFF: u8 = 3;
 /// Exit code: usage, unknown device, unusable configuration.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code: interrupted (SIGINT), as shells report it (128 + 2).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Subcommand, Debug)]
 pub enum FenceCommand {
@@ -239,8 +242,23 @@ fn act(config_path: &Path, cfg: &Config, action: Action, args: &DeviceArgs) -> E
         }
     };
     let started = Instant::now();
-    let result = runtime.block_on(device.run(action, timeout));
+    // On Ctrl-C, drop the operation: that kills a fence agent's process
+    // group, which sits outside the terminal's foreground group and would
+    // not get the SIGINT itself.
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = device.run(action, timeout) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
     let took = started.elapsed().as_secs_f64();
+    let Some(result) = result else {
+        eprintln!(
+            "hactl fence-device: {action} of \"{}\" interrupted after {took:.2} s; the device may have acted already: check with `hactl fence-device status {}`",
+            dev.id, dev.id
+        );
+        return ExitCode::from(EXIT_INTERRUPTED);
+    };
     match result {
         Ok(power) => {
             let what = match (action, power) {
