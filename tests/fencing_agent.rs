@@ -305,7 +305,7 @@ async fn a_hung_agent_and_its_grandchild_are_killed_at_the_timeout() {
 async fn the_group_gets_sigterm_first_and_the_operation_ends_within_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mark = dir.path().join("term");
-    // Cleans up on SIGTERM, as fence agents' Python runtime does.
+    // Notes the SIGTERM and exits: the polite way out it is given first.
     let agent = script(
         dir.path(),
         "fence_polite",
