@@ -452,3 +452,36 @@ async fn off_whose_status_never_says_off_is_a_timeout_not_a_success() {
     assert!(e.to_string().contains("still said on"), "{e}");
     assert!(t.elapsed() <= timeout + DEADLINE_SLACK);
 }
+
+#[tokio::test]
+async fn a_reboot_whose_status_read_fails_still_counts_as_fenced_off() {
+    let dir = tempfile::tempdir().unwrap();
+    // Reboot succeeds (its off part did); every status read fails.
+    let agent = script(
+        dir.path(),
+        "fence_reboot_only",
+        "read a\ncase $a in action=reboot) exit 0 ;; esac\necho 'ERROR: status unavailable' >&2\nexit 1",
+    );
+    let dev = scripted(&agent, Duration::from_secs(5));
+    assert_eq!(
+        dev.reboot(Duration::from_secs(5)).await.unwrap(),
+        PowerState::Off
+    );
+}
+
+#[tokio::test]
+async fn an_off_whose_status_reads_keep_failing_times_out_quoting_the_last_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = script(
+        dir.path(),
+        "fence_blind",
+        "read a\ncase $a in action=off) exit 0 ;; esac\necho 'ERROR: Connection timed out' >&2\nexit 1",
+    );
+    let timeout = Duration::from_millis(1500);
+    let dev = scripted(&agent, timeout);
+    let e = dev.off(timeout).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("the last status read failed"), "{msg}");
+    assert!(msg.contains("ERROR: Connection timed out"), "{msg}");
+}
