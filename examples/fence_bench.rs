@@ -1,6 +1,8 @@
 //! Benchmark of the IPMI fence device against a local ipmi_sim BMC:
 //! time for "status" and for "off confirmed" (power-down sent and the
-//! chassis polled until it reports off), median of many runs.
+//! chassis polled until it reports off), median of many runs; then the
+//! same two operations through the external fence agent kind running
+//! Debian's `fence_ipmilan` against the same BMC, for comparison.
 //!
 //!     cargo run --release --example fence_bench [RUNS]
 //!
@@ -8,14 +10,19 @@
 //! openipmi and ipmitool when missing) on a free loopback port. Set
 //! `HACTL_IPMI_OFF_DELAY_MS` to make the chassis take that long to report
 //! off. Prints ipmitool's time for the same status read as a reference.
+//! The fence-agent part needs the fence-agents package (scripts/setup.sh);
+//! without fence_ipmilan it is left out, saying so.
 
 use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use hactl::config::Secret;
-use hactl::fencing::PowerState;
+use hactl::fencing::agent::AgentDevice;
 use hactl::fencing::ipmi::{IpmiDevice, IpmiSettings, Operation, Privilege};
+use hactl::fencing::{FenceDevice, PowerState};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ipmi-peer.sh");
 /// Runs per measurement unless given on the command line (the issue asks
@@ -159,4 +166,58 @@ async fn main() {
         polls as f64 / runs as f64
     );
     summary("ipmitool chassis power status", ipmitool);
+
+    if !std::path::Path::new("/usr/sbin/fence_ipmilan").exists() {
+        println!(
+            "fence agent: left out: /usr/sbin/fence_ipmilan is missing (apt-get install fence-agents)"
+        );
+        return;
+    }
+    // The same BMC through fence_ipmilan: with its default power_wait
+    // (it sleeps 2 s after the power-down before its own status check),
+    // and with power_wait=0 (the cost of the agent protocol alone).
+    for power_wait in [None, Some("0")] {
+        let mut params: BTreeMap<String, String> = [
+            ("ip", "127.0.0.1".to_string()),
+            ("ipport", peer.port.to_string()),
+            ("username", "admin".to_string()),
+            ("lanplus", "1".to_string()),
+            ("cipher", "3".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(w) = power_wait {
+            params.insert("power_wait".into(), w.into());
+        }
+        let agent = AgentDevice::new(
+            "bench-agent",
+            "fence_ipmilan",
+            params,
+            Some(Secret::Inline("fxpass".into())),
+            TIMEOUT,
+        )
+        .expect("valid agent settings");
+        let mut status = Vec::new();
+        let mut off = Vec::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            agent.status(TIMEOUT).await.expect("agent status");
+            status.push(millis(t.elapsed()));
+            // Power on natively (fast), then time the agent's confirmed off.
+            let on = dev.execute(Operation::On, TIMEOUT).await.expect("on");
+            assert_eq!(on.report.power, PowerState::On);
+            let t = Instant::now();
+            let p = agent.off(TIMEOUT).await.expect("agent off");
+            off.push(millis(t.elapsed()));
+            assert_eq!(p, PowerState::Off);
+        }
+        let label = match power_wait {
+            None => "default power_wait (2 s)".to_string(),
+            Some(w) => format!("power_wait={w}"),
+        };
+        println!("fence agent fence_ipmilan, same BMC, {label}:");
+        summary("agent status", status);
+        summary("agent off confirmed (+1 status)", off);
+    }
 }

@@ -14,6 +14,9 @@ packages=(
   openipmi          # ipmi_sim: a real RMCP+ BMC for the IPMI fencing tests
   ipmitool          # cross-checks hactl's IPMI client on the same BMC
   resource-agents   # standard OCF agents (Dummy, IPaddr2) for the ocf: agent and hactl ra tests
+  fence-agents      # fence_ipmilan: a real external fence agent for the agent fencing tests
+  qemu-system-x86   # VMs: the softdog watchdog test (scripts/softdog-vm.sh), vm-tests/fencing
+  busybox-static    # the softdog test VM's initramfs
 )
 
 missing=()

@@ -4,6 +4,8 @@
 //!
 //! Exit codes: 0 success; 1 the command ran and found a problem (an invalid
 //! configuration, a key that exists); 2 bad usage (from clap).
+//! `fence-device` adds 3 (the device reports the power off); see
+//! docs/fencing.md.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use crate::config::{
     self, DEFAULT_AUTHKEY_PATH, DEFAULT_CONFIG_PATH, LoadError, Severity, authkey,
 };
 
+mod fence;
 mod ra;
 mod simulate;
 
@@ -54,6 +57,11 @@ pub enum Command {
     /// Resource agents on this machine: classes, lists, descriptions.
     #[command(subcommand)]
     Ra(ra::RaCommand),
+    /// Run one action on one configured fence device, directly (no
+    /// daemon): list, status, off, on, reboot. Exit 0 done / on, 1 the
+    /// device failed, 2 usage or unknown device, 3 power off.
+    #[command(subcommand, name = "fence-device")]
+    FenceDevice(fence::FenceCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,6 +101,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => keygen(&output, usize::from(bytes), force),
         Command::Simulate(args) => simulate::run(&cli.config, &args),
         Command::Ra(cmd) => ra::run(&cmd),
+        Command::FenceDevice(cmd) => fence::run(&cli.config, &cmd),
     }
 }
 

@@ -16,8 +16,10 @@
 //! - A timeout is a failure, never a success.
 //!
 //! Who fences whom, and when, is the cluster's decision (later work); this
-//! module only drives devices. Kinds: [`ipmi`] (IPMI over LAN, RMCP+, native).
-//! libvirt, external `fence_*` agents and the watchdog come next (issue 7).
+//! module only drives devices. Kinds: [`ipmi`] (IPMI over LAN, RMCP+, native),
+//! [`agent`] (external `fence_*` programs of the fence-agents family).
+//! [`watchdog`] is not a [`FenceDevice`]: it fences the local node itself
+//! when hactl stops feeding it (see its module documentation).
 
 use std::fmt;
 use std::future::Future;
@@ -26,7 +28,9 @@ use std::time::Duration;
 
 use crate::config::{self, FenceKind, Secret};
 
+pub mod agent;
 pub mod ipmi;
+pub mod watchdog;
 
 /// The power state a device reports for its node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -191,6 +195,7 @@ pub trait FenceDevice: Send + Sync {
 pub fn device_from_config(dev: &config::FenceDevice) -> Result<Box<dyn FenceDevice>, FenceError> {
     match &dev.kind {
         FenceKind::Ipmi { .. } => Ok(Box::new(ipmi::IpmiDevice::from_config(dev)?)),
+        FenceKind::Agent { .. } => Ok(Box::new(agent::AgentDevice::from_config(dev)?)),
         other => Err(FenceError {
             device: dev.id.clone(),
             target: other.name().to_string(),
@@ -199,7 +204,7 @@ pub fn device_from_config(dev: &config::FenceDevice) -> Result<Box<dyn FenceDevi
                 "fence devices of kind \"{}\" are not implemented yet",
                 other.name()
             ),
-            check: "the device's kind (only \"ipmi\" works in this version)".to_string(),
+            check: "the device's kind (\"ipmi\" and \"agent\" work in this version; a watchdog guards its own node and is armed by hactld, see fencing::watchdog)".to_string(),
         }),
     }
 }
