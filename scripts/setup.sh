@@ -12,6 +12,10 @@ packages=(
   debootstrap       # the nspawn nodes' root filesystem
   openipmi          # ipmi_sim: a real RMCP+ BMC for the IPMI fencing tests
   ipmitool          # cross-checks hactl's IPMI client on the same BMC
+  libvirt-daemon    # libvirtd: the real peer of the libvirt fencing tests (scripts/libvirt-peer.sh)
+  libvirt-daemon-driver-qemu # its QEMU driver (libvirt-daemon-system is not needed: no services started)
+  libvirt-clients   # virsh: cross-checks hactl's libvirt client on the same daemon
+  qemu-system-x86   # the libvirt test domain (TCG) and the IPMI peer's VM mode
 )
 
 missing=()

@@ -16,8 +16,9 @@
 //! - A timeout is a failure, never a success.
 //!
 //! Who fences whom, and when, is the cluster's decision (later work); this
-//! module only drives devices. Kinds: [`ipmi`] (IPMI over LAN, RMCP+, native).
-//! libvirt, external `fence_*` agents and the watchdog come next (issue 7).
+//! module only drives devices. Kinds: [`ipmi`] (IPMI over LAN, RMCP+, native),
+//! [`libvirt`] (a domain on a hypervisor, libvirt's RPC protocol, native).
+//! External `fence_*` agents and the watchdog come next (issue 7).
 
 use std::fmt;
 use std::future::Future;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use crate::config::{self, FenceKind, Secret};
 
 pub mod ipmi;
+pub mod libvirt;
 
 /// The power state a device reports for its node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -191,6 +193,7 @@ pub trait FenceDevice: Send + Sync {
 pub fn device_from_config(dev: &config::FenceDevice) -> Result<Box<dyn FenceDevice>, FenceError> {
     match &dev.kind {
         FenceKind::Ipmi { .. } => Ok(Box::new(ipmi::IpmiDevice::from_config(dev)?)),
+        FenceKind::Libvirt { .. } => Ok(Box::new(libvirt::LibvirtDevice::from_config(dev)?)),
         other => Err(FenceError {
             device: dev.id.clone(),
             target: other.name().to_string(),
@@ -199,7 +202,7 @@ pub fn device_from_config(dev: &config::FenceDevice) -> Result<Box<dyn FenceDevi
                 "fence devices of kind \"{}\" are not implemented yet",
                 other.name()
             ),
-            check: "the device's kind (only \"ipmi\" works in this version)".to_string(),
+            check: "the device's kind (\"ipmi\" and \"libvirt\" work in this version)".to_string(),
         }),
     }
 }

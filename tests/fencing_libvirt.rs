@@ -1,0 +1,454 @@
+//! The libvirt fence device against a real libvirtd with a real QEMU
+//! domain: `scripts/libvirt-peer.sh` starts a private libvirtd per test (in
+//! its own mount namespace, so tests run in parallel) with a TCG domain,
+//! reachable over its unix socket and over TCP on a loopback port; virsh
+//! and the qemu process itself are the cross-checks. The error cases use
+//! the real daemon where it can produce them (unknown domain, SASL
+//! required) and small local listeners where a daemon cannot (nothing
+//! listening, a server that never answers, one that speaks another
+//! protocol).
+//!
+//! Nothing is skipped: a test that cannot get its peer fails, saying why.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hactl::config::{self, FenceKind};
+use hactl::fencing::libvirt::LibvirtDevice;
+use hactl::fencing::{Action, ErrorKind, FenceDevice, FenceError, PowerState, device_from_config};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/libvirt-peer.sh");
+/// Generous: destroy takes ~1–2 s and start ~0.3 s under TCG at nice 19 on
+/// a busy two-core machine.
+const TIMEOUT: Duration = Duration::from_secs(20);
+/// How late after its deadline an operation may return: scheduling jitter
+/// on a loaded two-core CI machine, not protocol time.
+const DEADLINE_SLACK: Duration = Duration::from_millis(500);
+/// Attempts to start a peer on a free port (another process may take the
+/// port between our probe and libvirtd's bind).
+const PEER_START_ATTEMPTS: u32 = 3;
+
+// ------------------------------------------------------------------ the peer
+
+fn install_peer_once() {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = INSTALLED.get_or_init(|| {
+        let out = Command::new(SCRIPT)
+            .arg("install")
+            .output()
+            .map_err(|e| format!("{SCRIPT}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    if let Err(e) = r {
+        panic!(
+            "the libvirt test peer (libvirtd, virsh, qemu) is not available and could not be installed: {e}"
+        );
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One private libvirtd with one domain, stopped when dropped.
+struct Peer {
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    domain: String,
+    uuid: String,
+    port: u16,
+    libvirtd_pid: u32,
+}
+
+impl Peer {
+    fn start() -> Peer {
+        Peer::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Peer {
+        install_peer_once();
+        let dir = tempfile::Builder::new()
+            .prefix("hactl-lvpeer.")
+            .tempdir()
+            .unwrap();
+        let mut last = String::new();
+        for _ in 0..PEER_START_ATTEMPTS {
+            let port = free_tcp_port();
+            let out = Command::new(SCRIPT)
+                .arg("start")
+                .arg(dir.path())
+                .arg(port.to_string())
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
+            if out.status.success() {
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let get = |k: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                        .unwrap_or_else(|| panic!("libvirt-peer.sh start printed no {k}=: {text}"))
+                        .to_string()
+                };
+                return Peer {
+                    socket: PathBuf::from(get("socket")),
+                    domain: get("domain"),
+                    uuid: get("uuid"),
+                    port,
+                    libvirtd_pid: get("libvirtd_pid").parse().unwrap(),
+                    dir,
+                };
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        panic!("cannot start the libvirt peer: {last}");
+    }
+
+    fn unix_uri(&self) -> String {
+        format!("qemu+unix:///system?socket={}", self.socket.display())
+    }
+
+    fn tcp_uri(&self) -> String {
+        format!("qemu+tcp://127.0.0.1:{}/system", self.port)
+    }
+
+    fn device(&self, uri: &str, domain: &str) -> LibvirtDevice {
+        LibvirtDevice::new("vm-test", uri, domain, TIMEOUT).unwrap()
+    }
+
+    /// The PID of the domain's qemu while it lives.
+    fn qemu_pid(&self) -> Option<u32> {
+        let out = Command::new(SCRIPT)
+            .arg("qemu-pid")
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+
+    /// virsh's view of the domain's state (`running`, `shut off`).
+    fn virsh_state(&self) -> String {
+        let out = Command::new(SCRIPT)
+            .arg("virsh")
+            .arg(self.dir.path())
+            .args(["domstate", &self.domain])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "virsh domstate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new(SCRIPT)
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has exited: its stat says Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+fn kind_of<T: std::fmt::Debug>(r: Result<T, FenceError>) -> (ErrorKind, String) {
+    let e = r.expect_err("the operation should fail");
+    (e.kind, e.to_string())
+}
+
+// ------------------------------------------------------------------ power
+
+#[tokio::test]
+async fn status_off_on_and_reboot_by_name_over_the_unix_socket() {
+    let peer = Peer::start();
+    let dev = peer.device(&peer.unix_uri(), &peer.domain);
+    let first = peer.qemu_pid().expect("the peer's domain runs");
+
+    let o = dev.execute(Action::Status, TIMEOUT).await.unwrap();
+    assert_eq!(o.power, PowerState::On);
+    assert_eq!(peer.qemu_pid(), Some(first), "status changed nothing");
+
+    let o = dev.execute(Action::Off, TIMEOUT).await.unwrap();
+    assert_eq!(o.power, PowerState::Off);
+    assert!(
+        !alive(first),
+        "qemu {first} still runs after a confirmed off"
+    );
+    assert_eq!(peer.qemu_pid(), None);
+    assert_eq!(peer.virsh_state(), "shut off");
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::Off);
+    // Off again: already off, still a success.
+    assert_eq!(dev.off(TIMEOUT).await.unwrap(), PowerState::Off);
+
+    assert_eq!(dev.on(TIMEOUT).await.unwrap(), PowerState::On);
+    let second = peer.qemu_pid().expect("qemu runs after on");
+    assert_ne!(second, first);
+    assert_eq!(peer.virsh_state(), "running");
+    // On again: already on.
+    assert_eq!(dev.on(TIMEOUT).await.unwrap(), PowerState::On);
+    assert_eq!(peer.qemu_pid(), Some(second));
+
+    assert_eq!(dev.reboot(TIMEOUT).await.unwrap(), PowerState::On);
+    assert!(!alive(second), "qemu {second} survived the reboot's off");
+    let third = peer.qemu_pid().expect("qemu runs after reboot");
+    assert_ne!(third, second);
+    assert_eq!(peer.virsh_state(), "running");
+}
+
+#[tokio::test]
+async fn status_off_and_on_by_uuid_over_tcp_from_the_configuration() {
+    let peer = Peer::start();
+    let cfg = config::FenceDevice {
+        id: "vm-node2".into(),
+        kind: FenceKind::Libvirt {
+            uri: peer.tcp_uri(),
+            domain: peer.uuid.clone(),
+        },
+        timeout_ms: 20_000,
+        delay_ms: 0,
+    };
+    let dev = device_from_config(&cfg).unwrap();
+    assert_eq!(dev.id(), "vm-node2");
+    assert_eq!(dev.timeout(), TIMEOUT);
+    let first = peer.qemu_pid().expect("the peer's domain runs");
+
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::On);
+    assert_eq!(dev.off(TIMEOUT).await.unwrap(), PowerState::Off);
+    assert!(
+        !alive(first),
+        "qemu {first} still runs after a confirmed off"
+    );
+    assert_eq!(peer.virsh_state(), "shut off");
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::Off);
+    assert_eq!(dev.on(TIMEOUT).await.unwrap(), PowerState::On);
+    assert!(peer.qemu_pid().is_some());
+    assert_eq!(peer.virsh_state(), "running");
+
+    // The UUID without dashes names the same domain.
+    let plain = peer.uuid.replace('-', "");
+    let dev = peer.device(&peer.tcp_uri(), &plain);
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::On);
+}
+
+/// Run by `the_default_uri_reaches_the_default_socket` inside the peer's
+/// mount namespace, where /var/run/libvirt is the peer's: not on its own.
+#[tokio::test]
+#[ignore = "run inside a peer's mount namespace by the_default_uri_reaches_the_default_socket"]
+async fn default_uri_inner() {
+    let domain = std::env::var("HACTL_LV_INNER_DOMAIN").expect(
+        "run by the_default_uri_reaches_the_default_socket, which sets HACTL_LV_INNER_DOMAIN",
+    );
+    let dev = LibvirtDevice::new("vm-test", "qemu:///system", &domain, TIMEOUT).unwrap();
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::On);
+    assert_eq!(dev.off(TIMEOUT).await.unwrap(), PowerState::Off);
+    println!("HACTL_LV_INNER_OK");
+}
+
+#[tokio::test]
+async fn the_default_uri_reaches_the_default_socket() {
+    let peer = Peer::start();
+    let first = peer.qemu_pid().expect("the peer's domain runs");
+    let me = std::env::current_exe().unwrap();
+    // Enter only the peer's mount namespace (there /var/run/libvirt holds
+    // its sockets) and run the inner test of this same binary.
+    let out = Command::new("nsenter")
+        .arg("-t")
+        .arg(peer.libvirtd_pid.to_string())
+        .arg("-m")
+        .arg("--")
+        .arg(&me)
+        .args(["default_uri_inner", "--exact", "--ignored", "--nocapture"])
+        .env("HACTL_LV_INNER_DOMAIN", &peer.domain)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("HACTL_LV_INNER_OK"),
+        "{text}"
+    );
+    assert!(
+        !alive(first),
+        "qemu {first} still runs after a confirmed off"
+    );
+    assert_eq!(peer.virsh_state(), "shut off");
+}
+
+// ------------------------------------------------------------------ errors
+
+#[tokio::test]
+async fn an_unknown_domain_is_a_configuration_error_quoting_libvirt() {
+    let peer = Peer::start_with(&[("HACTL_LV_STATE", "shutoff")]);
+    for domain in ["no-such-vm", "00000000-1111-4222-8333-444444444444"] {
+        for uri in [peer.unix_uri(), peer.tcp_uri()] {
+            let dev = peer.device(&uri, domain);
+            for action in [Action::Status, Action::Off] {
+                let (kind, msg) = kind_of(dev.execute(action, TIMEOUT).await);
+                assert_eq!(kind, ErrorKind::Configuration, "{msg}");
+                assert!(
+                    msg.contains(&format!("libvirt has no domain \"{domain}\""))
+                        && msg.contains("Domain not found")
+                        && msg.contains("libvirt error 42")
+                        && msg.contains("virsh list --all"),
+                    "{msg}"
+                );
+            }
+        }
+    }
+    // The real domain is untouched.
+    assert_eq!(peer.virsh_state(), "shut off");
+}
+
+#[tokio::test]
+async fn a_socket_path_without_a_daemon_is_unreachable_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("libvirt-sock");
+    let uri = format!("qemu+unix:///system?socket={}", path.display());
+    let dev = LibvirtDevice::new("vm-test", &uri, "vm1", TIMEOUT).unwrap();
+    let (kind, msg) = kind_of(dev.execute(Action::Off, TIMEOUT).await);
+    assert_eq!(kind, ErrorKind::Unreachable, "{msg}");
+    assert!(
+        msg.contains(&format!("there is no libvirt socket at {}", path.display()))
+            && msg.contains("that libvirtd runs"),
+        "{msg}"
+    );
+
+    // A socket file that nobody accepts on (a daemon that died).
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    drop(listener);
+    let (kind, msg) = kind_of(dev.execute(Action::Status, TIMEOUT).await);
+    assert_eq!(kind, ErrorKind::Unreachable, "{msg}");
+    assert!(msg.contains("refused the connection"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_tcp_port_with_nothing_listening_is_unreachable() {
+    let port = free_tcp_port();
+    let uri = format!("qemu+tcp://127.0.0.1:{port}/system");
+    let dev = LibvirtDevice::new("vm-test", &uri, "vm1", TIMEOUT).unwrap();
+    let (kind, msg) = kind_of(dev.execute(Action::Off, TIMEOUT).await);
+    assert_eq!(kind, ErrorKind::Unreachable, "{msg}");
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port} refused the connection"))
+            && msg.contains("listen_tcp = 1"),
+        "{msg}"
+    );
+}
+
+/// A listener that accepts connections and never says a word: a hung
+/// libvirtd. Returns its port; the thread lives as long as the test.
+fn silent_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held: Vec<TcpStream> = Vec::new();
+        for s in listener.incoming() {
+            match s {
+                Ok(s) => held.push(s),
+                Err(_) => break,
+            }
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_a_timeout_within_the_timeout() {
+    let port = silent_server();
+    let uri = format!("qemu+tcp://127.0.0.1:{port}/system");
+    let timeout = Duration::from_millis(800);
+    let dev = LibvirtDevice::new("vm-test", &uri, "vm1", timeout).unwrap();
+    for action in [Action::Status, Action::Off, Action::Reboot] {
+        let t = Instant::now();
+        let (kind, msg) = kind_of(dev.execute(action, timeout).await);
+        let took = t.elapsed();
+        assert_eq!(kind, ErrorKind::Timeout, "{msg}");
+        assert!(
+            msg.contains("libvirtd did not answer AUTH_LIST within the timeout"),
+            "{msg}"
+        );
+        assert!(
+            took >= timeout && took < timeout + DEADLINE_SLACK,
+            "{action} returned after {took:?} with a timeout of {timeout:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_speaks_another_protocol_is_a_protocol_error() {
+    // An SSH server's greeting where libvirtd's reply should be: its first
+    // four bytes read as a frame length of 1.4 GB.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut s in listener.incoming().flatten() {
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    });
+    let uri = format!("qemu+tcp://127.0.0.1:{port}/system");
+    let dev = LibvirtDevice::new("vm-test", &uri, "vm1", TIMEOUT).unwrap();
+    let (kind, msg) = kind_of(dev.execute(Action::Off, TIMEOUT).await);
+    assert_eq!(kind, ErrorKind::Protocol, "{msg}");
+    assert!(
+        msg.contains("answering AUTH_LIST")
+            && msg.contains("frame of")
+            && msg.contains("not another service"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_daemon_that_requires_sasl_is_refused_with_what_to_configure() {
+    let peer = Peer::start_with(&[("HACTL_LV_STATE", "shutoff"), ("HACTL_LV_AUTH_TCP", "sasl")]);
+    let dev = peer.device(&peer.tcp_uri(), &peer.domain);
+    let (kind, msg) = kind_of(dev.execute(Action::Off, TIMEOUT).await);
+    assert_eq!(kind, ErrorKind::AuthenticationFailed, "{msg}");
+    assert!(
+        msg.contains("libvirtd requires SASL authentication")
+            && msg.contains("hactl does not support")
+            && msg.contains("auth_tcp = \"none\""),
+        "{msg}"
+    );
+    // The unix socket of the same daemon needs none.
+    let dev = peer.device(&peer.unix_uri(), &peer.domain);
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::Off);
+}
+
+#[test]
+fn unsupported_uris_are_refused_when_the_device_is_built() {
+    for uri in [
+        "qemu+tls://hv1/system",
+        "qemu+ssh://root@hv1/system",
+        "qemu://hv1/system",
+    ] {
+        let e = LibvirtDevice::new("vm-test", uri, "vm1", TIMEOUT).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Configuration, "{e}");
+        assert!(e.to_string().contains("not support"), "{e}");
+    }
+}
