@@ -174,6 +174,8 @@ fn alive(pid: u32) -> bool {
 
 fn kind_of<T: std::fmt::Debug>(r: Result<T, FenceError>) -> (ErrorKind, String) {
     let e = r.expect_err("the operation should fail");
+    // Shown with --nocapture: what a user would read.
+    eprintln!("{e}");
     (e.kind, e.to_string())
 }
 
@@ -309,9 +311,14 @@ async fn an_unknown_domain_is_a_configuration_error_quoting_libvirt() {
             for action in [Action::Status, Action::Off] {
                 let (kind, msg) = kind_of(dev.execute(action, TIMEOUT).await);
                 assert_eq!(kind, ErrorKind::Configuration, "{msg}");
+                let by = if domain.starts_with("0000") {
+                    "uuid"
+                } else {
+                    "name"
+                };
                 assert!(
                     msg.contains(&format!("libvirt has no domain \"{domain}\""))
-                        && msg.contains("Domain not found")
+                        && msg.contains(&format!("Domain not found: no domain with matching {by}"))
                         && msg.contains("libvirt error 42")
                         && msg.contains("virsh list --all"),
                     "{msg}"
@@ -451,4 +458,173 @@ fn unsupported_uris_are_refused_when_the_device_is_built() {
         assert_eq!(e.kind, ErrorKind::Configuration, "{e}");
         assert!(e.to_string().contains("not support"), "{e}");
     }
+}
+
+#[tokio::test]
+async fn root_passes_a_polkit_guarded_socket_and_a_read_only_socket_cannot_fence() {
+    // Debian's stock libvirtd guards its sockets with polkit; root passes
+    // without polkit being asked (there is no polkitd on this machine).
+    let peer = Peer::start_with(&[
+        ("HACTL_LV_STATE", "shutoff"),
+        ("HACTL_LV_AUTH_UNIX", "polkit"),
+    ]);
+    let dev = peer.device(&peer.unix_uri(), &peer.domain);
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::Off);
+
+    let ro = format!("qemu+unix:///system?socket={}-ro", peer.socket.display());
+    let dev = peer.device(&ro, &peer.domain);
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::Off);
+    let (kind, msg) = kind_of(dev.execute(Action::On, TIMEOUT).await);
+    assert_eq!(kind, ErrorKind::InsufficientPrivilege, "{msg}");
+    assert!(
+        msg.contains("libvirtd denied DOMAIN_CREATE")
+            && msg.contains("read only access")
+            && msg.contains("not libvirt-sock-ro"),
+        "{msg}"
+    );
+    assert_eq!(peer.virsh_state(), "shut off");
+    assert_eq!(peer.qemu_pid(), None);
+}
+
+// ------------------------------------------------------------------ a scripted daemon
+//
+// What a real libvirtd does not do on demand — keep a destroyed domain
+// running, fail to start one — a scripted daemon does: a unit test of the
+// device's logic (confirmation, the deadline, reboot's rule), not a proof
+// of the protocol, which the tests above give against the real daemon.
+
+#[derive(Clone, Copy)]
+struct Script {
+    /// The state DOMAIN_GET_STATE reports after DOMAIN_DESTROY.
+    after_destroy: i32,
+    /// DOMAIN_CREATE fails with this libvirt error code.
+    create_fails: Option<i32>,
+}
+
+/// Serves `script` on a loopback port; returns the port and a log of the
+/// procedures called.
+fn scripted_daemon(script: Script) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>) {
+    use hactl::fencing::libvirt::wire::{self, Header, MessageType, Status, XdrWriter};
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        let mut state = 1; // running
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { break };
+            loop {
+                let mut len = [0u8; 4];
+                if s.read_exact(&mut len).is_err() {
+                    break;
+                }
+                let mut rest = vec![0u8; wire::frame_rest_bytes(len).unwrap()];
+                s.read_exact(&mut rest).unwrap();
+                let (h, _) = wire::decode_header(&rest).unwrap();
+                let mut w = XdrWriter::new();
+                let mut status = Status::Ok;
+                let name = match h.procedure {
+                    66 => {
+                        w.u32(1).i32(wire::AUTH_NONE);
+                        "AUTH_LIST"
+                    }
+                    1 => "CONNECT_OPEN",
+                    2 => "CONNECT_CLOSE",
+                    23 => {
+                        w.string("vm1").opaque_fixed(&[7; 16]).i32(1);
+                        "DOMAIN_LOOKUP_BY_NAME"
+                    }
+                    212 => {
+                        w.i32(state).i32(1);
+                        "DOMAIN_GET_STATE"
+                    }
+                    12 => {
+                        state = script.after_destroy;
+                        "DOMAIN_DESTROY"
+                    }
+                    9 => {
+                        if let Some(code) = script.create_fails {
+                            status = Status::Error;
+                            w.i32(code).i32(10);
+                            w.opt_string(Some(
+                                "internal error: qemu unexpectedly closed the monitor",
+                            ));
+                        } else {
+                            state = 1;
+                        }
+                        "DOMAIN_CREATE"
+                    }
+                    other => panic!("the scripted daemon got procedure {other}"),
+                };
+                seen.lock().unwrap().push(name);
+                let reply = Header {
+                    kind: MessageType::Reply,
+                    status,
+                    ..h
+                };
+                s.write_all(&wire::encode_frame(&reply, &w.into_bytes()))
+                    .unwrap();
+            }
+        }
+    });
+    (port, log)
+}
+
+#[tokio::test]
+async fn a_domain_still_running_after_destroy_is_a_timeout_never_a_success() {
+    let (port, log) = scripted_daemon(Script {
+        after_destroy: 1,
+        create_fails: None,
+    });
+    let uri = format!("qemu+tcp://127.0.0.1:{port}/system");
+    let timeout = Duration::from_millis(600);
+    let dev = LibvirtDevice::new("vm-test", &uri, "vm1", timeout).unwrap();
+    let t = Instant::now();
+    let (kind, msg) = kind_of(dev.execute(Action::Off, timeout).await);
+    let took = t.elapsed();
+    assert_eq!(kind, ErrorKind::Timeout, "{msg}");
+    assert!(
+        msg.contains("after DOMAIN_DESTROY the domain is still running"),
+        "{msg}"
+    );
+    assert!(took < timeout + DEADLINE_SLACK, "{took:?}");
+    let log = log.lock().unwrap();
+    assert!(log.contains(&"DOMAIN_DESTROY"), "{log:?}");
+    let polls = log.iter().filter(|p| **p == "DOMAIN_GET_STATE").count();
+    assert!(polls >= 3, "it polled the state {polls} times: {log:?}");
+}
+
+#[tokio::test]
+async fn a_reboot_whose_power_on_fails_is_a_fence_that_reports_off() {
+    let (port, log) = scripted_daemon(Script {
+        after_destroy: 5,
+        create_fails: Some(1),
+    });
+    let uri = format!("qemu+tcp://127.0.0.1:{port}/system");
+    let dev = LibvirtDevice::new("vm-test", &uri, "vm1", TIMEOUT).unwrap();
+    assert_eq!(dev.reboot(TIMEOUT).await.unwrap(), PowerState::Off);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "AUTH_LIST",
+            "CONNECT_OPEN",
+            "DOMAIN_LOOKUP_BY_NAME",
+            "DOMAIN_GET_STATE",
+            "DOMAIN_DESTROY",
+            "DOMAIN_GET_STATE",
+            "DOMAIN_GET_STATE",
+            "DOMAIN_CREATE",
+            "CONNECT_CLOSE",
+        ]
+    );
+    // A plain "on" that fails is a failure, quoting libvirt.
+    let (kind, msg) = kind_of(dev.execute(Action::On, TIMEOUT).await);
+    assert_eq!(kind, ErrorKind::DeviceError, "{msg}");
+    assert!(
+        msg.contains(
+            "DOMAIN_CREATE failed: \"internal error: qemu unexpectedly closed the monitor\""
+        ),
+        "{msg}"
+    );
 }

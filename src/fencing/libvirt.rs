@@ -6,8 +6,7 @@
 //!   (pure).
 //! - [`uri`]: which socket a URI names and what to open there (pure).
 //! - [`LibvirtDevice`]: one connection per operation over a unix socket or
-//!   TCP: AUTH_LIST (and AUTH_POLKIT where the daemon asks for it),
-//!   CONNECT_OPEN, the domain by UUID or name, DOMAIN_GET_STATE,
+//!   TCP: AUTH_LIST, CONNECT_OPEN, the domain by UUID or name, DOMAIN_GET_STATE,
 //!   DOMAIN_DESTROY (off), DOMAIN_CREATE (on), CONNECT_CLOSE — all of it
 //!   bounded by the operation's one deadline.
 //!
@@ -416,7 +415,7 @@ impl Connection<'_> {
             wire::ERR_ACCESS_DENIED | wire::ERR_OPERATION_DENIED => self.dev.error(
                 ErrorKind::InsufficientPrivilege,
                 format!("libvirtd denied {procedure}: {e}"),
-                "libvirt's access control on the hypervisor (access_drivers, polkit rules): hactl needs connect:getattr and domain getattr, read, stop and start",
+                "that the uri names the read-write socket (libvirt-sock, not libvirt-sock-ro), and libvirt's access control on the hypervisor (access_drivers, polkit rules): hactl needs connect:getattr and domain getattr, read, stop and start",
             ),
             _ => self.dev.error(
                 ErrorKind::DeviceError,
@@ -437,27 +436,18 @@ impl Connection<'_> {
         if types.is_empty() || types.contains(&wire::AUTH_NONE) {
             return Ok(());
         }
-        if types.contains(&wire::AUTH_POLKIT) {
-            // The daemon asks polkit about this process's credentials
-            // (unix sockets only); nothing to send but the call.
-            return match self.call(Procedure::AuthPolkit, &[]).await? {
-                Ok(p)
-                    if wire::decode_polkit(&p)
-                        .map_err(|e| self.bad_reply(Procedure::AuthPolkit, e))? =>
-                {
-                    Ok(())
-                }
-                Ok(_) => Err(self.dev.error(
-                    ErrorKind::AuthenticationFailed,
-                    "libvirtd's polkit check did not complete",
-                    POLKIT_CHECK,
-                )),
-                Err(e) => Err(self.dev.error(
-                    ErrorKind::AuthenticationFailed,
-                    format!("libvirtd requires polkit authorization and polkit refused it: {e}"),
-                    POLKIT_CHECK,
-                )),
-            };
+        if types == [wire::AUTH_POLKIT] {
+            // libvirtd lets root through a polkit-guarded socket without
+            // asking polkit (seen with libvirtd 9.0: AUTH_LIST offers
+            // "none" to uid 0); it asks only for other users.
+            return Err(self.dev.error(
+                ErrorKind::AuthenticationFailed,
+                format!(
+                    "libvirtd requires polkit authorization on {}, which it asks of clients other than root; hactl does not do polkit",
+                    self.dev.uri.transport
+                ),
+                POLKIT_CHECK,
+            ));
         }
         let names: Vec<String> = types
             .iter()
@@ -492,7 +482,25 @@ impl Connection<'_> {
                         .map_err(|e| self.bad_reply(Procedure::DomainLookupByUuid, e));
                 }
                 // A name may look like a UUID: virsh tries the name next too.
-                Err(e) if e.code == wire::ERR_NO_DOMAIN => {}
+                Err(e) if e.code == wire::ERR_NO_DOMAIN => {
+                    return match self
+                        .call(
+                            Procedure::DomainLookupByName,
+                            &wire::lookup_by_name_args(&domain),
+                        )
+                        .await?
+                    {
+                        Ok(p) => wire::decode_domain(&p)
+                            .map_err(|e| self.bad_reply(Procedure::DomainLookupByName, e)),
+                        // Neither: libvirt's answer about the UUID says more.
+                        Err(by_name) if by_name.code == wire::ERR_NO_DOMAIN => {
+                            Err(self.remote_failure(Procedure::DomainLookupByUuid, &e))
+                        }
+                        Err(by_name) => {
+                            Err(self.remote_failure(Procedure::DomainLookupByName, &by_name))
+                        }
+                    };
+                }
                 Err(e) => return Err(self.remote_failure(Procedure::DomainLookupByUuid, &e)),
             }
         }
@@ -618,7 +626,7 @@ enum FrameError {
 }
 
 const AUTH_CHECK: &str = "libvirtd.conf on the hypervisor: hactl supports no SASL, TLS or SSH, so its listener must not require them: auth_tcp = \"none\" (acceptable only on a dedicated fencing network that nothing else reaches) or, on the same host, the unix socket with auth_unix_rw = \"none\" and a root-only socket (unix_sock_rw_perms = \"0700\"); otherwise use a fence agent (kind = \"agent\", e.g. fence_virsh)";
-const POLKIT_CHECK: &str = "that hactld runs as root, or the polkit rules for org.libvirt.unix.manage on this host, or set auth_unix_rw = \"none\" with a root-only socket (unix_sock_rw_perms = \"0700\") in libvirtd.conf";
+const POLKIT_CHECK: &str = "that hactld runs as root (root needs no polkit), or set auth_unix_rw = \"none\" with a root-only socket (unix_sock_rw_perms = \"0700\") in libvirtd.conf";
 
 /// Off only when libvirt reports the domain shut off: in every other state
 /// its qemu process exists.

@@ -119,7 +119,6 @@ pub enum Procedure {
     DomainLookupByName,
     DomainLookupByUuid,
     AuthList,
-    AuthPolkit,
     DomainGetState,
 }
 
@@ -133,7 +132,6 @@ impl Procedure {
             Procedure::DomainLookupByName => 23,
             Procedure::DomainLookupByUuid => 24,
             Procedure::AuthList => 66,
-            Procedure::AuthPolkit => 70,
             Procedure::DomainGetState => 212,
         }
     }
@@ -148,7 +146,6 @@ impl Procedure {
             Procedure::DomainLookupByName => "DOMAIN_LOOKUP_BY_NAME",
             Procedure::DomainLookupByUuid => "DOMAIN_LOOKUP_BY_UUID",
             Procedure::AuthList => "AUTH_LIST",
-            Procedure::AuthPolkit => "AUTH_POLKIT",
             Procedure::DomainGetState => "DOMAIN_GET_STATE",
         }
     }
@@ -590,14 +587,6 @@ pub fn decode_state(payload: &[u8]) -> Result<(DomainState, i32), WireError> {
     let reason = r.i32("state reason")?;
     r.finish("DOMAIN_GET_STATE reply")?;
     Ok((state, reason))
-}
-
-/// `remote_auth_polkit_ret { int complete; }`.
-pub fn decode_polkit(payload: &[u8]) -> Result<bool, WireError> {
-    let mut r = XdrReader::new(payload);
-    let complete = r.i32("complete")?;
-    r.finish("AUTH_POLKIT reply")?;
-    Ok(complete != 0)
 }
 
 /// An empty reply (CONNECT_OPEN, DOMAIN_CREATE, DOMAIN_DESTROY, CONNECT_CLOSE).
