@@ -34,6 +34,8 @@
 #   HACTL_LV_DOMAIN=NAME     the domain's name (default hactl-lv-<random>)
 #   HACTL_LV_STATE=running|shutoff   the domain's state at start (default running)
 #   HACTL_LV_AUTH_TCP=none|sasl      auth_tcp of the listener (default none)
+#   HACTL_LV_AUTH_UNIX=none|polkit   auth_unix_rw of the socket (default none)
+#   HACTL_LV_LISTEN_ADDR=ADDR        the TCP listener's address (default 127.0.0.1)
 set -euo pipefail
 
 lock=/tmp/hactl-libvirt-peer-install.lock
@@ -102,7 +104,7 @@ auth_unix_ro = "none"
 auth_unix_rw = "${HACTL_LV_AUTH_UNIX:-none}"
 listen_tls = 0
 listen_tcp = 1
-listen_addr = "127.0.0.1"
+listen_addr = "${HACTL_LV_LISTEN_ADDR:-127.0.0.1}"
 tcp_port = "$port"
 auth_tcp = "${HACTL_LV_AUTH_TCP:-none}"
 log_outputs = "3:file:$dir/libvirtd.log"

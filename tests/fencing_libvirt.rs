@@ -300,6 +300,124 @@ async fn the_default_uri_reaches_the_default_socket() {
     assert_eq!(peer.virsh_state(), "shut off");
 }
 
+/// A network namespace joined to the root namespace by a veth pair: the
+/// fencing node on one side, the hypervisor's address on the other. Named
+/// after this process; deleted when dropped.
+struct Netns {
+    name: String,
+    veth: String,
+    host_addr: String,
+}
+
+impl Netns {
+    fn create() -> Netns {
+        let pid = std::process::id();
+        let name = format!("hactl-lv-{pid}");
+        let veth = format!("hlv{pid}a");
+        // A /30 of 10.251.0.0/16 chosen by the PID: unique among this
+        // machine's live test processes.
+        let (x, y) = ((pid >> 6) & 0xff, (pid & 63) * 4);
+        let host_addr = format!("10.251.{x}.{}", y + 1);
+        let ns_addr = format!("10.251.{x}.{}", y + 2);
+        let ns = Netns {
+            name: name.clone(),
+            veth: veth.clone(),
+            host_addr: host_addr.clone(),
+        };
+        let peer_end = format!("hlv{pid}b");
+        for args in [
+            vec!["netns", "add", &name],
+            vec![
+                "link", "add", &veth, "type", "veth", "peer", "name", &peer_end,
+            ],
+            vec!["link", "set", &peer_end, "netns", &name],
+            vec!["addr", "add", &format!("{host_addr}/30"), "dev", &veth],
+            vec!["link", "set", &veth, "up"],
+            vec![
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("{ns_addr}/30"),
+                "dev",
+                &peer_end,
+            ],
+            vec!["-n", &name, "link", "set", &peer_end, "up"],
+            vec!["-n", &name, "link", "set", "lo", "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Run by `status_and_off_over_tcp_from_another_network_namespace`
+/// inside that namespace: not on its own.
+#[tokio::test]
+#[ignore = "run inside a network namespace by status_and_off_over_tcp_from_another_network_namespace"]
+async fn tcp_from_netns_inner() {
+    let uri = std::env::var("HACTL_LV_INNER_URI").expect(
+        "run by status_and_off_over_tcp_from_another_network_namespace, which sets HACTL_LV_INNER_URI",
+    );
+    let domain = std::env::var("HACTL_LV_INNER_DOMAIN").unwrap();
+    let dev = LibvirtDevice::new("vm-test", &uri, &domain, TIMEOUT).unwrap();
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::On);
+    assert_eq!(dev.off(TIMEOUT).await.unwrap(), PowerState::Off);
+    println!("HACTL_LV_INNER_OK");
+}
+
+#[tokio::test]
+async fn status_and_off_over_tcp_from_another_network_namespace() {
+    let ns = Netns::create();
+    let peer = Peer::start_with(&[("HACTL_LV_LISTEN_ADDR", ns.host_addr.as_str())]);
+    let first = peer.qemu_pid().expect("the peer's domain runs");
+    let uri = format!("qemu+tcp://{}:{}/system", ns.host_addr, peer.port);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "tcp_from_netns_inner",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("HACTL_LV_INNER_URI", &uri)
+        .env("HACTL_LV_INNER_DOMAIN", &peer.domain)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("HACTL_LV_INNER_OK"),
+        "{text}"
+    );
+    assert!(
+        !alive(first),
+        "qemu {first} still runs after a confirmed off"
+    );
+    assert_eq!(peer.virsh_state(), "shut off");
+}
+
 // ------------------------------------------------------------------ errors
 
 #[tokio::test]
