@@ -746,3 +746,22 @@ async fn a_reboot_whose_power_on_fails_is_a_fence_that_reports_off() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn a_test_uri_opens_libvirts_test_driver_in_the_daemon() {
+    // The daemon's test driver has a running domain "test"; its state lives
+    // as long as some connection to it is open, so each operation (one
+    // connection) starts from "running" again.
+    let peer = Peer::start_with(&[("HACTL_LV_STATE", "shutoff")]);
+    let uri = format!("test:///default?socket={}", peer.socket.display());
+    let dev = peer.device(&uri, "test");
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::On);
+    let o = dev.execute(Action::Off, TIMEOUT).await.unwrap();
+    assert_eq!(o.power, PowerState::Off);
+    assert!(
+        o.stats.state_polls >= 1,
+        "off was not confirmed by a state read"
+    );
+    // The peer's qemu domain is another driver's: untouched.
+    assert_eq!(peer.virsh_state(), "shut off");
+}
