@@ -4,8 +4,9 @@
 # own libvirt state.
 #
 # Each peer is a private libvirtd (started by hand, nice 19) in its own
-# mount namespace, where libvirt's fixed system directories are bind mounts
-# of directories under DIR:
+# PID namespace (whose init reaps qemu at once, see start) and mount
+# namespace, where libvirt's fixed system directories are bind mounts of
+# directories under DIR:
 #
 #   DIR/run   -> /run/libvirt        (sockets: DIR/run/libvirt-sock)
 #   DIR/etc   -> /etc/libvirt        (libvirtd.conf, qemu.conf, the domain)
@@ -29,7 +30,8 @@
 #   libvirt-peer.sh virsh DIR ARGS   virsh against this peer (over its socket)
 #
 # start prints (and writes to DIR/peer.env) shell assignments: socket=,
-# domain=, uuid=, libvirtd_pid=, tcp_port=. Options for start, from the
+# domain=, uuid=, unshare_pid= (a process in the peer's mount namespace, for
+# nsenter -m), tcp_port=. Options for start, from the
 # environment:
 #   HACTL_LV_DOMAIN=NAME     the domain's name (default hactl-lv-<random>)
 #   HACTL_LV_STATE=running|shutoff   the domain's state at start (default running)
@@ -75,11 +77,20 @@ v() { # dir args...: virsh against the peer in dir
   virsh -q -c "qemu+unix:///system?socket=$dir/run/libvirt-sock" "$@"
 }
 
-qemu_pid() { # dir: libvirt's pid file of the domain, if its qemu lives
-  local dir=$1 name pid
-  name=$(sed -n 's/^domain=//p' "$dir/peer.env" 2>/dev/null) || return 0
-  pid=$(cat "$dir/run/qemu/$name.pid" 2>/dev/null) || return 0
-  if is_comm "$pid" qemu-system-x86; then echo "$pid"; fi
+ns_init() { # dir: the host PID of the peer's PID-namespace init (unshare's child)
+  local u
+  u=$(sed -n 's/^unshare_pid=//p' "$1/peer.env" 2>/dev/null) || return 0
+  [ -n "$u" ] && cat "/proc/$u/task/$u/children" 2>/dev/null | awk '{print $1}'
+}
+
+qemu_pid() { # dir: the host PID of the domain's live qemu, if any
+  local dir=$1 init p
+  init=$(ns_init "$dir")
+  [ -n "$init" ] || return 0
+  # Daemonized by libvirt, qemu is a child of the namespace's init.
+  for p in $(cat /proc/"$init"/task/*/children 2>/dev/null); do
+    if is_comm "$p" qemu-system-x86; then echo "$p"; return 0; fi
+  done
 }
 
 start() { # dir port
@@ -87,8 +98,8 @@ start() { # dir port
   install
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  if [ -f "$dir/libvirtd.pid" ] && is_comm "$(cat "$dir/libvirtd.pid")" libvirtd; then
-    die "a libvirtd already runs for $dir (pid $(cat "$dir/libvirtd.pid"))"
+  if [ -f "$dir/peer.env" ] && is_comm "$(sed -n 's/^unshare_pid=//p' "$dir/peer.env")" unshare; then
+    die "a peer already runs for $dir (stop it first)"
   fi
   name=${HACTL_LV_DOMAIN:-hactl-lv-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')}
   uuid=$(cat /proc/sys/kernel/random/uuid)
@@ -148,22 +159,30 @@ EOF
   getent passwd libvirt-qemu >/dev/null || echo "libvirt-qemu:x:64055:64055:hactl test peer:/var/lib/libvirt:/usr/sbin/nologin" >>"$dir/passwd"
   getent group libvirt-qemu >/dev/null || echo "libvirt-qemu:x:64055:" >>"$dir/group"
   getent group kvm >/dev/null || echo "kvm:x:64056:" >>"$dir/group"
-  # libvirtd stays in the foreground, in the caller's process group, so a
-  # test runner that kills a hung test's group takes it along. The qemu
-  # children inherit nice 19.
+  # The peer's own PID namespace, whose init is this sh: libvirt starts
+  # qemu daemonized, so qemu's parent is the namespace's init, and
+  # libvirt's destroy waits (polling every 200 ms) until the qemu PID is
+  # gone -- reaped, not just exited. This machine's PID 1 reaps orphans
+  # about 1.5 s late; the sh reaps them at once (its wait takes any child),
+  # as a systemd host's PID 1 would. Killing the init kills everything in
+  # the namespace, libvirtd and qemu alike; --kill-child does that when
+  # unshare dies, so a test runner that kills a hung test's process group
+  # (unshare stays in it) leaves nothing running. The qemu children
+  # inherit nice 19.
   # shellcheck disable=SC2016
-  unshare --mount --propagation private -- sh -c '
+  unshare --mount --propagation private --pid --fork --kill-child --mount-proc -- sh -c '
     dir=$1; shift
     for m in "$@"; do mount --bind "$dir/${m%%:*}" "${m#*:}" || exit 1; done
     mount --bind "$dir/passwd" /etc/passwd && mount --bind "$dir/group" /etc/group || exit 1
-    exec nice -n 19 libvirtd -f "$dir/etc/libvirtd.conf" -p "$dir/libvirtd.pid" --listen
+    nice -n 19 libvirtd -f "$dir/etc/libvirtd.conf" -p "$dir/libvirtd.pid" --listen &
+    wait $!
   ' sh "$dir" "${mounts[@]}" </dev/null >"$dir/libvirtd.out" 2>&1 &
   pid=$!
   cat >"$dir/peer.env" <<EOF
 socket=$dir/run/libvirt-sock
 domain=$name
 uuid=$uuid
-libvirtd_pid=$pid
+unshare_pid=$pid
 tcp_port=$port
 EOF
   for _ in $(seq 1 "$ready_wait_tenths"); do
@@ -182,22 +201,19 @@ EOF
 }
 
 stop() { # dir
-  local dir=$1 pid qemu
+  local dir=$1 u init qemu
   [ -f "$dir/peer.env" ] || { echo "not running"; return 0; }
-  pid=$(sed -n 's/^libvirtd_pid=//p' "$dir/peer.env")
-  # libvirtd leaves its domains running when it exits: kill ours first.
+  u=$(sed -n 's/^unshare_pid=//p' "$dir/peer.env")
+  init=$(ns_init "$dir")
   qemu=$(qemu_pid "$dir")
-  if [ -n "$qemu" ]; then
-    kill -KILL "$qemu"
-    for _ in $(seq 1 100); do is_comm "$qemu" qemu-system-x86 || break; sleep 0.01; done
-  fi
-  # $pid is unshare's, then (exec) libvirtd's: "sh" and "unshare" briefly.
-  if [ -d "/proc/$pid" ]; then
-    # libvirtd saves nothing we keep (DIR is rebuilt at every start) and
-    # takes seconds to act on SIGTERM.
-    kill -KILL "$pid" 2>/dev/null || true
-    for _ in $(seq 1 200); do [ -d "/proc/$pid" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || break; sleep 0.01; done
-  fi
+  # Killing the namespace's init kills libvirtd and qemu with it; libvirtd
+  # saves nothing we keep (DIR is rebuilt at every start).
+  if [ -n "$init" ] && is_comm "$init" sh; then kill -KILL "$init" 2>/dev/null || true; fi
+  if is_comm "$u" unshare; then kill -KILL "$u" 2>/dev/null || true; fi
+  for _ in $(seq 1 300); do
+    { is_comm "$u" unshare || is_comm "$qemu" qemu-system-x86 || { [ -n "$init" ] && [ -d "/proc/$init" ] && [ "$(awk '{print $3}' "/proc/$init/stat" 2>/dev/null)" != Z ]; }; } || break
+    sleep 0.01
+  done
   rm -f "$dir/peer.env" "$dir/libvirtd.pid"
   echo stopped
 }

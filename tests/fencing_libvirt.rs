@@ -1,6 +1,6 @@
 //! The libvirt fence device against a real libvirtd with a real QEMU
 //! domain: `scripts/libvirt-peer.sh` starts a private libvirtd per test (in
-//! its own mount namespace, so tests run in parallel) with a TCG domain,
+//! its own mount and PID namespaces, so tests run in parallel) with a TCG domain,
 //! reachable over its unix socket and over TCP on a loopback port; virsh
 //! and the qemu process itself are the cross-checks. The error cases use
 //! the real daemon where it can produce them (unknown domain, SASL
@@ -21,7 +21,7 @@ use hactl::fencing::libvirt::LibvirtDevice;
 use hactl::fencing::{Action, ErrorKind, FenceDevice, FenceError, PowerState, device_from_config};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/libvirt-peer.sh");
-/// Generous: destroy takes ~1–2 s and start ~0.3 s under TCG at nice 19 on
+/// Generous: destroy takes ~0.2 s and start ~0.3–1 s under TCG at nice 19 on
 /// a busy two-core machine.
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// How late after its deadline an operation may return: scheduling jitter
@@ -68,7 +68,8 @@ struct Peer {
     domain: String,
     uuid: String,
     port: u16,
-    libvirtd_pid: u32,
+    /// A process in the peer's mount namespace (for nsenter -m).
+    unshare_pid: u32,
 }
 
 impl Peer {
@@ -105,7 +106,7 @@ impl Peer {
                     domain: get("domain"),
                     uuid: get("uuid"),
                     port,
-                    libvirtd_pid: get("libvirtd_pid").parse().unwrap(),
+                    unshare_pid: get("unshare_pid").parse().unwrap(),
                     dir,
                 };
             }
@@ -276,7 +277,7 @@ async fn the_default_uri_reaches_the_default_socket() {
     // its sockets) and run the inner test of this same binary.
     let out = Command::new("nsenter")
         .arg("-t")
-        .arg(peer.libvirtd_pid.to_string())
+        .arg(peer.unshare_pid.to_string())
         .arg("-m")
         .arg("--")
         .arg(&me)
