@@ -254,6 +254,45 @@ async fn status_off_and_on_by_uuid_over_tcp_from_the_configuration() {
     assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::On);
 }
 
+#[tokio::test]
+async fn a_transient_domain_that_vanishes_on_destroy_is_off() {
+    // Started from XML, never defined: libvirt forgets it once it stops.
+    let peer = Peer::start_with(&[("HACTL_LV_STATE", "shutoff")]);
+    let name = format!("hactl-lv-tr{}", std::process::id());
+    let xml = peer.dir.path().join("transient.xml");
+    std::fs::write(
+        &xml,
+        format!(
+            "<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type></os><devices>\
+             <emulator>/usr/bin/qemu-system-x86_64</emulator><controller type='usb' model='none'/>\
+             <memballoon model='none'/></devices></domain>"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(SCRIPT)
+        .arg("virsh")
+        .arg(peer.dir.path())
+        .arg("create")
+        .arg(&xml)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "virsh create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let qemu = peer.qemu_pid().expect("the transient domain runs");
+    let dev = peer.device(&peer.unix_uri(), &name);
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::On);
+    assert_eq!(dev.off(TIMEOUT).await.unwrap(), PowerState::Off);
+    assert!(!alive(qemu), "qemu {qemu} still runs after a confirmed off");
+    // Gone: its state is unknown now, which is not "off".
+    let (kind, msg) = kind_of(dev.execute(Action::Status, TIMEOUT).await);
+    assert_eq!(kind, ErrorKind::Configuration, "{msg}");
+    assert!(msg.contains("Domain not found"), "{msg}");
+}
+
 /// Run by `the_default_uri_reaches_the_default_socket` inside the peer's
 /// mount namespace, where /var/run/libvirt is the peer's: not on its own.
 #[tokio::test]

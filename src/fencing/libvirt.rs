@@ -14,7 +14,9 @@
 //! state (running, paused, crashed but kept, suspended, in shutdown) is on,
 //! since its qemu process still exists. Off destroys the domain (libvirt
 //! kills its qemu) and then polls the state until libvirt reports it shut
-//! off; on starts it and polls until it is no longer shut off.
+//! off — or no longer knows it: a transient domain (started from XML, never
+//! defined) vanishes when it stops, and is off for good. On starts it and
+//! polls until it is no longer shut off.
 //!
 //! Not supported: TLS, SSH and SASL (a daemon that requires SASL is
 //! reported as such, with what to configure), keepalive and events (the
@@ -522,7 +524,28 @@ impl Connection<'_> {
         Ok(state)
     }
 
-    /// Polls the state until `done` says so, within the deadline.
+    /// The state, or `None` once the domain no longer exists: a transient
+    /// domain (started from XML, never defined) disappears when it stops.
+    async fn state_unless_gone(
+        &mut self,
+        d: &wire::Domain,
+    ) -> Result<Option<DomainState>, FenceError> {
+        match self
+            .call(Procedure::DomainGetState, &wire::get_state_args(d))
+            .await?
+        {
+            Ok(p) => {
+                let (state, _reason) = wire::decode_state(&p)
+                    .map_err(|e| self.bad_reply(Procedure::DomainGetState, e))?;
+                Ok(Some(state))
+            }
+            Err(e) if e.code == wire::ERR_NO_DOMAIN => Ok(None),
+            Err(e) => Err(self.remote_failure(Procedure::DomainGetState, &e)),
+        }
+    }
+
+    /// Polls the state until `done` says so, within the deadline. A domain
+    /// that disappears is off for good (after a destroy, that is success).
     async fn wait_for(
         &mut self,
         d: &wire::Domain,
@@ -532,7 +555,10 @@ impl Connection<'_> {
         let interval = Duration::from_millis(STATE_POLL_INTERVAL_MS);
         loop {
             self.stats.state_polls += 1;
-            let s = self.state(d).await?;
+            let s = self
+                .state_unless_gone(d)
+                .await?
+                .unwrap_or(DomainState::Shutoff);
             if done(s) {
                 return Ok(s);
             }
@@ -552,9 +578,9 @@ impl Connection<'_> {
     }
 
     async fn off(&mut self, d: &wire::Domain) -> Result<DomainState, FenceError> {
-        let s = self.state(d).await?;
-        if s == DomainState::Shutoff {
-            return Ok(s);
+        match self.state_unless_gone(d).await? {
+            None | Some(DomainState::Shutoff) => return Ok(DomainState::Shutoff),
+            Some(_) => {}
         }
         match self
             .call(Procedure::DomainDestroy, &wire::domain_args(d))
@@ -562,8 +588,9 @@ impl Connection<'_> {
         {
             Ok(p) => wire::decode_void(&p, Procedure::DomainDestroy)
                 .map_err(|e| self.bad_reply(Procedure::DomainDestroy, e))?,
-            // It stopped between our read and the destroy: the poll shows it.
-            Err(e) if e.code == wire::ERR_OPERATION_INVALID => {}
+            // It stopped (or, transient, vanished) between our read and
+            // the destroy: the poll shows it.
+            Err(e) if e.code == wire::ERR_OPERATION_INVALID || e.code == wire::ERR_NO_DOMAIN => {}
             Err(e) => return Err(self.remote_failure(Procedure::DomainDestroy, &e)),
         }
         self.wait_for(d, |s| s == DomainState::Shutoff, Procedure::DomainDestroy)
