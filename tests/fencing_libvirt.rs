@@ -293,6 +293,21 @@ async fn a_transient_domain_that_vanishes_on_destroy_is_off() {
     assert!(msg.contains("Domain not found"), "{msg}");
 }
 
+#[tokio::test]
+async fn status_and_off_over_tcp_on_ipv6() {
+    let peer = Peer::start_with(&[("HACTL_LV_LISTEN_ADDR", "::1")]);
+    let first = peer.qemu_pid().expect("the peer's domain runs");
+    let uri = format!("qemu+tcp://[::1]:{}/system", peer.port);
+    let dev = peer.device(&uri, &peer.domain);
+    assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::On);
+    assert_eq!(dev.off(TIMEOUT).await.unwrap(), PowerState::Off);
+    assert!(
+        !alive(first),
+        "qemu {first} still runs after a confirmed off"
+    );
+    assert_eq!(peer.virsh_state(), "shut off");
+}
+
 /// Run by `the_default_uri_reaches_the_default_socket` inside the peer's
 /// mount namespace, where /var/run/libvirt is the peer's: not on its own.
 #[tokio::test]
