@@ -15,8 +15,11 @@ packages=(
   ipmitool          # cross-checks hactl's IPMI client on the same BMC
   resource-agents   # standard OCF agents (Dummy, IPaddr2) for the ocf: agent and hactl ra tests
   fence-agents      # fence_ipmilan: a real external fence agent for the agent fencing tests
-  qemu-system-x86   # VMs: the softdog watchdog test (scripts/softdog-vm.sh), vm-tests/fencing
+  qemu-system-x86   # VMs: the softdog watchdog test (scripts/softdog-vm.sh), the libvirt test domain (TCG), vm-tests/fencing
   busybox-static    # the softdog test VM's initramfs
+  libvirt-daemon    # libvirtd: the real peer of the libvirt fencing tests (scripts/libvirt-peer.sh)
+  libvirt-daemon-driver-qemu # its QEMU driver (libvirt-daemon-system is not needed: no services started)
+  libvirt-clients   # virsh: cross-checks hactl's libvirt client on the same daemon
 )
 
 missing=()

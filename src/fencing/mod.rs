@@ -17,6 +17,7 @@
 //!
 //! Who fences whom, and when, is the cluster's decision (later work); this
 //! module only drives devices. Kinds: [`ipmi`] (IPMI over LAN, RMCP+, native),
+//! [`libvirt`] (a domain on a hypervisor, libvirt's RPC protocol, native),
 //! [`agent`] (external `fence_*` programs of the fence-agents family).
 //! [`watchdog`] is not a [`FenceDevice`]: it fences the local node itself
 //! when hactl stops feeding it (see its module documentation).
@@ -30,6 +31,7 @@ use crate::config::{self, FenceKind, Secret};
 
 pub mod agent;
 pub mod ipmi;
+pub mod libvirt;
 pub mod watchdog;
 
 /// The power state a device reports for its node.
@@ -196,6 +198,7 @@ pub fn device_from_config(dev: &config::FenceDevice) -> Result<Box<dyn FenceDevi
     match &dev.kind {
         FenceKind::Ipmi { .. } => Ok(Box::new(ipmi::IpmiDevice::from_config(dev)?)),
         FenceKind::Agent { .. } => Ok(Box::new(agent::AgentDevice::from_config(dev)?)),
+        FenceKind::Libvirt { .. } => Ok(Box::new(libvirt::LibvirtDevice::from_config(dev)?)),
         other => Err(FenceError {
             device: dev.id.clone(),
             target: other.name().to_string(),
@@ -204,7 +207,7 @@ pub fn device_from_config(dev: &config::FenceDevice) -> Result<Box<dyn FenceDevi
                 "fence devices of kind \"{}\" are not implemented yet",
                 other.name()
             ),
-            check: "the device's kind (\"ipmi\" and \"agent\" work in this version; a watchdog guards its own node and is armed by hactld, see fencing::watchdog)".to_string(),
+            check: "the device's kind (\"ipmi\", \"libvirt\" and \"agent\" work in this version; a watchdog guards its own node and is armed by hactld, see fencing::watchdog)".to_string(),
         }),
     }
 }
