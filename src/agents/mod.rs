@@ -31,6 +31,8 @@ use std::time::Duration;
 
 use crate::config;
 
+pub mod systemd;
+
 /// OCF return codes (OCF resource agent API 1.1, with Pacemaker's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OcfCode {
@@ -287,10 +289,13 @@ pub struct AgentInfo {
 /// Builds the agent a `[[resource]]` names. `Err` carries a message for
 /// people (the agent kind is not available on this build or machine).
 pub fn agent_from_config(res: &config::Resource) -> Result<Box<dyn ResourceAgent>, String> {
-    Err(format!(
-        "resource \"{}\": agent {} is not implemented yet",
-        res.id, res.agent
-    ))
+    match &res.agent {
+        config::Agent::Systemd { unit } => Ok(Box::new(systemd::SystemdAgent::new(unit))),
+        _ => Err(format!(
+            "resource \"{}\": agent {} is not implemented yet",
+            res.id, res.agent
+        )),
+    }
 }
 
 #[cfg(test)]
