@@ -195,9 +195,14 @@ impl SystemdAgent {
                 format!("unit {unit}: cannot read systemd's answer to GetUnitFileState: {e}")
             })?,
             // No unit file: nothing starts it at boot.
-            Err(zbus::Error::MethodError(name, _, _))
-                if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit"
-                    || name.as_str() == "org.freedesktop.DBus.Error.FileNotFound" =>
+            Err(e)
+                if matches!(
+                    error_name(&e).as_deref(),
+                    Some(
+                        "org.freedesktop.systemd1.NoSuchUnit"
+                            | "org.freedesktop.DBus.Error.FileNotFound"
+                    )
+                ) =>
             {
                 return Ok(None);
             }
@@ -208,6 +213,17 @@ impl SystemdAgent {
             }
         };
         Ok(boot_warning_for(unit, &state))
+    }
+}
+
+/// The D-Bus name of an error reply (zbus reports the standard
+/// `org.freedesktop.DBus.Error.*` ones apart from the others).
+fn error_name(e: &zbus::Error) -> Option<String> {
+    use zbus::DBusError;
+    match e {
+        zbus::Error::MethodError(name, _, _) => Some(name.as_str().to_string()),
+        zbus::Error::FDO(e) => Some(e.name().as_str().to_string()),
+        _ => None,
     }
 }
 
@@ -851,10 +867,7 @@ fn trouble(msg: &Message) -> Option<(String, String)> {
         seen: msg.recv_position(),
     };
     let (active, sub) = (p.active(), p.sub());
-    let bad = active == "inactive"
-        || active == "failed"
-        || (active == "activating" && sub == "auto-restart");
-    bad.then_some((active, sub))
+    is_trouble(&active, &sub).then_some((active, sub))
 }
 
 async fn watch_task(
@@ -920,15 +933,9 @@ async fn watch_task(
                     backoff_ms = WATCH_RECONNECT_MS_MIN;
                     if let Ok(conn) = shared.connection().await
                         && let Ok(p) = shared.unit_props(&conn, &path).await
-                        && let Some(bad) = {
-                            let (a, s) = (p.active(), p.sub());
-                            let bad = a == "inactive" || a == "failed" || (a == "activating" && s == "auto-restart");
-                            bad.then_some((a, s))
-                        }
+                        && is_trouble(&p.active(), &p.sub())
                     {
-                        pending.push((p.seen, bad.0, bad.1));
-                        // Its own read is after every operation on the new connection.
-                        shared.tracked.lock().unwrap_or_else(|e| e.into_inner()).accounted = Sequence::default();
+                        pending.push((p.seen, p.active(), p.sub()));
                     }
                 }
             },
@@ -947,27 +954,35 @@ async fn report(
     sub: &str,
 ) -> bool {
     let unit = &shared.unit;
-    let (code, what) = match active {
+    // What became of it, read now: the signal says only the state, and a
+    // unit that failed may already be restarting (Restart=).
+    let now = match shared.connection().await {
+        Ok(conn) => match shared.unit_props(&conn, path).await {
+            Ok(p) => Some((shared.details(&conn, path, &p).await, p.active(), p.sub())),
+            Err(_) => None,
+        },
+        Err(_) => None,
+    };
+    let (state, detail) = match now {
+        Some((d, a, s)) if is_trouble(&a, &s) => ((a, s), d),
+        Some((d, a, s)) => (
+            (active.to_string(), sub.to_string()),
+            format!(
+                "it was {active}/{sub} when systemd reported the change, and is now {a}/{s}: {d}"
+            ),
+        ),
+        None => (
+            (active.to_string(), sub.to_string()),
+            format!("ActiveState={active} SubState={sub}"),
+        ),
+    };
+    let (code, what) = match state.0.as_str() {
         "inactive" => (OcfCode::NotRunning, "stopped outside hactl"),
         "failed" => (OcfCode::ErrGeneric, "failed"),
         _ => (
             OcfCode::ErrGeneric,
-            "failed and systemd is restarting it by itself (Restart= in the unit)",
+            "failed and systemd is restarting it by itself (Restart= in the unit; a unit the cluster manages should leave restarts to hactl)",
         ),
-    };
-    // What became of it, read now (the signal itself says only the state).
-    let detail = match shared.connection().await {
-        Ok(conn) => match shared.unit_props(&conn, path).await {
-            Ok(p) => {
-                let mut d = shared.details(&conn, path, &p).await;
-                if p.active() != active {
-                    d = format!("{d} (it was {active}/{sub} when systemd reported the change)");
-                }
-                d
-            }
-            Err(_) => format!("ActiveState={active} SubState={sub}"),
-        },
-        Err(_) => format!("ActiveState={active} SubState={sub}"),
     };
     shared.set_tracked(Expect::Failed, Sequence::default());
     notices
@@ -977,6 +992,13 @@ async fn report(
             exit_reason: format!("unit {unit} {what}: {detail}"),
         })
         .is_ok()
+}
+
+/// A state the watch reports when hactl had the unit running: stopped
+/// (`inactive`), `failed`, or being restarted by systemd itself
+/// (`activating`/`auto-restart`).
+fn is_trouble(active: &str, sub: &str) -> bool {
+    active == "inactive" || active == "failed" || (active == "activating" && sub == "auto-restart")
 }
 
 /// `ActiveState=failed SubState=failed Result=signal: main process (PID
