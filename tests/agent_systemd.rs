@@ -54,6 +54,10 @@ const UNITS: &[(&str, &str)] = &[
         "[Service]\nExecStart=/bin/sleep infinity\n",
     ),
     (
+        "hsd-limit.service",
+        "[Unit]\nStartLimitBurst=2\nStartLimitIntervalSec=600\n[Service]\nExecStart=/bin/sleep infinity\n",
+    ),
+    (
         "hsd-enabled.service",
         "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n",
     ),
@@ -315,6 +319,22 @@ impl Drop for Container {
     }
 }
 
+/// Waits until `systemctl show` inside says PROP=VALUE for the unit.
+fn wait_prop(c: &Container, unit: &str, prop: &str, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(NOTICE_TIMEOUT_S);
+    loop {
+        let got = c.prop(unit, prop);
+        if got == value {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{unit}: {prop}={got}, expected {value}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn req(action: AgentAction) -> OpRequest {
     OpRequest {
         resource: "rsc".into(),
@@ -404,6 +424,27 @@ async fn start_stop_monitor_failures_and_missing_units_on_a_real_systemd() {
     assert_code(
         "validate-all",
         &op(&a, AgentAction::ValidateAll).await,
+        OcfCode::Success,
+    );
+
+    // Restarts after failures in a row are not refused by systemd's start
+    // rate limit (the unit allows 2 starts in 10 minutes; a failed unit
+    // stays loaded, and so does its count).
+    let l = c.agent("hsd-limit");
+    for i in 1..=4 {
+        assert_code(
+            &format!("start #{i} of hsd-limit"),
+            &op(&l, AgentAction::Start).await,
+            OcfCode::Success,
+        );
+        let pid = c.prop("hsd-limit.service", "MainPID");
+        let (ok, out) = c.cx(&["sh", "-c", &format!("kill -9 {pid}")]);
+        assert!(ok, "kill -9 {pid} in the container: {out}");
+        wait_prop(&c, "hsd-limit.service", "ActiveState", "failed");
+    }
+    assert_code(
+        "stop of hsd-limit",
+        &op(&l, AgentAction::Stop).await,
         OcfCode::Success,
     );
 

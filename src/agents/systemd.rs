@@ -9,6 +9,11 @@
 //!   `idle`) the start also waits [`START_SETTLE_MS`] and checks again, so
 //!   that a program that dies at once (`ExecStart=/bin/false`) is a failed
 //!   start, not a start that succeeded and a failure a moment later.
+//!   Before a start the agent resets the unit's failed state
+//!   (`Unit.ResetFailed`): the cluster, not systemd's start rate limit
+//!   (`StartLimitBurst=`), decides when to give up on a unit, and a failure
+//!   reason must be this start's, not the last run's. A stop leaves a unit
+//!   that failed on the way down `inactive` (reset), since it is stopped.
 //! - `monitor`: `ActiveState` / `SubState`; a unit between two states
 //!   (`activating`, `deactivating`) is waited for within the operation's
 //!   timeout.
@@ -549,6 +554,16 @@ impl Shared {
         }
     }
 
+    /// `Unit.ResetFailed` on the unit's object (systemd loads the unit for
+    /// it if it has dropped an inactive one meanwhile, which the manager's
+    /// `ResetFailedUnit` by name would refuse).
+    async fn reset_failed(&self, conn: &Connection, path: &OwnedObjectPath) -> Result<(), String> {
+        conn.call_method(Some(SYSTEMD), path.as_str(), Some(UNIT), "ResetFailed", &())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("unit {}: systemd's ResetFailed failed: {e}", self.unit))
+    }
+
     /// Listens for `JobRemoved`; made before the call that queues the job.
     async fn job_stream(&self, conn: &Connection) -> Result<MessageStream, String> {
         let rule = MatchRule::builder()
@@ -639,6 +654,10 @@ impl Shared {
         if matches!(p.active().as_str(), "active" | "reloading") {
             return Ok((OpOutcome::ok(), Expect::Running, p.seen));
         }
+        // The cluster decides when to give up on a unit (migration
+        // threshold), not systemd's start rate limit (StartLimitBurst=),
+        // and a failure reason must not be the last run's: reset both.
+        self.reset_failed(&conn, &path).await?;
         // Whether the job's end says the program is ready.
         let settle = match self.service_props(&conn, &path).await {
             Some(s) => matches!(s.str("Type").as_str(), "simple" | "exec" | "idle"),
@@ -714,8 +733,7 @@ impl Shared {
         if p.active() == "failed" {
             // Stopped is stopped; a unit left "failed" would make the next
             // monitor (or probe) report a failure hactl already handled.
-            self.manager_call(&conn, "ResetFailedUnit", &(unit.as_str(),))
-                .await?;
+            self.reset_failed(&conn, &path).await?;
             p = self.unit_props(&conn, &path).await?;
         }
         Ok((OpOutcome::ok(), Expect::Stopped, p.seen))
