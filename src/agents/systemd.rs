@@ -69,10 +69,15 @@ const MONITOR_POLL_MS: u64 = 100;
 /// reason before the executor's own deadline.
 const WAIT_SHARE_PERCENT: u32 = 90;
 
-/// Queue length of the watch's signal match (zbus's default is 64; a burst
-/// of changes must not stall the connection while the watch waits for an
-/// operation to end — the watch drains its queue meanwhile anyway).
+/// Queue length of the watch's signal match (zbus's default is 64; a full
+/// queue stalls the whole connection). The watch drains it continuously;
+/// this covers the moments it spends asking systemd for details.
 const WATCH_QUEUE_LEN: usize = 256;
+
+/// Queue length of an operation's `JobRemoved` match: every job of the
+/// system ends there, and the queue is not read while the operation waits
+/// for systemd's answer to `StartUnit` (a boot ends hundreds of jobs).
+const JOB_QUEUE_LEN: usize = 1024;
 
 /// Limits of the watch's reconnection backoff when the bus goes away.
 const WATCH_RECONNECT_MS_MIN: u64 = 200;
@@ -573,7 +578,8 @@ impl Shared {
             .member("JobRemoved")
             .build()
             .map_err(|e| format!("unit {}: bad match rule for JobRemoved: {e}", self.unit))?;
-        MessageStream::for_match_rule(rule, conn, None)
+        let len = std::num::NonZeroUsize::new(JOB_QUEUE_LEN).expect("JOB_QUEUE_LEN > 0");
+        MessageStream::for_match_rule(rule, conn, Some(len))
             .await
             .map_err(|e| {
                 format!(
