@@ -92,6 +92,70 @@ fn rootfs() -> PathBuf {
     path
 }
 
+/// The variable that marks a test container's PID 1 with its run's name.
+const RUN_ENV: &str = "HACTL_AGENT_SYSTEMD_RUN";
+
+/// Removes what runs of this test left when they were killed outright
+/// (their Drop never ran; killing systemd-nspawn does not end the
+/// container): containers and overlay directories named `hsd-PID-TAG`
+/// whose test process PID is gone. Only such names are touched.
+fn reap_leftovers() {
+    let dead = |name: &str| -> bool {
+        let pid = name.strip_prefix("hsd-").and_then(|r| r.split('-').next());
+        // Gone, or a zombie nobody has reaped yet.
+        pid.and_then(|p| p.parse::<u32>().ok()).is_some_and(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/status"))
+                .map(|st| {
+                    st.lines()
+                        .any(|l| l.starts_with("State:") && l.contains("zombie"))
+                })
+                .unwrap_or(true)
+        })
+    };
+    let marker = format!("{RUN_ENV}=");
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        for var in env.split(|b| *b == 0) {
+            let var = String::from_utf8_lossy(var);
+            if let Some(name) = var.strip_prefix(&marker)
+                && dead(name)
+            {
+                eprintln!("note: killing container {name} (PID {pid}), left by a killed test run");
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    let runs = cache_dir().join("runs");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for e in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !dead(&name) {
+            continue;
+        }
+        let dir = runs.join(&name);
+        let prefix = format!("{}/", dir.display());
+        if mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&prefix)))
+        {
+            continue;
+        }
+        eprintln!(
+            "note: removing {}, left by a killed test run",
+            dir.display()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// A booted container, killed and removed on drop.
 struct Container {
     name: String,
@@ -107,6 +171,7 @@ impl Container {
             nix::unistd::geteuid().is_root(),
             "this test boots a systemd-nspawn container and must run as root"
         );
+        reap_leftovers();
         let rootfs = rootfs();
         let name = format!("hsd-{}-{tag}", std::process::id());
         let rundir = cache_dir().join("runs").join(&name);
@@ -148,6 +213,8 @@ impl Container {
                 "--private-network",
             ])
             .args(["-M", &name, "-b", "--console=pipe"])
+            // Marks the container's PID 1 as this run's (see reap_leftovers).
+            .arg(format!("--setenv={RUN_ENV}={name}"))
             .stdin(Stdio::null())
             .stdout(console.try_clone().unwrap())
             .stderr(console)
