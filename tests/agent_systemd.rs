@@ -603,6 +603,21 @@ async fn watch_reports_units_killed_or_stopped_outside_hactl_and_not_its_own_cha
         "{n:?}"
     );
     no_notice(&mut rx, "one failure, one notice").await;
+    // Started again, the watch is armed again.
+    assert_code(
+        "start after the failure",
+        &op(&k, AgentAction::Start).await,
+        OcfCode::Success,
+    );
+    let pid = c.prop("hsd-kill.service", "MainPID");
+    let (ok, out) = c.cx(&["sh", "-c", &format!("kill -9 {pid}")]);
+    assert!(ok, "kill -9 {pid} in the container: {out}");
+    let n = next_notice(&mut rx, "second kill -9 of the main process").await;
+    assert_eq!(
+        (n.resource.as_str(), n.code),
+        ("rsc-kill", OcfCode::ErrGeneric),
+        "{n:?}"
+    );
 
     // Stopped outside.
     let e = c.agent("hsd-ext");

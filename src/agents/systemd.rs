@@ -1135,6 +1135,21 @@ mod tests {
     }
 
     #[test]
+    fn the_configuration_builds_a_systemd_agent_for_the_unit() {
+        let res = crate::config::Resource {
+            id: "web".into(),
+            agent: crate::config::Agent::Systemd {
+                unit: "nginx".into(),
+            },
+            params: Default::default(),
+            ops: Vec::new(),
+            meta: Default::default(),
+        };
+        let agent = crate::agents::agent_from_config(&res).unwrap();
+        assert_eq!(agent.name(), "systemd:nginx");
+    }
+
+    #[test]
     fn only_enabled_units_get_a_boot_warning() {
         let w = boot_warning_for("web.service", "enabled").unwrap();
         assert!(w.contains("systemctl disable web.service"), "{w}");
