@@ -58,6 +58,10 @@ const UNITS: &[(&str, &str)] = &[
         "[Unit]\nStartLimitBurst=2\nStartLimitIntervalSec=600\n[Service]\nExecStart=/bin/sleep infinity\n",
     ),
     (
+        "hsd-cond.service",
+        "[Unit]\nConditionPathExists=/hsd-no-such-file\n[Service]\nExecStart=/bin/sleep infinity\n",
+    ),
+    (
         "hsd-enabled.service",
         "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n",
     ),
@@ -540,6 +544,20 @@ async fn start_stop_monitor_failures_and_missing_units_on_a_real_systemd() {
         "monitor after stop of a failed unit",
         &op(&f, AgentAction::Monitor).await,
         OcfCode::NotRunning,
+    );
+
+    // A unit whose condition is not met does not run: a failed start.
+    let out = op(&c.agent("hsd-cond"), AgentAction::Start).await;
+    assert_code(
+        "start of a unit whose condition fails",
+        &out,
+        OcfCode::ErrGeneric,
+    );
+    assert!(
+        out.exit_reason
+            .contains("Condition...= of the unit is not met"),
+        "{}",
+        out.exit_reason
     );
 
     // A unit that does not exist.

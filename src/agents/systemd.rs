@@ -373,6 +373,13 @@ impl Props {
         }
     }
 
+    fn bool(&self, key: &str) -> Option<bool> {
+        match self.map.get(key).map(|v| &**v) {
+            Some(Variant::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
     fn active(&self) -> String {
         self.str("ActiveState")
     }
@@ -679,7 +686,14 @@ impl Shared {
         if result == "done" && matches!(p.active().as_str(), "active" | "reloading") {
             return Ok((OpOutcome::ok(), Expect::Running, p.seen));
         }
-        let why = self.details(&conn, &path, &p).await;
+        let mut why = self.details(&conn, &path, &p).await;
+        if result == "done" && p.active() == "inactive" {
+            why.push_str(if p.bool("ConditionResult") == Some(false) {
+                " (a Condition...= of the unit is not met: see `systemctl status`)"
+            } else {
+                " (it ran and ended: a Type=oneshot unit needs RemainAfterExit=yes to stay active)"
+            });
+        }
         let job = match result.as_str() {
             "done" => "the start job ended".to_string(),
             "dependency" => "the start job failed: a unit it requires failed to start (see `systemctl list-dependencies`)".to_string(),
