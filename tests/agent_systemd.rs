@@ -640,6 +640,8 @@ async fn watch_reports_units_killed_or_stopped_outside_hactl_and_not_its_own_cha
     // Stopped outside.
     let e = c.agent("hsd-ext");
     assert_eq!(e.watch("rsc-ext", tx.clone()).await, Ok(true));
+    // Watching again replaces the first watch (one change, one notice).
+    assert_eq!(e.watch("rsc-ext", tx.clone()).await, Ok(true));
     assert_code("start", &op(&e, AgentAction::Start).await, OcfCode::Success);
     let (ok, out) = c.cx(&["systemctl", "stop", "hsd-ext"]);
     assert!(ok, "systemctl stop in the container: {out}");
@@ -647,6 +649,7 @@ async fn watch_reports_units_killed_or_stopped_outside_hactl_and_not_its_own_cha
     assert_eq!(n.resource, "rsc-ext");
     assert_eq!(n.code, OcfCode::NotRunning, "{n:?}");
     assert!(n.exit_reason.contains("stopped outside hactl"), "{n:?}");
+    no_notice(&mut rx, "a watch made twice").await;
 
     // hactl's own stop, start, stop, start: no notice.
     for action in [

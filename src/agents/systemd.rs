@@ -143,9 +143,9 @@ struct Shared {
 /// The `systemd:UNIT` agent for one unit. See the module documentation.
 pub struct SystemdAgent {
     shared: Arc<Shared>,
-    /// Dropped with the agent: that ends its watch tasks.
-    _alive: tokio::sync::watch::Sender<()>,
-    alive_rx: tokio::sync::watch::Receiver<()>,
+    /// The watch task's lifeline: dropped (with the agent, or replaced by
+    /// a new watch), it ends the task.
+    watching: Mutex<Option<tokio::sync::watch::Sender<()>>>,
 }
 
 impl SystemdAgent {
@@ -161,7 +161,6 @@ impl SystemdAgent {
     }
 
     fn build(unit: &str, address: Option<String>) -> SystemdAgent {
-        let (alive, alive_rx) = tokio::sync::watch::channel(());
         SystemdAgent {
             shared: Arc::new(Shared {
                 configured: unit.to_string(),
@@ -174,8 +173,7 @@ impl SystemdAgent {
                     accounted: Sequence::default(),
                 }),
             }),
-            _alive: alive,
-            alive_rx,
+            watching: Mutex::new(None),
         }
     }
 
@@ -296,11 +294,13 @@ impl ResourceAgent for SystemdAgent {
     fn watch(&self, resource: &str, notices: NoticeSender) -> WatchFuture<'_> {
         let shared = self.shared.clone();
         let resource = resource.to_string();
-        let alive = self.alive_rx.clone();
         Box::pin(async move {
             let conn = shared.connection().await?;
             let (path, stream) = shared.watch_stream(&conn).await?;
+            let (lifeline, alive) = tokio::sync::watch::channel(());
             tokio::spawn(watch_task(shared, resource, notices, alive, path, stream));
+            // A second watch replaces the first (whose task ends).
+            *self.watching.lock().unwrap_or_else(|e| e.into_inner()) = Some(lifeline);
             Ok(true)
         })
     }
