@@ -42,8 +42,8 @@ use zbus::message::Sequence;
 use zbus::{Connection, MatchRule, Message, MessageStream, OwnedObjectPath, OwnedVariant, Variant};
 
 use super::{
-    AgentAction, AgentFuture, Notice, NoticeSender, OcfCode, OpOutcome, OpRequest, ResourceAgent,
-    WatchFuture,
+    AgentAction, AgentFuture, AgentInfo, Notice, NoticeSender, OcfCode, OpOutcome, OpRequest,
+    ResourceAgent, WatchFuture,
 };
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
@@ -1115,6 +1115,30 @@ fn result_hint(result: &str) -> Option<&'static str> {
     })
 }
 
+/// Default timeout of start, stop and monitor (as Pacemaker's for systemd
+/// units): systemd's own TimeoutStartSec= / TimeoutStopSec= default to
+/// 90 s, and the job must be able to end before hactl gives up on it.
+const DEFAULT_TIMEOUT_S: u64 = 100;
+
+/// What `hactl ra info systemd:UNIT` shows.
+pub fn info() -> AgentInfo {
+    let t = Some(Duration::from_secs(DEFAULT_TIMEOUT_S));
+    AgentInfo {
+        name: "systemd:UNIT".to_string(),
+        shortdesc: "a systemd unit, through systemd's D-Bus API".to_string(),
+        longdesc: "Starts and stops the unit with systemd jobs and monitors its ActiveState;                    reports at once when the unit fails or is stopped outside the cluster.                    UNIT without a suffix is UNIT.service. Takes no parameters: configure                    the unit itself (a drop-in under /etc/systemd/system/UNIT.d/), and do                    not enable it to start at boot."
+            .to_string(),
+        params: Vec::new(),
+        actions: vec![
+            ("start".to_string(), t),
+            ("stop".to_string(), t),
+            ("monitor".to_string(), t),
+            ("meta-data".to_string(), Some(Duration::from_secs(5))),
+            ("validate-all".to_string(), Some(Duration::from_secs(5))),
+        ],
+    }
+}
+
 /// OCF meta-data for `systemd:UNIT`.
 fn meta_data(unit: &str) -> String {
     format!(
@@ -1125,14 +1149,15 @@ fn meta_data(unit: &str) -> String {
   <longdesc lang="en">Starts, stops and monitors the systemd unit {unit} through systemd's D-Bus API, and reports at once when it fails or is stopped outside the cluster. Takes no parameters: configure the unit itself.</longdesc>
   <parameters/>
   <actions>
-    <action name="start" timeout="100s"/>
-    <action name="stop" timeout="100s"/>
-    <action name="monitor" timeout="100s" interval="60s"/>
+    <action name="start" timeout="{t}s"/>
+    <action name="stop" timeout="{t}s"/>
+    <action name="monitor" timeout="{t}s" interval="60s"/>
     <action name="meta-data" timeout="5s"/>
     <action name="validate-all" timeout="5s"/>
   </actions>
 </resource-agent>
-"#
+"#,
+        t = DEFAULT_TIMEOUT_S
     )
 }
 
