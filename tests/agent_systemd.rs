@@ -781,3 +781,48 @@ async fn bench_failure_detection_delay() {
         stats(&format!("monitor polling every {interval_ms} ms"), &mut ms);
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn watch_survives_a_restart_of_the_bus() {
+    let c = Container::boot("bus");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let k = c.agent("hsd-kill");
+    assert_eq!(k.watch("rsc-kill", tx).await, Ok(true));
+    assert_code("start", &op(&k, AgentAction::Start).await, OcfCode::Success);
+
+    // The bus daemon dies (and with it every connection to it); dbus.socket
+    // starts it again on the next connection, systemd comes back on it.
+    let bus_pid = c.prop("dbus.service", "MainPID");
+    let (ok, out) = c.cx(&["sh", "-c", &format!("kill -9 {bus_pid}")]);
+    assert!(
+        ok,
+        "kill -9 of dbus-daemon ({bus_pid}) in the container: {out}"
+    );
+    wait_prop(&c, "dbus.service", "ActiveState", "failed");
+    let (ok, out) = c.cx(&["systemctl", "start", "dbus.service"]);
+    assert!(ok, "systemctl start dbus in the container: {out}");
+
+    // Killed while (or after) the watch finds the new bus: reported all the same.
+    let pid = c.prop("hsd-kill.service", "MainPID");
+    let (ok, out) = c.cx(&["sh", "-c", &format!("kill -9 {pid}")]);
+    assert!(ok, "kill -9 {pid} in the container: {out}");
+    let n = next_notice(&mut rx, "kill -9 after a restart of the bus").await;
+    assert_eq!(
+        (n.resource.as_str(), n.code),
+        ("rsc-kill", OcfCode::ErrGeneric),
+        "{n:?}"
+    );
+    assert!(n.exit_reason.contains("SIGKILL"), "{n:?}");
+
+    // And operations work on the new bus.
+    assert_code(
+        "start on the new bus",
+        &op(&k, AgentAction::Start).await,
+        OcfCode::Success,
+    );
+    assert_code(
+        "monitor on the new bus",
+        &op(&k, AgentAction::Monitor).await,
+        OcfCode::Success,
+    );
+}
