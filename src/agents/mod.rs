@@ -35,6 +35,7 @@ pub mod filesystem;
 pub mod ipaddr;
 pub mod metadata;
 pub mod ocf;
+pub mod systemd;
 
 /// OCF return codes (OCF resource agent API 1.1, with Pacemaker's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -293,14 +294,11 @@ pub struct AgentInfo {
 /// people (the agent kind is not available on this build or machine).
 pub fn agent_from_config(res: &config::Resource) -> Result<Box<dyn ResourceAgent>, String> {
     match &res.agent {
+        config::Agent::Systemd { unit } => Ok(Box::new(systemd::SystemdAgent::new(unit))),
         config::Agent::Ocf { provider, kind } => Ok(Box::new(ocf::OcfAgent::new(provider, kind))),
         config::Agent::Lsb { script } => Ok(Box::new(ocf::LsbAgent::new(script))),
         config::Agent::IpAddr => Ok(Box::new(ipaddr::IpAddrAgent::new(&res.id))),
         config::Agent::Filesystem => Ok(Box::new(filesystem::FilesystemAgent::new(&res.id))),
-        _ => Err(format!(
-            "resource \"{}\": agent {} is not implemented yet",
-            res.id, res.agent
-        )),
     }
 }
 
