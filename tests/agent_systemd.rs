@@ -407,8 +407,12 @@ fn wait_prop(c: &Container, unit: &str, prop: &str, value: &str) {
 }
 
 fn req(action: AgentAction) -> OpRequest {
+    req_for("rsc", action)
+}
+
+fn req_for(resource: &str, action: AgentAction) -> OpRequest {
     OpRequest {
-        resource: "rsc".into(),
+        resource: resource.into(),
         action,
         params: Default::default(),
         timeout: Duration::from_secs(OP_TIMEOUT_S),
@@ -738,6 +742,50 @@ async fn bench_failure_detection_delay() {
     assert_code("stop", &op(&a, AgentAction::Stop).await, OcfCode::Success);
     drop(a);
 
+    // (a') the same through the executor, as the daemon will use it: the
+    // agent registered (its watch started by the executor), started with an
+    // executor operation, killed; the clock stops at the executor's failure
+    // event.
+    let (exec, mut events) = hactl::executor::spawn(hactl::executor::ExecutorConfig::new("bench"));
+    exec.register(
+        "bench",
+        Box::new(c.agent(unit)),
+        hactl::executor::ResourceSpec::default(),
+    );
+    let mut exec_ms = Vec::new();
+    for _ in 0..RUNS {
+        exec.execute(req_for("bench", AgentAction::Start));
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(30), events.recv())
+                .await
+                .expect("start event")
+                .expect("executor running");
+            if e.action == AgentAction::Start {
+                assert_eq!(e.code, OcfCode::Success, "{e:?}");
+                break;
+            }
+        }
+        let t0 = kill_main(&c);
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(30), events.recv())
+                .await
+                .expect("failure event")
+                .expect("executor running");
+            if e.failed {
+                exec_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(e.origin, hactl::executor::Origin::Notice, "{e:?}");
+                break;
+            }
+        }
+    }
+    exec.execute(req_for("bench", AgentAction::Stop));
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
+        if e.action == AgentAction::Stop {
+            break;
+        }
+    }
+    drop(exec);
+
     // (b) monitor polling alone.
     let mut polled = Vec::new();
     for interval_ms in [1000u64, 200] {
@@ -777,6 +825,7 @@ async fn bench_failure_detection_delay() {
         "delay from kill -9 of the main process to the failure at the agent's caller ({RUNS} runs each):"
     );
     stats("watch (PropertiesChanged -> Notice)", &mut watch_ms);
+    stats("watch through the executor (-> OpEvent)", &mut exec_ms);
     for (interval_ms, mut ms) in polled {
         stats(&format!("monitor polling every {interval_ms} ms"), &mut ms);
     }
