@@ -454,6 +454,17 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
         );
     }
 
+    // A managed unit that systemd also starts at boot runs outside the
+    // cluster's control: say so once, without holding up the start.
+    {
+        let config = started.config.clone();
+        tokio::task::spawn_blocking(move || {
+            for w in crate::cli::boot_enabled_warnings(&config) {
+                warn!("{}", w.trim_start_matches("warning: "));
+            }
+        });
+    }
+
     // STATUS= also changes without a membership event (a link goes down,
     // packets are rejected): look once a second.
     let mut refresh = tokio::time::interval(STATUS_REFRESH);
