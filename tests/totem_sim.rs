@@ -1,7 +1,9 @@
 //! Totem in the deterministic simulator. Every seed starts 2–4 nodes that
 //! form a ring, sends messages, injects one fault (a crash, or a partition),
-//! heals it (restart, or reconnect), sends more, and then checks, over
-//! everything every node delivered:
+//! heals it (restart, or reconnect), and sends more. The simulator checks
+//! the safety properties at every event, as it happens
+//! (`hactl::sim::check`), so a violation stops the run at the step that
+//! caused it:
 //!
 //! - agreed order: a (ring, seq) is the same message at every node, and each
 //!   node delivers a ring's messages in increasing order, each once;
@@ -18,10 +20,10 @@
 //! every core; each failing seed is reported with the one-line command that
 //! replays it exactly (HACTL_SEED=N runs only that one).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hactl::sim::{NetFaults, Observed, Rng, TotemSim};
+use hactl::sim::{NetFaults, Rng, TotemSim};
 use hactl::time::Instant;
 use hactl::totem::srp::{Srp, SrpConfig, TotemEvent};
 use hactl::totem::wire::{Message, NodeSet, RingId};
@@ -45,120 +47,6 @@ fn cfg(n: usize) -> SrpConfig {
 
 fn ms(v: u64) -> Instant {
     Instant::from_millis(v)
-}
-
-type Payloads = BTreeSet<Vec<u8>>;
-
-/// Checks the safety properties over what every node observed.
-fn check_safety(seed: u64, observed: &[Observed]) {
-    let mut by_ring_seq: HashMap<(RingId, u32), &[u8]> = HashMap::new();
-    let mut members_of: HashMap<RingId, NodeSet> = HashMap::new();
-    // (from ring, to ring) → the from-ring messages delivered, per node.
-    let mut moves: HashMap<(RingId, RingId), Vec<(usize, Payloads)>> = HashMap::new();
-    for (i, o) in observed.iter().enumerate() {
-        let node = i + 1;
-        let mut seen_payloads = BTreeSet::new();
-        let mut last_seq: BTreeMap<RingId, u32> = BTreeMap::new();
-        let mut current: Option<(RingId, NodeSet)> = None;
-        let mut delivered_in: BTreeMap<RingId, BTreeSet<Vec<u8>>> = BTreeMap::new();
-        let mut pending_transitional: Option<NodeSet> = None;
-        for (pos, e) in o.events.iter().enumerate() {
-            if o.restarts.contains(&pos) {
-                // A new process: it starts outside any configuration.
-                current = None;
-                pending_transitional = None;
-                delivered_in.clear();
-                last_seq.clear();
-            }
-            match e {
-                TotemEvent::Deliver {
-                    ring, seq, payload, ..
-                } => {
-                    if let Some(p) = by_ring_seq.insert((*ring, *seq), payload) {
-                        assert_eq!(
-                            p,
-                            payload.as_slice(),
-                            "seed {seed}: node {node}: ({ring:?}, {seq}) is another message elsewhere"
-                        );
-                    }
-                    assert!(
-                        seen_payloads.insert(payload.clone()),
-                        "seed {seed}: node {node} delivered {payload:?} twice"
-                    );
-                    let last = last_seq.entry(*ring).or_insert(0);
-                    assert!(
-                        *seq > *last,
-                        "seed {seed}: node {node} delivered seq {seq} after {last} in {ring:?}"
-                    );
-                    *last = *seq;
-                    let (cur, _) = current.expect("deliveries only within a configuration");
-                    assert_eq!(
-                        *ring, cur,
-                        "seed {seed}: node {node} delivered a message of {ring:?} in {cur:?}"
-                    );
-                    delivered_in
-                        .entry(*ring)
-                        .or_default()
-                        .insert(payload.clone());
-                }
-                TotemEvent::Transitional {
-                    ring,
-                    members,
-                    left,
-                } => {
-                    let (cur, cur_members) = current.expect("transitional after a regular");
-                    assert_eq!(*ring, cur, "seed {seed}: node {node}");
-                    assert!(
-                        members.is_subset(cur_members) && members.contains(node as u32),
-                        "seed {seed}: node {node}"
-                    );
-                    assert_eq!(
-                        *left,
-                        cur_members.minus(*members),
-                        "seed {seed}: node {node}"
-                    );
-                    pending_transitional = Some(*members);
-                }
-                TotemEvent::Regular {
-                    ring,
-                    members,
-                    joined,
-                } => {
-                    if let Some(m) = members_of.insert(*ring, *members) {
-                        assert_eq!(
-                            m, *members,
-                            "seed {seed}: {ring:?} has different members at node {node}"
-                        );
-                    }
-                    assert!(members.contains(node as u32));
-                    if let Some((old, _)) = current {
-                        let t = pending_transitional.take().unwrap_or_else(|| {
-                            panic!("seed {seed}: node {node}: regular without transitional")
-                        });
-                        assert!(
-                            t.is_subset(*members),
-                            "seed {seed}: node {node}: transitional members not in the new ring"
-                        );
-                        assert_eq!(*joined, members.minus(t), "seed {seed}: node {node}");
-                        moves
-                            .entry((old, *ring))
-                            .or_default()
-                            .push((node, delivered_in.remove(&old).unwrap_or_default()));
-                    }
-                    current = Some((*ring, *members));
-                }
-            }
-        }
-    }
-    for ((from, to), sets) in &moves {
-        for w in sets.windows(2) {
-            assert_eq!(
-                w[0].1, w[1].1,
-                "seed {seed}: nodes {} and {} moved from {from:?} to {to:?} with different messages of the old ring",
-                w[0].0, w[1].0
-            );
-        }
-    }
 }
 
 fn payload(node: usize, k: u32) -> Vec<u8> {
@@ -322,7 +210,6 @@ fn run(seed: u64) -> String {
             i + 1
         );
     }
-    check_safety(seed, &sim.observed);
     format!("{n} nodes, fault {fault}, {} datagrams", sim.sent)
 }
 
@@ -437,5 +324,4 @@ fn a_message_only_a_crashed_node_had_is_skipped_and_later_ones_follow_the_transi
         );
         assert!(!sim.observed[i].delivered().contains(&&b"lost"[..]));
     }
-    check_safety(11, &sim.observed);
 }

@@ -6,6 +6,8 @@
 //! are partitioned and healed; quorum and the controller join it as they
 //! land.
 
+pub mod check;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
@@ -115,6 +117,10 @@ pub struct TotemSim {
     pub link: Vec<Vec<bool>>,
     /// Drops the datagrams it returns true for: (from, to, message).
     pub drop_if: Option<DropFilter>,
+    /// Checks totem's safety invariants at every event; a violation panics
+    /// at the step that caused it.
+    pub checker: check::SafetyChecker,
+    seed: u64,
 }
 
 /// A targeted fault: which datagrams to lose.
@@ -136,6 +142,8 @@ impl TotemSim {
             alive: vec![true; n],
             link: vec![vec![true; n]; n],
             drop_if: None,
+            checker: check::SafetyChecker::new(n),
+            seed,
         };
         for i in 0..n {
             sim.flush(i);
@@ -186,6 +194,9 @@ impl TotemSim {
             }
         }
         while let Some(e) = self.nodes[i].poll_event() {
+            if let Err(violation) = self.checker.observe(i, &e) {
+                panic!("seed {}: at {:?}: {violation}", self.seed, self.now);
+            }
             self.observed[i].events.push(e);
         }
     }
@@ -211,6 +222,7 @@ impl TotemSim {
     pub fn restart(&mut self, i: usize, srp: Srp) {
         self.nodes[i] = srp;
         self.alive[i] = true;
+        self.checker.restart(i);
         let at = self.observed[i].events.len();
         self.observed[i].restarts.push(at);
         self.flush(i);
