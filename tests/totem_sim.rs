@@ -80,7 +80,13 @@ fn traffic(
     for (at, i, k) in plan {
         sim.run_until(ms(at));
         let p = payload(i, k);
-        if sim.broadcast(i, p.clone()) {
+        // Every third message asks for safe delivery.
+        let ok = if k % 3 == 0 {
+            sim.broadcast_safe(i, p.clone())
+        } else {
+            sim.broadcast(i, p.clone())
+        };
+        if ok {
             sent.push(p);
         }
     }
@@ -155,7 +161,12 @@ fn run(seed: u64) -> String {
             faulted = true;
         }
         sim.run_until(ms(at));
-        if sim.broadcast(i, payload(i, k)) {
+        let ok = if k % 3 == 0 {
+            sim.broadcast_safe(i, payload(i, k))
+        } else {
+            sim.broadcast(i, payload(i, k))
+        };
+        if ok {
             broadcast.push((i, payload(i, k)));
         }
     }
@@ -323,5 +334,70 @@ fn a_message_only_a_crashed_node_had_is_skipped_and_later_ones_follow_the_transi
             i + 1
         );
         assert!(!sim.observed[i].delivered().contains(&&b"lost"[..]));
+    }
+}
+
+#[test]
+fn a_safe_message_waits_until_every_member_has_it_and_an_agreed_one_does_not() {
+    let mut sim = TotemSim::new(
+        (1..=3)
+            .map(|id| Srp::new(id, cfg(3), 1, Instant::ZERO))
+            .collect(),
+        NetFaults::perfect(),
+        13,
+    );
+    sim.run_until(ms(2_000));
+    converged(&sim).expect("one ring");
+    // Node 3 misses the first copies of both messages (until 2,300 ms):
+    // it gets them by retransmission.
+    sim.drop_if = Some(Box::new(|_, to, m| {
+        to == 3
+            && matches!(m, Message::Mcast(mc) if mc.payload == b"agreed" || mc.payload == b"safe")
+    }));
+    assert!(sim.broadcast(0, b"agreed".to_vec()));
+    sim.run_until(ms(2_020));
+    assert!(sim.broadcast_safe(0, b"safe".to_vec()));
+    let sent = sim.now;
+    let delivered_at =
+        |sim: &TotemSim, node: usize, p: &[u8]| sim.observed[node].delivered().contains(&p);
+    let mut agreed_at = None;
+    let mut safe_at = None;
+    let mut t = sent;
+    while t < ms(3_000) {
+        t += Duration::from_millis(1);
+        if t == ms(2_300) {
+            sim.drop_if = None;
+        }
+        sim.run_until(t);
+        if agreed_at.is_none() && delivered_at(&sim, 0, b"agreed") {
+            agreed_at = Some(t);
+        }
+        if safe_at.is_none() && delivered_at(&sim, 0, b"safe") {
+            safe_at = Some(t);
+            // Delivered only once node 3 has it too.
+            let (ring, _) = sim.nodes[0].ring();
+            let seq = sim.observed[0]
+                .events
+                .iter()
+                .find_map(|e| match e {
+                    TotemEvent::Deliver { seq, payload, .. } if payload == b"safe" => Some(*seq),
+                    _ => None,
+                })
+                .unwrap();
+            assert_eq!(sim.nodes[2].holds(ring, seq), Some(true));
+        }
+    }
+    let agreed_at = agreed_at.expect("the agreed message is delivered");
+    let safe_at = safe_at.expect("the safe message is delivered once node 3 has it");
+    assert!(
+        agreed_at < ms(2_300),
+        "node 1 delivers an agreed message without waiting for node 3 ({agreed_at:?})"
+    );
+    assert!(
+        safe_at >= ms(2_300),
+        "node 1 delivered the safe message before node 3 could have it ({safe_at:?})"
+    );
+    for i in 0..3 {
+        assert!(delivered_at(&sim, i, b"safe"), "node {}", i + 1);
     }
 }

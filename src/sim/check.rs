@@ -55,6 +55,16 @@ impl SafetyChecker {
         }
     }
 
+    /// The regular configuration node index `i` is in, if it has not yet
+    /// seen its transitional configuration.
+    pub fn regular_ring(&self, i: usize) -> Option<(RingId, NodeSet)> {
+        let v = &self.nodes[i];
+        if v.pending_transitional.is_some() {
+            return None;
+        }
+        v.current
+    }
+
     /// Node index `i` restarted: a new process, outside any configuration.
     pub fn restart(&mut self, i: usize) {
         self.nodes[i] = NodeView::default();
@@ -212,6 +222,7 @@ mod tests {
             ring: ring(seq_ring),
             seq,
             sender: 1,
+            safe: false,
             payload: vec![p],
         }
     }
@@ -293,6 +304,7 @@ mod tests {
                 ring: ring(12),
                 seq: 1,
                 sender: 1,
+                safe: false,
                 payload: vec![10],
             },
         )

@@ -194,6 +194,31 @@ impl TotemSim {
             }
         }
         while let Some(e) = self.nodes[i].poll_event() {
+            // Safe delivery: a safe message delivered in the regular
+            // configuration of its ring is held by every member still in
+            // that ring.
+            if let TotemEvent::Deliver {
+                ring,
+                seq,
+                safe: true,
+                ..
+            } = &e
+                && let Some((cur, members)) = self.checker.regular_ring(i)
+                && cur == *ring
+            {
+                for j in members.iter() {
+                    let j = j as usize - 1;
+                    if self.nodes[j].holds(*ring, *seq) == Some(false) {
+                        panic!(
+                            "seed {}: at {:?}: safe delivery: node {} delivered safe message {seq} of {ring:?} in its regular configuration, but member {} does not have it",
+                            self.seed,
+                            self.now,
+                            i + 1,
+                            j + 1
+                        );
+                    }
+                }
+            }
             if let Err(violation) = self.checker.observe(i, &e) {
                 panic!("seed {}: at {:?}: {violation}", self.seed, self.now);
             }
@@ -251,6 +276,16 @@ impl TotemSim {
             return false;
         }
         let ok = self.nodes[i].broadcast(self.now, payload).is_ok();
+        self.flush(i);
+        ok
+    }
+
+    /// The same with safe delivery ([`Srp::broadcast_safe`]).
+    pub fn broadcast_safe(&mut self, i: usize, payload: Vec<u8>) -> bool {
+        if !self.alive[i] {
+            return false;
+        }
+        let ok = self.nodes[i].broadcast_safe(self.now, payload).is_ok();
         self.flush(i);
         ok
     }

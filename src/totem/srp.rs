@@ -117,6 +117,8 @@ pub enum TotemEvent {
         ring: RingId,
         seq: u32,
         sender: NodeId,
+        /// Sent with safe delivery ([`Srp::broadcast_safe`]).
+        safe: bool,
         payload: Vec<u8>,
     },
     /// The members of `ring` (the old ring) that move on together with
@@ -160,6 +162,10 @@ struct RingLog {
     /// Highest sequence number seen on this ring.
     high_seq: u32,
     delivered: u32,
+    /// Every member is known to have every message up to here (the token's
+    /// aru on two visits in a row): safe messages up to here may be
+    /// delivered.
+    stable: u32,
 }
 
 impl RingLog {
@@ -234,7 +240,8 @@ pub struct Srp {
     my_last_sent: u32,
     my_last_backlog: u32,
     missing_visits: BTreeMap<u32, u32>,
-    pending: VecDeque<Vec<u8>>,
+    /// Messages waiting for the token, with their safe-delivery flag.
+    pending: VecDeque<(Vec<u8>, bool)>,
     out: VecDeque<Transmit>,
     events: VecDeque<TotemEvent>,
 }
@@ -302,10 +309,34 @@ impl Srp {
         self.state == State::Operational
     }
 
+    /// Whether this node has received message `seq` of `ring` (for the
+    /// simulator's safe-delivery check): only answered for the installed
+    /// ring; `None` for any other.
+    pub fn holds(&self, ring: RingId, seq: u32) -> Option<bool> {
+        (self.old.ring == ring).then(|| seq <= self.old.my_aru || self.old.store.contains_key(&seq))
+    }
+
     // ------------------------------------------------------------ the layer above
 
     /// Queues a message for agreed-order delivery to every member.
     pub fn broadcast(&mut self, now: Instant, payload: Vec<u8>) -> Result<(), Backpressure> {
+        self.broadcast_with(now, payload, false)
+    }
+
+    /// Queues a message for safe delivery: in agreed order, and only once
+    /// every member of the ring has it (messages after it wait behind it).
+    /// If the ring changes first, it is delivered in the transitional
+    /// configuration, whose members all have it.
+    pub fn broadcast_safe(&mut self, now: Instant, payload: Vec<u8>) -> Result<(), Backpressure> {
+        self.broadcast_with(now, payload, true)
+    }
+
+    fn broadcast_with(
+        &mut self,
+        now: Instant,
+        payload: Vec<u8>,
+        safe: bool,
+    ) -> Result<(), Backpressure> {
         assert!(
             payload.len() <= APP_PAYLOAD_BYTES_MAX,
             "the layer above splits large messages"
@@ -313,7 +344,7 @@ impl Srp {
         if self.pending.len() >= PENDING_MESSAGES_MAX {
             return Err(Backpressure);
         }
-        self.pending.push_back(payload);
+        self.pending.push_back((payload, safe));
         if self.state == State::Operational && self.old.members.len() == 1 {
             // A ring of one holds its own token: visit it now.
             if let Some((_, Message::Token(t))) = self.last_sent.clone() {
@@ -705,9 +736,13 @@ impl Srp {
         let mut new = self.new.take().expect("installing a new ring");
         let old = std::mem::take(&mut self.old);
         if self.installed_before {
-            // 1. Old-ring messages in order, up to the first gap.
+            // 1. Old-ring messages in order, up to the first gap or the
+            // first safe message not known to be safe in the old ring.
             let mut next = old.delivered + 1;
             while let Some(m) = old.store.get(&next) {
+                if m.safe && next > old.stable {
+                    break;
+                }
                 self.deliver(old.ring, m);
                 next += 1;
             }
@@ -717,8 +752,15 @@ impl Srp {
                 members: plan.transitional,
                 left: old.members.minus(plan.transitional),
             });
-            // 3. The rest of the old ring from the members that moved with
-            // me, skipping what nobody has any more.
+            // 3. The rest of the old ring: what follows without a gap (the
+            // transitional members all have it after recovery: safe in the
+            // transitional configuration), then, after the first gap, what
+            // the members that moved with me sent, skipping what nobody has
+            // any more.
+            while let Some(m) = old.store.get(&next) {
+                self.deliver(old.ring, m);
+                next += 1;
+            }
             for (_, m) in old.store.range(next..) {
                 if plan.transitional.contains(m.sender) {
                     self.deliver(old.ring, m);
@@ -754,6 +796,7 @@ impl Srp {
             ring,
             seq: m.seq,
             sender: m.sender,
+            safe: m.safe,
             payload: m.payload.clone(),
         });
     }
@@ -826,7 +869,8 @@ impl Srp {
         }
     }
 
-    /// Delivers the installed ring's messages up to my_aru.
+    /// Delivers the installed ring's messages up to my_aru; a safe message
+    /// (and everything after it) waits until every member has it.
     fn deliver_contiguous(&mut self) {
         while self.old.delivered < self.old.my_aru {
             let seq = self.old.delivered + 1;
@@ -836,6 +880,9 @@ impl Srp {
                 .get(&seq)
                 .expect("≤ my_aru is held until delivered")
                 .clone();
+            if m.safe && seq > self.old.stable {
+                break;
+            }
             self.old.delivered = seq;
             if !m.encapsulated {
                 self.deliver(self.old.ring, &m);
@@ -890,13 +937,13 @@ impl Srp {
         while sent < allowed {
             // Recovery traffic first; application messages only once the
             // new ring is installed.
-            let (payload, encapsulated) = match recovering.as_mut() {
+            let (payload, encapsulated, safe) = match recovering.as_mut() {
                 Some(plan) => match plan.to_resend.pop_front() {
-                    Some(inner) => (Message::Mcast(inner).encode(), true),
+                    Some(inner) => (Message::Mcast(inner).encode(), true, false),
                     None => break,
                 },
                 None => match self.pending.pop_front() {
-                    Some(p) => (p, false),
+                    Some((p, safe)) => (p, false, safe),
                     None => break,
                 },
             };
@@ -906,6 +953,7 @@ impl Srp {
                 seq: t.seq,
                 sender: me,
                 encapsulated,
+                safe,
                 payload,
             };
             out.push(Message::Mcast(m.clone()));
@@ -943,13 +991,24 @@ impl Srp {
             t.aru_addr = if t.aru == t.seq { 0 } else { me };
         }
 
-        // Free what every member has had for two rotations (and I delivered).
-        let safe = t.aru.min(self.prev_token_aru).min(log.delivered);
+        // Every member has had up to here for two rotations: safe messages
+        // up to here may be delivered; and what I delivered may be freed.
+        let stable = if log.members.len() == 1 {
+            log.my_aru
+        } else {
+            t.aru.min(self.prev_token_aru)
+        };
+        log.stable = log.stable.max(stable);
+        let safe = stable.min(log.delivered);
         log.store = log.store.split_off(&(safe + 1));
         self.prev_token_aru = t.aru;
         let my_aru = log.my_aru;
         let members = log.members;
         self.put_carrier(log);
+        if self.state == State::Operational {
+            // Safe messages that every member now has.
+            self.deliver_contiguous();
+        }
 
         // Recovery: keep the retransmit flag set while I re-send, and
         // install once it has been clear for two of my visits in a row and

@@ -138,6 +138,8 @@ pub struct Mcast {
     /// An old-ring message re-sent during recovery; `ring` is then the old
     /// ring the message belongs to.
     pub encapsulated: bool,
+    /// Safe delivery: delivered only once every member of the ring has it.
+    pub safe: bool,
     pub payload: Vec<u8>,
 }
 
@@ -325,7 +327,7 @@ impl Message {
                 w.ring(m.ring);
                 w.u32(m.seq);
                 w.u32(m.sender);
-                w.u8(u8::from(m.encapsulated));
+                w.u8(u8::from(m.encapsulated) | (u8::from(m.safe) << 1));
                 w.u32(m.payload.len() as u32);
                 w.0.extend_from_slice(&m.payload);
             }
@@ -403,7 +405,12 @@ impl Message {
                 let ring = r.ring()?;
                 let seq = r.u32()?;
                 let sender = r.node()?;
-                let encapsulated = r.bool()?;
+                let flags = r.u8()?;
+                if flags & !0b11 != 0 {
+                    return Err(WireError::Inconsistent("unknown message flags"));
+                }
+                let encapsulated = flags & 1 != 0;
+                let safe = flags & 2 != 0;
                 let len = r.u32()? as usize;
                 if len > MCAST_PAYLOAD_BYTES_MAX {
                     return Err(WireError::TooLong);
@@ -414,6 +421,7 @@ impl Message {
                     seq,
                     sender,
                     encapsulated,
+                    safe,
                     payload,
                 })
             }
@@ -520,6 +528,7 @@ mod tests {
                 seq: r.next() as u32,
                 sender: r.node(),
                 encapsulated: r.next().is_multiple_of(2),
+                safe: r.next().is_multiple_of(3),
                 payload: (0..r.next() % 300).map(|_| r.next() as u8).collect(),
             }),
             2 => {
