@@ -578,3 +578,31 @@ fn the_runner_feeds_stdin_and_closes_it_as_fence_agents_need() {
     let e = rt().block_on(hactl::process::run(missing)).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/fence_x"), "{e}");
 }
+
+#[test]
+fn stdin_is_in_the_pipe_before_the_program_starts_so_an_early_exit_costs_nothing() {
+    // The program exits without reading: the input was written before it
+    // started, so there is no writer left to block or to get SIGPIPE.
+    let input = vec![b'x'; hactl::process::STDIN_BYTES_MAX];
+    let mut spec = hactl::process::Spec::new("/bin/sh", Duration::from_secs(10))
+        .arg("-c")
+        .arg("exit 0");
+    spec.stdin = Some(input);
+    let f = rt().block_on(hactl::process::run(spec)).unwrap();
+    assert_eq!(f.ending, hactl::process::Ending::Exited(0));
+    // And all of it arrives when the program does read.
+    let mut spec = hactl::process::Spec::new("/bin/sh", Duration::from_secs(10))
+        .arg("-c")
+        .arg("wc -c");
+    spec.stdin = Some(vec![b'y'; hactl::process::STDIN_BYTES_MAX]);
+    let f = rt().block_on(hactl::process::run(spec)).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&f.stdout).trim(),
+        hactl::process::STDIN_BYTES_MAX.to_string()
+    );
+    // More than the bound is refused before anything runs, saying why.
+    let mut spec = hactl::process::Spec::new("/bin/cat", Duration::from_secs(10));
+    spec.stdin = Some(vec![b'z'; hactl::process::STDIN_BYTES_MAX + 1]);
+    let e = rt().block_on(hactl::process::run(spec)).unwrap_err();
+    assert!(e.to_string().contains("at most"), "{e}");
+}
