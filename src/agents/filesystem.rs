@@ -245,8 +245,10 @@ pub fn info() -> AgentInfo {
         name: "filesystem".into(),
         shortdesc: "A mounted filesystem".into(),
         longdesc: "Mounts a block device, a labelled filesystem, an NFS export, a bind \
-                   mount or a virtual filesystem on a directory, refuses double mounts, \
-                   and can kill the users of the mount point on stop."
+                   mount or a virtual filesystem on a directory on start (refusing a \
+                   double mount), unmounts it on stop (killing the users of the mount \
+                   point first when force_unmount is set), and checks on monitor that it \
+                   is mounted (/proc/self/mountinfo)."
             .into(),
         params: vec![
             p(
