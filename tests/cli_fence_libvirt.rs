@@ -5,13 +5,14 @@
 //! in docs/fencing.md (0 done/on, 1 the device failed, 3 power off) and the
 //! domain itself (virsh, the qemu process).
 
+mod common;
 #[path = "libvirt_peer/mod.rs"]
 mod libvirt_peer;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use libvirt_peer::{Peer, alive};
+use common::{alive, hactl_fence_device as hactl};
+use libvirt_peer::Peer;
 
 /// Two nodes; "vm-beta" fences beta's domain over the peer's unix socket,
 /// "vm-tcp" names `tcp_domain` over the peer's TCP port.
@@ -54,27 +55,6 @@ timeout = "20s"
     let p = dir.join("cluster.toml");
     std::fs::write(&p, text).unwrap();
     p
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn hactl(config: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_hactl"))
-        .arg("--config")
-        .arg(config)
-        .arg("fence-device")
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().expect("hactl exited by itself"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //!
 //! Nothing is skipped: a test that cannot get its peer fails, saying why.
 
+mod common;
 #[path = "libvirt_peer/mod.rs"]
 mod libvirt_peer;
 
@@ -17,7 +18,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use libvirt_peer::{Peer, SCRIPT, alive, free_tcp_port};
+use common::alive;
+use libvirt_peer::{Peer, SCRIPT, free_tcp_port};
 
 use hactl::config::{self, FenceKind};
 use hactl::fencing::libvirt::LibvirtDevice;

@@ -49,8 +49,8 @@ use nix::libc;
 use tokio::task::AbortHandle;
 
 use super::{
-    AgentAction, AgentFuture, AgentInfo, Notice, NoticeSender, OcfCode, OpOutcome, OpRequest,
-    ParamInfo, ResourceAgent, WatchFuture,
+    AgentAction, AgentFuture, AgentInfo, NoticeSender, OcfCode, OpOutcome, OpRequest, ParamInfo,
+    ResourceAgent, WatchFuture,
 };
 
 /// Announcements sent after adding the address when `arp_count` is unset
@@ -186,18 +186,8 @@ impl ResourceAgent for IpAddrAgent {
                         continue;
                     };
                     let verdict = check(&mut nl, &p);
-                    if verdict.code == OcfCode::Success {
-                        reported = None;
-                    } else if reported != Some(verdict.code) {
-                        reported = Some(verdict.code);
-                        let notice = Notice {
-                            resource: resource.clone(),
-                            code: verdict.code,
-                            exit_reason: verdict.exit_reason,
-                        };
-                        if notices.send(notice).is_err() {
-                            return;
-                        }
+                    if !super::notice_on_change(&mut reported, &resource, verdict, &notices) {
+                        return;
                     }
                 }
             });

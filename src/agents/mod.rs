@@ -244,6 +244,33 @@ pub type WatchFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, String>> + S
 /// Where an agent sends its [`Notice`]s.
 pub type NoticeSender = tokio::sync::mpsc::UnboundedSender<Notice>;
 
+/// For a watcher: sends a [`Notice`] when `verdict` is a failure other than
+/// the one last reported (`reported`, cleared by a success), so a resource
+/// that stays broken is reported once. `false`: nobody listens any more and
+/// the watcher should end.
+pub(crate) fn notice_on_change(
+    reported: &mut Option<OcfCode>,
+    resource: &str,
+    verdict: OpOutcome,
+    notices: &NoticeSender,
+) -> bool {
+    if verdict.code == OcfCode::Success {
+        *reported = None;
+        return true;
+    }
+    if *reported == Some(verdict.code) {
+        return true;
+    }
+    *reported = Some(verdict.code);
+    notices
+        .send(Notice {
+            resource: resource.to_string(),
+            code: verdict.code,
+            exit_reason: verdict.exit_reason,
+        })
+        .is_ok()
+}
+
 /// A resource agent. One instance serves one resource.
 pub trait ResourceAgent: Send + Sync {
     /// The agent as configured: `systemd:nginx`, `ipaddr`,

@@ -3,7 +3,7 @@
 //! in its own mount and PID namespaces, so tests run in parallel), reachable
 //! over its unix socket and over TCP on a free loopback port; virsh and the
 //! qemu process are the cross-checks. A test that cannot get its peer
-//! fails, saying why.
+//! fails, saying why. Needs `mod common;` in the test file that includes it.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -24,22 +24,11 @@ const PEER_START_ATTEMPTS: u32 = 3;
 
 fn install_peer_once() {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = INSTALLED.get_or_init(|| {
-        let out = Command::new(SCRIPT)
-            .arg("install")
-            .output()
-            .map_err(|e| format!("{SCRIPT}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
-    if let Err(e) = r {
-        panic!(
-            "the libvirt test peer (libvirtd, virsh, qemu) is not available and could not be installed: {e}"
-        );
-    }
+    crate::common::install_once(
+        &INSTALLED,
+        SCRIPT,
+        "libvirt test peer (libvirtd, virsh, qemu)",
+    );
 }
 
 pub fn free_tcp_port() -> u16 {
@@ -150,14 +139,4 @@ impl Drop for Peer {
             .arg(self.dir.path())
             .output();
     }
-}
-
-pub fn alive(pid: u32) -> bool {
-    // A zombie has exited: its stat says Z.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
