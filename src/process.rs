@@ -1,12 +1,20 @@
-//! Running a helper program (an agent script, later a fence agent) without
-//! letting it hurt the daemon: the program runs in a process group of its
-//! own, gets its environment and optional stdin, and is bounded in time and
-//! in how much of its output is kept.
+//! Running a helper program (an OCF or LSB resource agent, an external fence
+//! agent) without letting it hurt the daemon: the program runs in a process
+//! group of its own, gets its environment and optional stdin, and is bounded
+//! in time and in how much of its output is kept. This is the one runner of
+//! child processes in hactl ([`crate::agents::ocf`] and
+//! [`crate::fencing::agent`] both use it).
 //!
 //! - Time: when `timeout` passes, the whole process group gets SIGTERM, then
-//!   SIGKILL after [`KILL_GRACE_MS`]; grandchildren that the program left
-//!   in its group die with it. Dropping the future of [`run`] before it
-//!   ends (a caller's own timeout) SIGKILLs the group too.
+//!   SIGKILL after `kill_grace` ([`KILL_GRACE_MS`] by default); grandchildren
+//!   that the program left in its group die with it. Dropping the future of
+//!   [`run`] before it ends (a caller's own timeout) SIGKILLs the group too.
+//!   A caller that must end within a deadline (fencing) passes
+//!   `timeout = deadline - grace`.
+//! - Stdin: the bytes of `stdin` (at most [`STDIN_BYTES_MAX`]) are written
+//!   into a pipe and its write end closed *before* the program starts: a
+//!   program that never reads, or exits at once, can neither block the
+//!   caller nor make it die of SIGPIPE, and no task outlives the run.
 //! - Output: stdout and stderr are read concurrently to the end, but only
 //!   `stdout_bytes_max` of stdout (its head: meta-data is at the start) and
 //!   `stderr_bytes_max` of stderr (its tail: exit reasons are printed last)
@@ -15,18 +23,22 @@
 //! - A program that exits but leaves a daemon holding its stdout or stderr
 //!   open (a start action that forgets to redirect) does not hold the caller:
 //!   the pipes are read for at most [`PIPE_DRAIN_MS`] after the exit.
-//!   Processes left behind after a normal exit are NOT killed: starting a
-//!   daemon is what a start action is for.
+//!   Processes left behind after a normal exit are NOT killed by default:
+//!   starting a daemon is what a start action is for. With
+//!   `kill_leftovers` (fence agents: nothing they start should outlive
+//!   them) the group is SIGKILLed as soon as the program exits.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::io::Write as _;
+use std::os::fd::AsFd as _;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Between SIGTERM and SIGKILL of a timed-out process group.
 pub const KILL_GRACE_MS: u64 = 1_000;
@@ -36,6 +48,14 @@ pub const PIPE_DRAIN_MS: u64 = 200;
 pub const STDOUT_BYTES_MAX: usize = 1 << 20;
 /// Default bound of kept stderr.
 pub const STDERR_BYTES_MAX: usize = 64 << 10;
+/// The most stdin [`run`] passes. It is written whole into the pipe before
+/// the program starts, so it must fit into a pipe's buffer: 64 KiB on Linux,
+/// but only a page or two once a user exceeds `pipe-user-pages-soft`; a
+/// write that does not fit fails instead of blocking.
+pub const STDIN_BYTES_MAX: usize = 16 << 10;
+/// How long the group leader may take to be reaped after SIGKILL (a
+/// process in uninterruptible sleep cannot die at once).
+pub const AFTER_KILL_REAP_MS: u64 = 1_000;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -48,10 +68,15 @@ pub struct Spec {
     /// first (for agents: stale `OCF_` variables of the daemon's own
     /// environment must not leak into an agent).
     pub env_remove_prefixes: Vec<String>,
-    /// Written to the program's stdin, which is then closed; `None`: stdin
-    /// is /dev/null.
+    /// Written to the program's stdin before it starts, which is then
+    /// closed (at most [`STDIN_BYTES_MAX`]); `None`: stdin is /dev/null.
     pub stdin: Option<Vec<u8>>,
+    /// When the group gets SIGTERM.
     pub timeout: Duration,
+    /// From SIGTERM to SIGKILL.
+    pub kill_grace: Duration,
+    /// SIGKILL what is left in the group once the program exits.
+    pub kill_leftovers: bool,
     pub stdout_bytes_max: usize,
     pub stderr_bytes_max: usize,
 }
@@ -65,6 +90,8 @@ impl Spec {
             env_remove_prefixes: Vec::new(),
             stdin: None,
             timeout,
+            kill_grace: Duration::from_millis(KILL_GRACE_MS),
+            kill_leftovers: false,
             stdout_bytes_max: STDOUT_BYTES_MAX,
             stderr_bytes_max: STDERR_BYTES_MAX,
         }
@@ -185,10 +212,39 @@ async fn pump<R: AsyncRead + Unpin>(mut r: R, mut sink: impl FnMut(&[u8])) {
     }
 }
 
+/// A pipe holding `data` with its write end closed: the read end, to be
+/// the program's stdin.
+fn filled_pipe(data: &[u8]) -> std::io::Result<std::io::PipeReader> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    if data.len() > STDIN_BYTES_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "its input is {} bytes; at most {STDIN_BYTES_MAX} are passed on stdin",
+                data.len()
+            ),
+        ));
+    }
+    let (reader, mut writer) = std::io::pipe()?;
+    // Non-blocking: a pipe shrunk by the user's pipe limits makes the write
+    // fail (WouldBlock) rather than hang the caller's thread.
+    fcntl(writer.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
+    writer.write_all(data)?;
+    Ok(reader)
+}
+
 /// Runs `spec` to its end or its timeout. `Err` only when the program
-/// could not be started at all (not found, not executable).
+/// could not be started at all (not found, not executable, stdin too long).
 pub async fn run(spec: Spec) -> Result<Finished, SpawnError> {
     let started = Instant::now();
+    let spawn_error = |error| SpawnError {
+        program: spec.program.clone(),
+        error,
+    };
+    let stdin = match &spec.stdin {
+        Some(data) => Stdio::from(filled_pipe(data).map_err(spawn_error)?),
+        None => Stdio::null(),
+    };
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args);
     if !spec.env_remove_prefixes.is_empty() {
@@ -206,11 +262,7 @@ pub async fn run(spec: Spec) -> Result<Finished, SpawnError> {
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
-    cmd.stdin(if spec.stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    cmd.stdin(stdin);
     cmd.stdout(Stdio::piped());
     cmd.stderr(Stdio::piped());
     // Its own process group, so that a timeout can kill everything it
@@ -218,22 +270,12 @@ pub async fn run(spec: Spec) -> Result<Finished, SpawnError> {
     // reach it.
     cmd.process_group(0);
 
-    let mut child = cmd.spawn().map_err(|error| SpawnError {
-        program: spec.program.clone(),
-        error,
-    })?;
+    let mut child = cmd.spawn().map_err(spawn_error)?;
+    // The parent's copy of the stdin pipe's read end is closed now (the
+    // Command owned it), so the program sees end-of-file after the data.
+    drop(cmd);
     let guard = GroupGuard {
         pgid: child.id().map(|id| Pid::from_raw(id as i32)),
-    };
-
-    let stdin_task = match (child.stdin.take(), spec.stdin) {
-        (Some(mut w), Some(data)) => Some(tokio::spawn(async move {
-            // A program that does not read its stdin closes the pipe: the
-            // error is not ours to report.
-            let _ = w.write_all(&data).await;
-            let _ = w.shutdown().await;
-        })),
-        _ => None,
     };
 
     let mut out = Head {
@@ -269,6 +311,9 @@ pub async fn run(spec: Spec) -> Result<Finished, SpawnError> {
         match status {
             Some(s) => {
                 ending = ending_of(s);
+                if spec.kill_leftovers {
+                    guard.kill(Signal::SIGKILL);
+                }
                 // Phase 2: read what is left, briefly (a daemon it started
                 // may hold the pipes open forever).
                 if !reading_done {
@@ -279,22 +324,26 @@ pub async fn run(spec: Spec) -> Result<Finished, SpawnError> {
             }
             None => {
                 guard.kill(Signal::SIGTERM);
-                let grace = Duration::from_millis(KILL_GRACE_MS);
-                let leader_gone = tokio::time::timeout(grace, child.wait()).await.is_ok();
+                let leader_gone = tokio::time::timeout(spec.kill_grace, child.wait())
+                    .await
+                    .is_ok();
                 // SIGKILL the group in any case: the leader may have died of
                 // SIGTERM while a grandchild ignores it.
                 guard.kill(Signal::SIGKILL);
                 if !leader_gone {
-                    let _ = child.wait().await;
+                    // Bounded: a leader stuck in uninterruptible sleep must
+                    // not hold the caller (tokio reaps it later).
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(AFTER_KILL_REAP_MS),
+                        child.wait(),
+                    )
+                    .await;
                 }
                 let _ =
                     tokio::time::timeout(Duration::from_millis(PIPE_DRAIN_MS), &mut reading).await;
                 ending = Ending::TimedOut;
             }
         }
-    }
-    if let Some(t) = stdin_task {
-        t.abort();
     }
     // Finished normally: do not kill what the program left running.
     let mut guard = guard;

@@ -7,6 +7,8 @@
 //!
 //! Needs root and the package resource-agents (scripts/setup.sh installs it).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use hactl::agents::ocf::{self, LsbAgent, OcfAgent};
 use hactl::agents::{AgentAction, OcfCode, OpOutcome, OpRequest, ResourceAgent};
+
+use common::{alive, gone_within};
 
 const SYSTEM_OCF_ROOT: &str = "/usr/lib/ocf";
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -77,18 +81,7 @@ impl TestRoot {
     }
 }
 
-fn pid_alive(pid: i32) -> bool {
-    // A zombie is dead for our purpose: it runs nothing.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
-fn read_pid(path: &Path) -> i32 {
+fn read_pid(path: &Path) -> u32 {
     for _ in 0..100 {
         if let Ok(s) = std::fs::read_to_string(path)
             && let Ok(p) = s.trim().parse()
@@ -408,18 +401,12 @@ fn a_hang_past_the_timeout_kills_the_whole_process_group() {
     // 500 ms, then SIGTERM and at most the grace period before SIGKILL.
     assert!(took < Duration::from_secs(5), "took {took:?}");
     let (gc_pid, stubborn_pid) = (read_pid(&gc), read_pid(&stubborn));
-    for _ in 0..50 {
-        if !pid_alive(gc_pid) && !pid_alive(stubborn_pid) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
     assert!(
-        !pid_alive(gc_pid),
+        gone_within(gc_pid, Duration::from_secs(1)),
         "grandchild {gc_pid} survived the timeout"
     );
     assert!(
-        !pid_alive(stubborn_pid),
+        gone_within(stubborn_pid, Duration::from_secs(1)),
         "grandchild {stubborn_pid} (ignoring SIGTERM) survived the timeout"
     );
 }
@@ -496,9 +483,9 @@ fn a_daemon_holding_the_output_open_does_not_hold_the_operation() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     // What a start leaves running is not killed.
     let pid = read_pid(&pidfile);
-    assert!(pid_alive(pid));
+    assert!(alive(pid));
     let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
+        nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     );
 }
@@ -577,4 +564,32 @@ fn the_runner_feeds_stdin_and_closes_it_as_fence_agents_need() {
     let missing = hactl::process::Spec::new("/nonexistent/fence_x", Duration::from_secs(1));
     let e = rt().block_on(hactl::process::run(missing)).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/fence_x"), "{e}");
+}
+
+#[test]
+fn stdin_is_in_the_pipe_before_the_program_starts_so_an_early_exit_costs_nothing() {
+    // The program exits without reading: the input was written before it
+    // started, so there is no writer left to block or to get SIGPIPE.
+    let input = vec![b'x'; hactl::process::STDIN_BYTES_MAX];
+    let mut spec = hactl::process::Spec::new("/bin/sh", Duration::from_secs(10))
+        .arg("-c")
+        .arg("exit 0");
+    spec.stdin = Some(input);
+    let f = rt().block_on(hactl::process::run(spec)).unwrap();
+    assert_eq!(f.ending, hactl::process::Ending::Exited(0));
+    // And all of it arrives when the program does read.
+    let mut spec = hactl::process::Spec::new("/bin/sh", Duration::from_secs(10))
+        .arg("-c")
+        .arg("wc -c");
+    spec.stdin = Some(vec![b'y'; hactl::process::STDIN_BYTES_MAX]);
+    let f = rt().block_on(hactl::process::run(spec)).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&f.stdout).trim(),
+        hactl::process::STDIN_BYTES_MAX.to_string()
+    );
+    // More than the bound is refused before anything runs, saying why.
+    let mut spec = hactl::process::Spec::new("/bin/cat", Duration::from_secs(10));
+    spec.stdin = Some(vec![b'z'; hactl::process::STDIN_BYTES_MAX + 1]);
+    let e = rt().block_on(hactl::process::run(spec)).unwrap_err();
+    assert!(e.to_string().contains("at most"), "{e}");
 }

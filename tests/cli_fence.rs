@@ -5,12 +5,14 @@
 //! the exit codes documented in docs/fencing.md (0 done/on, 1 the device
 //! failed, 2 usage or unknown device, 3 power off) and the chassis itself.
 
+mod common;
 #[path = "fence_peer/mod.rs"]
 mod fence_peer;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::hactl_fence_device as hactl;
 use fence_peer::{Peer, fence_ipmilan, script};
 
 /// The configuration: two nodes, the peer's BMC as "bmc-beta" (native
@@ -61,27 +63,6 @@ kind = "watchdog"
     let p = dir.join("cluster.toml");
     std::fs::write(&p, text).unwrap();
     p
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn hactl(config: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_hactl"))
-        .arg("--config")
-        .arg(config)
-        .arg("fence-device")
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().expect("hactl exited by itself"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 #[test]
@@ -367,7 +348,7 @@ fn ctrl_c_ends_the_command_and_kills_the_agent_it_ran() {
     for pid in std::fs::read_to_string(&pids).unwrap().lines() {
         let pid: u32 = pid.parse().unwrap();
         assert!(
-            fence_peer::gone_within(pid, std::time::Duration::from_millis(500)),
+            common::gone_within(pid, std::time::Duration::from_millis(500)),
             "agent process {pid} survived the Ctrl-C"
         );
     }

@@ -4055,3 +4055,407 @@ fn last_man_standing_needs_wait_for_all() {
         "wait_for_all = true",
     );
 }
+
+// ---------------------------------------------------------------- libvirt URIs
+// The configuration refuses exactly what the libvirt fence device refuses:
+// both use hactl::config::libvirt_uri::parse. One case per refused form;
+// the URI stands at line 10, column 7 (after `uri = `).
+
+/// The libvirt fence device refuses `uri` with the same message.
+fn device_refuses_too(uri: &str, message_part: &str) {
+    let e = hactl::fencing::libvirt::LibvirtDevice::new(
+        "virt",
+        uri,
+        "n1",
+        std::time::Duration::from_secs(1),
+    )
+    .expect_err(uri);
+    assert_eq!(e.kind, hactl::fencing::ErrorKind::Configuration, "{e}");
+    assert!(e.detail.contains(message_part), "{uri}: {e}");
+}
+
+/// A configuration whose only libvirt device has `uri`.
+fn libvirt_case(uri: &str) -> String {
+    format!(
+        r#"
+[cluster]
+name = "c"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[fence_device]]
+id = "virt"
+kind = "libvirt"
+uri = "{uri}"
+domain = "n1"
+"#
+    )
+}
+
+#[test]
+fn libvirt_session_uri_is_refused_for_the_system_instance() {
+    let text = libvirt_case("qemu:///session");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "unsupported libvirt URI \"qemu:///session\": the path \"/session\": hactl fences through the system instance",
+    );
+    device_refuses_too(
+        "qemu:///session",
+        "unsupported libvirt URI \"qemu:///session\": the path \"/session\": hactl fences through the system instance",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "unsupported libvirt URI \"qemu:///session\": the path \"/session\": hactl fences through the system instance",
+        "qemu:///system",
+    );
+}
+
+#[test]
+fn libvirt_tcp_port_zero_is_refused() {
+    let text = libvirt_case("qemu+tcp://hv1:0/system");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "unsupported libvirt URI \"qemu+tcp://hv1:0/system\": the port \"0\" is not 1..65535",
+    );
+    device_refuses_too(
+        "qemu+tcp://hv1:0/system",
+        "unsupported libvirt URI \"qemu+tcp://hv1:0/system\": the port \"0\" is not 1..65535",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "unsupported libvirt URI \"qemu+tcp://hv1:0/system\": the port \"0\" is not 1..65535",
+        "tcp_port",
+    );
+}
+
+#[test]
+fn libvirt_tcp_port_past_65535_is_refused() {
+    let text = libvirt_case("qemu+tcp://hv1:99999/system");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "the port \"99999\" is not 1..65535",
+    );
+    device_refuses_too(
+        "qemu+tcp://hv1:99999/system",
+        "the port \"99999\" is not 1..65535",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "the port \"99999\" is not 1..65535",
+        "16509",
+    );
+}
+
+#[test]
+fn libvirt_unsupported_uri_parameter_is_refused_by_name() {
+    let text = libvirt_case("qemu:///system?no_verify=1");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "the URI parameter \"no_verify\" is not supported (only socket= and mode=)",
+    );
+    device_refuses_too(
+        "qemu:///system?no_verify=1",
+        "the URI parameter \"no_verify\" is not supported (only socket= and mode=)",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "the URI parameter \"no_verify\" is not supported (only socket= and mode=)",
+        "remove no_verify=",
+    );
+}
+
+#[test]
+fn libvirt_unknown_socket_mode_is_refused() {
+    let text = libvirt_case("qemu:///system?mode=magic");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "mode=\"magic\": libvirt knows auto, legacy and direct",
+    );
+    device_refuses_too(
+        "qemu:///system?mode=magic",
+        "mode=\"magic\": libvirt knows auto, legacy and direct",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "mode=\"magic\": libvirt knows auto, legacy and direct",
+        "mode=legacy",
+    );
+}
+
+#[test]
+fn libvirt_bad_percent_escape_is_refused() {
+    let text = libvirt_case("qemu+unix:///system?socket=/run/a%zz");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "a bad %-escape at \"%zz\"",
+    );
+    device_refuses_too(
+        "qemu+unix:///system?socket=/run/a%zz",
+        "a bad %-escape at \"%zz\"",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "a bad %-escape at \"%zz\"",
+        "%20",
+    );
+}
+
+#[test]
+fn libvirt_host_without_transport_means_tls_and_is_refused() {
+    let text = libvirt_case("qemu://hv1/system");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "names a host without a transport, which libvirt reaches over TLS",
+    );
+    device_refuses_too(
+        "qemu://hv1/system",
+        "names a host without a transport, which libvirt reaches over TLS",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "names a host without a transport, which libvirt reaches over TLS",
+        "qemu+tcp://HOST[:PORT]/system",
+    );
+}
+
+#[test]
+fn libvirt_tls_transport_is_refused() {
+    let text = libvirt_case("qemu+tls://hv1/system");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "the transport \"tls\" is not supported",
+    );
+    device_refuses_too(
+        "qemu+tls://hv1/system",
+        "the transport \"tls\" is not supported",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "the transport \"tls\" is not supported",
+        "qemu+tcp://HOST[:PORT]/system",
+    );
+}
+
+#[test]
+fn libvirt_unknown_transport_is_refused() {
+    let text = libvirt_case("qemu+udp://hv1/system");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "unknown transport \"udp\"",
+    );
+    device_refuses_too("qemu+udp://hv1/system", "unknown transport \"udp\"");
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "unknown transport \"udp\"",
+        "qemu:///system",
+    );
+}
+
+#[test]
+fn libvirt_tcp_without_host_is_refused() {
+    let text = libvirt_case("qemu+tcp:///system");
+    expect_sole_error(&text, 10, 7, "fence_device[0].uri", "no host");
+    device_refuses_too("qemu+tcp:///system", "no host");
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "no host",
+        "qemu+tcp://HOST[:PORT]/system",
+    );
+}
+
+#[test]
+fn libvirt_tcp_with_a_user_name_is_refused() {
+    let text = libvirt_case("qemu+tcp://admin@hv1/system");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "a user name (\"admin@\"): hactl does not authenticate (SASL)",
+    );
+    device_refuses_too(
+        "qemu+tcp://admin@hv1/system",
+        "a user name (\"admin@\"): hactl does not authenticate (SASL)",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "a user name (\"admin@\"): hactl does not authenticate (SASL)",
+        "auth_tcp",
+    );
+}
+
+#[test]
+fn libvirt_socket_parameter_on_tcp_is_refused() {
+    let text = libvirt_case("qemu+tcp://hv1/system?socket=/run/x");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "socket= and mode= are for unix sockets",
+    );
+    device_refuses_too(
+        "qemu+tcp://hv1/system?socket=/run/x",
+        "socket= and mode= are for unix sockets",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "socket= and mode= are for unix sockets",
+        "qemu+unix:///system?socket=PATH",
+    );
+}
+
+#[test]
+fn libvirt_unclosed_ipv6_bracket_is_refused() {
+    let text = libvirt_case("qemu+tcp://[fd00::1/system");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "an unclosed \"[\" in the host",
+    );
+    device_refuses_too(
+        "qemu+tcp://[fd00::1/system",
+        "an unclosed \"[\" in the host",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "an unclosed \"[\" in the host",
+        "[fd00::1]",
+    );
+}
+
+#[test]
+fn libvirt_other_hypervisor_driver_is_refused() {
+    let text = libvirt_case("xen:///system");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "the hypervisor driver \"xen\" is not supported",
+    );
+    device_refuses_too(
+        "xen:///system",
+        "the hypervisor driver \"xen\" is not supported",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "the hypervisor driver \"xen\" is not supported",
+        "qemu:///system",
+    );
+}
+
+#[test]
+fn libvirt_uri_without_scheme_is_refused() {
+    let text = libvirt_case("/var/run/libvirt/libvirt-sock");
+    expect_sole_error(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "it is not a URI (no \"://\")",
+    );
+    device_refuses_too(
+        "/var/run/libvirt/libvirt-sock",
+        "it is not a URI (no \"://\")",
+    );
+    expect_error_hint(
+        &text,
+        10,
+        7,
+        "fence_device[0].uri",
+        "it is not a URI (no \"://\")",
+        "qemu+unix:///system?socket=PATH",
+    );
+}
+
+#[test]
+fn libvirt_uris_the_device_accepts_pass_the_check() {
+    for uri in [
+        "qemu:///system",
+        "qemu:///system?mode=direct",
+        "qemu+unix:///system?socket=/run/hactl%20test/libvirt-sock",
+        "qemu+tcp://10.0.0.250/system",
+        "qemu+tcp://[fd00::1]:16599/system",
+        "test:///default",
+        "test+tcp://127.0.0.1:16510/default",
+    ] {
+        let loaded = expect_ok(&libvirt_case(uri));
+        // And the device built from it takes it too.
+        let dev = &loaded.config.fence_devices[0];
+        hactl::fencing::libvirt::LibvirtDevice::from_config(dev)
+            .unwrap_or_else(|e| panic!("{uri}: {e}"));
+    }
+}

@@ -7,6 +7,7 @@
 //! Needs the Debian package fence-agents (scripts/setup.sh installs it);
 //! without it the fence_ipmilan tests fail, saying so. Nothing is skipped.
 
+mod common;
 #[path = "fence_peer/mod.rs"]
 mod fence_peer;
 
@@ -14,7 +15,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fence_peer::{Peer, fence_ipmilan, gone_within, script};
+use common::gone_within;
+use fence_peer::{Peer, fence_ipmilan, script};
 use hactl::config::{self, FenceKind, Secret};
 use hactl::fencing::agent::{AgentDevice, AgentExit, OUTPUT_BYTES_MAX};
 use hactl::fencing::{ErrorKind, FenceDevice, PowerState, device_from_config};

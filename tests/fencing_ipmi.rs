@@ -8,12 +8,16 @@
 //! Each test starts its own simulator (≈70 ms), so tests run in parallel.
 //! Nothing is skipped: a test that cannot get its peer fails, saying why.
 
+mod common;
+#[path = "fence_peer/mod.rs"]
+mod fence_peer;
+
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hactl::config::{self, FenceKind, IpmiPrivilege, Secret};
@@ -23,106 +27,41 @@ use hactl::fencing::ipmi::{IpmiDevice, IpmiSettings};
 use hactl::fencing::{ErrorKind, FenceDevice, FenceError, PowerState, device_from_config};
 use hactl::time::Instant;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ipmi-peer.sh");
+use fence_peer::{Peer, free_udp_port};
+
 /// Generous for loopback: an operation against ipmi_sim takes ~10–100 ms.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// How late after its deadline an operation may return: scheduling jitter
 /// on a loaded two-core CI machine, not protocol time.
 const DEADLINE_SLACK: Duration = Duration::from_millis(500);
-/// Attempts to start a simulator on a free port (another process may take
-/// the port between our probe and ipmi_sim's bind).
-const PEER_START_ATTEMPTS: u32 = 5;
 
 // ------------------------------------------------------------------ the peer
 
-fn install_peer_once() {
-    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = INSTALLED.get_or_init(|| {
-        let out = Command::new(SCRIPT)
-            .arg("install")
-            .output()
-            .map_err(|e| format!("{SCRIPT}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
-    if let Err(e) = r {
-        panic!(
-            "the IPMI test peer (ipmi_sim, ipmitool) is not available and could not be installed: {e}"
-        );
-    }
+/// What these tests ask of the shared simulator ([`fence_peer::Peer`]).
+trait IpmiPeer {
+    fn addr(&self) -> SocketAddr;
+    /// The chassis power as the simulator tracks it.
+    fn power_state(&self) -> PowerState;
+    fn settings(&self, user: &str, password: &str, suite: u8) -> IpmiSettings;
+    fn device(&self, user: &str, password: &str, suite: u8) -> IpmiDevice;
+    fn admin(&self) -> IpmiDevice;
+    /// Runs ipmitool (lanplus) against `port`.
+    fn ipmitool_at(&self, port: u16, args: &[&str]) -> (bool, String);
+    /// ipmitool's view of the power, as admin with suite 3.
+    fn ipmitool_power(&self) -> PowerState;
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One ipmi_sim with its chassis, stopped when dropped.
-struct Peer {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Peer {
-    fn start() -> Peer {
-        Peer::start_with(&[])
-    }
-
-    fn start_with(env: &[(&str, &str)]) -> Peer {
-        install_peer_once();
-        let dir = tempfile::tempdir().unwrap();
-        let mut last = String::new();
-        for _ in 0..PEER_START_ATTEMPTS {
-            let port = free_udp_port();
-            let out = Command::new(SCRIPT)
-                .arg("start")
-                .arg(dir.path())
-                .arg(port.to_string())
-                .envs(env.iter().copied())
-                .output()
-                .unwrap();
-            if out.status.success() {
-                return Peer { dir, port };
-            }
-            last = String::from_utf8_lossy(&out.stderr).into_owned();
-        }
-        panic!("cannot start ipmi_sim: {last}");
-    }
-
+impl IpmiPeer for Peer {
     fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// The chassis power as the simulator tracks it.
-    fn power(&self) -> PowerState {
-        let out = Command::new(SCRIPT)
-            .arg("power")
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        match String::from_utf8_lossy(&out.stdout).trim() {
+    fn power_state(&self) -> PowerState {
+        match self.power().as_str() {
             "on" => PowerState::On,
             "off" => PowerState::Off,
-            other => panic!(
-                "ipmi-peer.sh power: {other:?} {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
+            other => panic!("ipmi-peer.sh power: {other:?}"),
         }
-    }
-
-    /// Every call that reached the chassis ("get power", "set power 0", …).
-    fn chassis_log(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("chassis.log"))
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
     }
 
     fn settings(&self, user: &str, password: &str, suite: u8) -> IpmiSettings {
@@ -137,7 +76,6 @@ impl Peer {
         self.device("admin", "fxpass", 3)
     }
 
-    /// Runs ipmitool (lanplus) against this simulator, or against `port`.
     fn ipmitool_at(&self, port: u16, args: &[&str]) -> (bool, String) {
         let out = Command::new("ipmitool")
             .args([
@@ -165,7 +103,6 @@ impl Peer {
         )
     }
 
-    /// ipmitool's view of the power, as admin with suite 3.
     fn ipmitool_power(&self) -> PowerState {
         let (ok, out) = self.ipmitool_at(
             self.port,
@@ -181,15 +118,6 @@ impl Peer {
         } else {
             panic!("ipmitool said: {out}")
         }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new(SCRIPT)
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
     }
 }
 
@@ -334,7 +262,7 @@ fn payload_type(d: &[u8]) -> Option<u8> {
 
 #[tokio::test]
 async fn status_agrees_with_ipmitool_in_both_power_states() {
-    let peer = Peer::start();
+    let peer = Peer::start_with(&[]);
     let dev = peer.admin();
     assert_eq!(dev.status(TIMEOUT).await.unwrap(), PowerState::Off);
     assert_eq!(peer.ipmitool_power(), PowerState::Off);
@@ -389,7 +317,7 @@ async fn off_is_confirmed_only_once_the_chassis_reports_off() {
         log[down + 1..].iter().filter(|l| *l == "get power").count() >= 2,
         "{log:?}"
     );
-    assert_eq!(peer.power(), PowerState::Off);
+    assert_eq!(peer.power_state(), PowerState::Off);
     assert_eq!(peer.ipmitool_power(), PowerState::Off);
 }
 
@@ -450,21 +378,21 @@ async fn a_reboot_whose_power_on_fails_still_fences_and_says_so() {
         warning.contains("power-off confirmed, power-on failed"),
         "{warning}"
     );
-    assert_eq!(peer.power(), PowerState::Off);
+    assert_eq!(peer.power_state(), PowerState::Off);
 }
 
 #[tokio::test]
 async fn off_on_a_chassis_that_is_already_off_sends_no_power_command() {
-    let peer = Peer::start();
+    let peer = Peer::start_with(&[]);
     assert_eq!(peer.admin().off(TIMEOUT).await.unwrap(), PowerState::Off);
     assert_eq!(peer.chassis_log(), ["get power"]);
 }
 
 #[tokio::test]
 async fn on_powers_the_chassis_up_and_confirms_it() {
-    let peer = Peer::start();
+    let peer = Peer::start_with(&[]);
     assert_eq!(peer.admin().on(TIMEOUT).await.unwrap(), PowerState::On);
-    assert_eq!(peer.power(), PowerState::On);
+    assert_eq!(peer.power_state(), PowerState::On);
     assert_eq!(peer.ipmitool_power(), PowerState::On);
     assert!(peer.chassis_log().contains(&"set power 1".to_string()));
 }
@@ -568,7 +496,7 @@ async fn a_wrong_password_is_an_authentication_error_and_touches_nothing() {
         );
     }
     assert!(peer.chassis_log().is_empty(), "{:?}", peer.chassis_log());
-    assert_eq!(peer.power(), PowerState::On);
+    assert_eq!(peer.power_state(), PowerState::On);
     // ipmitool agrees the password is wrong.
     let (ok, _) = peer.ipmitool_at(
         peer.port,
@@ -589,7 +517,7 @@ async fn a_wrong_password_is_an_authentication_error_and_touches_nothing() {
 
 #[tokio::test]
 async fn an_unknown_user_is_an_authentication_error() {
-    let peer = Peer::start();
+    let peer = Peer::start_with(&[]);
     let (kind, msg) = kind_of(peer.device("nobody", "fxpass", 3).status(TIMEOUT).await);
     assert_eq!(kind, ErrorKind::AuthenticationFailed, "{msg}");
     assert!(
@@ -600,7 +528,7 @@ async fn an_unknown_user_is_an_authentication_error() {
 
 #[tokio::test]
 async fn a_privilege_the_bmc_does_not_grant_is_reported_as_such() {
-    let peer = Peer::start();
+    let peer = Peer::start_with(&[]);
     // Limit every cipher suite to USER privilege on the BMC's LAN channel.
     let (ok, out) = peer.ipmitool_at(
         peer.port,
@@ -747,7 +675,7 @@ async fn cipher_suite_0_is_refused_before_any_datagram_although_the_bmc_accepts_
 
 #[tokio::test]
 async fn suite_17_on_a_bmc_without_it_is_reported_as_unsupported() {
-    let peer = Peer::start();
+    let peer = Peer::start_with(&[]);
     let (kind, msg) = kind_of(peer.device("admin", "fxpass", 17).status(TIMEOUT).await);
     assert_eq!(kind, ErrorKind::Unsupported, "{msg}");
     assert!(
@@ -819,7 +747,7 @@ async fn lost_datagrams_are_retransmitted() {
 
 #[tokio::test]
 async fn a_tampered_answer_is_dropped_and_the_request_retried() {
-    let peer = Peer::start();
+    let peer = Peer::start_with(&[]);
     let mut session_answers = 0;
     let proxy = Proxy::start(
         peer.addr(),
@@ -882,7 +810,7 @@ async fn replayed_answers_are_dropped() {
 
 #[tokio::test]
 async fn every_operation_closes_its_session() {
-    let peer = Peer::start();
+    let peer = Peer::start_with(&[]);
     let dev = peer.admin();
     for _ in 0..3 {
         dev.status(TIMEOUT).await.unwrap();

@@ -10,168 +10,27 @@
 //!
 //! Nothing is skipped: a test that cannot get its peer fails, saying why.
 
+mod common;
+#[path = "libvirt_peer/mod.rs"]
+mod libvirt_peer;
+
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use common::alive;
+use libvirt_peer::{Peer, SCRIPT, free_tcp_port};
 
 use hactl::config::{self, FenceKind};
 use hactl::fencing::libvirt::LibvirtDevice;
 use hactl::fencing::{Action, ErrorKind, FenceDevice, FenceError, PowerState, device_from_config};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/libvirt-peer.sh");
 /// Generous: destroy takes ~0.2 s and start ~0.3–1 s under TCG at nice 19 on
 /// a busy two-core machine.
-const TIMEOUT: Duration = Duration::from_secs(20);
+const TIMEOUT: Duration = libvirt_peer::TIMEOUT;
 /// How late after its deadline an operation may return: scheduling jitter
 /// on a loaded two-core CI machine, not protocol time.
 const DEADLINE_SLACK: Duration = Duration::from_millis(500);
-/// Attempts to start a peer on a free port (another process may take the
-/// port between our probe and libvirtd's bind).
-const PEER_START_ATTEMPTS: u32 = 3;
-
-// ------------------------------------------------------------------ the peer
-
-fn install_peer_once() {
-    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = INSTALLED.get_or_init(|| {
-        let out = Command::new(SCRIPT)
-            .arg("install")
-            .output()
-            .map_err(|e| format!("{SCRIPT}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
-    if let Err(e) = r {
-        panic!(
-            "the libvirt test peer (libvirtd, virsh, qemu) is not available and could not be installed: {e}"
-        );
-    }
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One private libvirtd with one domain, stopped when dropped.
-struct Peer {
-    dir: tempfile::TempDir,
-    socket: PathBuf,
-    domain: String,
-    uuid: String,
-    port: u16,
-    /// A process in the peer's mount namespace (for nsenter -m).
-    unshare_pid: u32,
-}
-
-impl Peer {
-    fn start() -> Peer {
-        Peer::start_with(&[])
-    }
-
-    fn start_with(env: &[(&str, &str)]) -> Peer {
-        install_peer_once();
-        let dir = tempfile::Builder::new()
-            .prefix("hactl-lvpeer.")
-            .tempdir()
-            .unwrap();
-        let mut last = String::new();
-        for _ in 0..PEER_START_ATTEMPTS {
-            let port = free_tcp_port();
-            let out = Command::new(SCRIPT)
-                .arg("start")
-                .arg(dir.path())
-                .arg(port.to_string())
-                .envs(env.iter().copied())
-                .output()
-                .unwrap();
-            if out.status.success() {
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                let get = |k: &str| {
-                    text.lines()
-                        .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                        .unwrap_or_else(|| panic!("libvirt-peer.sh start printed no {k}=: {text}"))
-                        .to_string()
-                };
-                return Peer {
-                    socket: PathBuf::from(get("socket")),
-                    domain: get("domain"),
-                    uuid: get("uuid"),
-                    port,
-                    unshare_pid: get("unshare_pid").parse().unwrap(),
-                    dir,
-                };
-            }
-            last = String::from_utf8_lossy(&out.stderr).into_owned();
-        }
-        panic!("cannot start the libvirt peer: {last}");
-    }
-
-    fn unix_uri(&self) -> String {
-        format!("qemu+unix:///system?socket={}", self.socket.display())
-    }
-
-    fn tcp_uri(&self) -> String {
-        format!("qemu+tcp://127.0.0.1:{}/system", self.port)
-    }
-
-    fn device(&self, uri: &str, domain: &str) -> LibvirtDevice {
-        LibvirtDevice::new("vm-test", uri, domain, TIMEOUT).unwrap()
-    }
-
-    /// The PID of the domain's qemu while it lives.
-    fn qemu_pid(&self) -> Option<u32> {
-        let out = Command::new(SCRIPT)
-            .arg("qemu-pid")
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    }
-
-    /// virsh's view of the domain's state (`running`, `shut off`).
-    fn virsh_state(&self) -> String {
-        let out = Command::new(SCRIPT)
-            .arg("virsh")
-            .arg(self.dir.path())
-            .args(["domstate", &self.domain])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "virsh domstate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new(SCRIPT)
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie has exited: its stat says Z.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
 
 fn kind_of<T: std::fmt::Debug>(r: Result<T, FenceError>) -> (ErrorKind, String) {
     let e = r.expect_err("the operation should fail");

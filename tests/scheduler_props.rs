@@ -27,21 +27,18 @@ const NOW: Instant = Instant::from_millis(1_000_000);
 /// accident (where Pacemaker's clamping is not associative).
 const FINITE_SCORE_MAX: i64 = 200;
 
-/// xorshift64*: small, seedable, good enough for test generation.
-struct Rng(u64);
+/// The crate's seeded generator ([`hactl::sim::Rng`], xorshift64*; the
+/// same seeding and stream as the copy that stood here, so a seed names the
+/// same case as before) with the draws these tests make.
+struct Rng(hactl::sim::Rng);
 
 impl Rng {
     fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(hactl::sim::Rng::new(seed))
     }
 
     fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: usize) -> usize {

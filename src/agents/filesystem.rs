@@ -53,8 +53,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::task::AbortHandle;
 
 use super::{
-    AgentAction, AgentFuture, AgentInfo, Notice, NoticeSender, OcfCode, OpOutcome, OpRequest,
-    ParamInfo, ResourceAgent, WatchFuture,
+    AgentAction, AgentFuture, AgentInfo, NoticeSender, OcfCode, OpOutcome, OpRequest, ParamInfo,
+    ResourceAgent, WatchFuture,
 };
 
 /// How long processes get between SIGTERM and SIGKILL on a forced unmount
@@ -206,18 +206,8 @@ impl ResourceAgent for FilesystemAgent {
                         reported = None;
                         continue;
                     }
-                    if verdict.code == OcfCode::Success {
-                        reported = None;
-                    } else if reported != Some(verdict.code) {
-                        reported = Some(verdict.code);
-                        let notice = Notice {
-                            resource: resource.clone(),
-                            code: verdict.code,
-                            exit_reason: verdict.exit_reason,
-                        };
-                        if notices.send(notice).is_err() {
-                            return;
-                        }
+                    if !super::notice_on_change(&mut reported, &resource, verdict, &notices) {
+                        return;
                     }
                 }
             });
@@ -245,8 +235,10 @@ pub fn info() -> AgentInfo {
         name: "filesystem".into(),
         shortdesc: "A mounted filesystem".into(),
         longdesc: "Mounts a block device, a labelled filesystem, an NFS export, a bind \
-                   mount or a virtual filesystem on a directory, refuses double mounts, \
-                   and can kill the users of the mount point on stop."
+                   mount or a virtual filesystem on a directory on start (refusing a \
+                   double mount), unmounts it on stop (killing the users of the mount \
+                   point first when force_unmount is set), and checks on monitor that it \
+                   is mounted (/proc/self/mountinfo)."
             .into(),
         params: vec![
             p(

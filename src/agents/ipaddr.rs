@@ -49,8 +49,8 @@ use nix::libc;
 use tokio::task::AbortHandle;
 
 use super::{
-    AgentAction, AgentFuture, AgentInfo, Notice, NoticeSender, OcfCode, OpOutcome, OpRequest,
-    ParamInfo, ResourceAgent, WatchFuture,
+    AgentAction, AgentFuture, AgentInfo, NoticeSender, OcfCode, OpOutcome, OpRequest, ParamInfo,
+    ResourceAgent, WatchFuture,
 };
 
 /// Announcements sent after adding the address when `arp_count` is unset
@@ -186,18 +186,8 @@ impl ResourceAgent for IpAddrAgent {
                         continue;
                     };
                     let verdict = check(&mut nl, &p);
-                    if verdict.code == OcfCode::Success {
-                        reported = None;
-                    } else if reported != Some(verdict.code) {
-                        reported = Some(verdict.code);
-                        let notice = Notice {
-                            resource: resource.clone(),
-                            code: verdict.code,
-                            exit_reason: verdict.exit_reason,
-                        };
-                        if notices.send(notice).is_err() {
-                            return;
-                        }
+                    if !super::notice_on_change(&mut reported, &resource, verdict, &notices) {
+                        return;
                     }
                 }
             });
@@ -236,10 +226,11 @@ pub fn info() -> AgentInfo {
     };
     AgentInfo {
         name: "ipaddr".into(),
-        shortdesc: "A virtual IPv4 or IPv6 address".into(),
-        longdesc: "Adds the address to an interface through rtnetlink, announces it \
+        shortdesc: "A virtual IPv4 or IPv6 address, managed through rtnetlink".into(),
+        longdesc: "Adds the address to an interface on start and announces it \
                    (gratuitous ARP for IPv4, unsolicited neighbour advertisement for \
-                   IPv6), and checks that it is on the interface and the link is up."
+                   IPv6), removes it on stop, and checks on monitor that it is on the \
+                   interface and the link is up."
             .into(),
         params: vec![
             p(
@@ -247,8 +238,9 @@ pub fn info() -> AgentInfo {
                 true,
                 "string",
                 None,
-                "The address",
-                "The IPv4 or IPv6 address, without prefix length (10.0.0.100, fd00::100).",
+                "The address to manage",
+                "The IPv4 or IPv6 address, without prefix length (10.0.0.100, fd00::100); \
+                 not a loopback, multicast, wildcard or broadcast address.",
             ),
             p(
                 "cidr_netmask",
@@ -256,8 +248,8 @@ pub fn info() -> AgentInfo {
                 "integer",
                 None,
                 "Prefix length",
-                "1-32 for IPv4, 1-128 for IPv6. Default: the prefix of the connected route \
-                 that covers the address.",
+                "1 to 32 for IPv4, 1 to 128 for IPv6, e.g. 24. Default: the prefix of the \
+                 connected route that covers the address.",
             ),
             p(
                 "nic",
@@ -284,7 +276,7 @@ pub fn info() -> AgentInfo {
                 Some("5"),
                 "Announcements",
                 "Gratuitous ARPs (IPv4) or unsolicited neighbour advertisements (IPv6) \
-                 sent after adding the address; 0 sends none.",
+                 sent after adding the address: 0 to 100; 0 sends none.",
             ),
             p(
                 "arp_interval",
@@ -292,8 +284,8 @@ pub fn info() -> AgentInfo {
                 "integer",
                 Some("200"),
                 "Milliseconds between announcements",
-                "The first is sent at once; the others follow in the background and stop \
-                 when the resource is stopped.",
+                "1 to 10,000. The first announcement is sent at once; the others follow \
+                 in the background and stop when the resource is stopped.",
             ),
         ],
         actions: vec![

@@ -245,6 +245,33 @@ pub type WatchFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, String>> + S
 /// Where an agent sends its [`Notice`]s.
 pub type NoticeSender = tokio::sync::mpsc::UnboundedSender<Notice>;
 
+/// For a watcher: sends a [`Notice`] when `verdict` is a failure other than
+/// the one last reported (`reported`, cleared by a success), so a resource
+/// that stays broken is reported once. `false`: nobody listens any more and
+/// the watcher should end.
+pub(crate) fn notice_on_change(
+    reported: &mut Option<OcfCode>,
+    resource: &str,
+    verdict: OpOutcome,
+    notices: &NoticeSender,
+) -> bool {
+    if verdict.code == OcfCode::Success {
+        *reported = None;
+        return true;
+    }
+    if *reported == Some(verdict.code) {
+        return true;
+    }
+    *reported = Some(verdict.code);
+    notices
+        .send(Notice {
+            resource: resource.to_string(),
+            code: verdict.code,
+            exit_reason: verdict.exit_reason,
+        })
+        .is_ok()
+}
+
 /// A resource agent. One instance serves one resource.
 pub trait ResourceAgent: Send + Sync {
     /// The agent as configured: `systemd:nginx`, `ipaddr`,
@@ -307,125 +334,13 @@ pub fn agent_from_config(res: &config::Resource) -> Result<Box<dyn ResourceAgent
 /// [`config::IPADDR_PARAMS`], [`config::FILESYSTEM_PARAMS`]); `None` for
 /// any other name.
 pub fn builtin_info(name: &str) -> Option<AgentInfo> {
-    // (name, content type, default, description)
-    type Row = (
-        &'static str,
-        &'static str,
-        Option<&'static str>,
-        &'static str,
-    );
-    let (known, shortdesc, longdesc, rows): (&[(&str, bool)], &str, &str, &[Row]) = match name {
-        "ipaddr" => (
-            config::IPADDR_PARAMS,
-            "A virtual IP address (IPv4 or IPv6), managed through rtnetlink",
-            "Adds the address to an interface on start (then announces it with gratuitous ARP \
-             or an unsolicited neighbour advertisement), removes it on stop, and checks on \
-             monitor that the address is present and its link is up.",
-            &[
-                (
-                    "ip",
-                    "string",
-                    None,
-                    "The address to manage, e.g. 10.0.0.100 or fd00::100.",
-                ),
-                (
-                    "cidr_netmask",
-                    "integer",
-                    None,
-                    "Prefix length of the address: 1 to 32 (IPv4), 1 to 128 (IPv6), e.g. 24.",
-                ),
-                (
-                    "nic",
-                    "string",
-                    None,
-                    "Interface to add the address to; optional: by default the interface whose route covers the address, found from the routing table.",
-                ),
-                (
-                    "label",
-                    "string",
-                    None,
-                    "IPv4 address label (shown by `ip addr`), e.g. eth0:vip.",
-                ),
-                (
-                    "arp_count",
-                    "integer",
-                    None,
-                    "Gratuitous ARPs (IPv4) or unsolicited neighbour advertisements (IPv6) sent after adding the address, 0 to 100.",
-                ),
-                (
-                    "arp_interval",
-                    "integer",
-                    None,
-                    "Milliseconds between two of those announcements, 1 to 10,000.",
-                ),
-            ],
-        ),
-        "filesystem" => (
-            config::FILESYSTEM_PARAMS,
-            "A mounted filesystem",
-            "Mounts the device on the directory on start (refusing a double mount), unmounts \
-             it on stop (killing the processes that use it when force_unmount is set), and \
-             checks on monitor that it is mounted (/proc/self/mountinfo).",
-            &[
-                (
-                    "device",
-                    "string",
-                    None,
-                    "What to mount: a block device (/dev/sdb1), LABEL=..., UUID=..., or an NFS export host:/path.",
-                ),
-                ("directory", "string", None, "The mount point."),
-                (
-                    "fstype",
-                    "string",
-                    None,
-                    "Filesystem type: ext4, xfs, nfs, ...",
-                ),
-                (
-                    "options",
-                    "string",
-                    None,
-                    "Mount options, comma-separated, as in fstab (e.g. noatime,ro).",
-                ),
-                (
-                    "force_unmount",
-                    "boolean",
-                    None,
-                    "On stop, kill the processes that keep the mount point busy (TERM, then KILL) so the unmount succeeds.",
-                ),
-                (
-                    "create_directory",
-                    "boolean",
-                    None,
-                    "Create the mount point if it does not exist.",
-                ),
-            ],
-        ),
-        _ => return None,
-    };
-    let params = known
-        .iter()
-        .map(|(pname, required)| {
-            let row = rows.iter().find(|r| r.0 == *pname);
-            ParamInfo {
-                name: pname.to_string(),
-                required: *required,
-                content_type: row.map_or("string", |r| r.1).to_string(),
-                default: row.and_then(|r| r.2).map(str::to_string),
-                shortdesc: row.map_or("", |r| r.3).to_string(),
-                longdesc: String::new(),
-            }
-        })
-        .collect();
-    Some(AgentInfo {
-        name: name.to_string(),
-        shortdesc: shortdesc.to_string(),
-        longdesc: longdesc.to_string(),
-        params,
-        actions: ["start", "stop", "monitor"]
-            .iter()
-            .map(|a| (a.to_string(), None))
-            .collect(),
-    })
+    // The agents' own descriptions, which their meta-data action prints
+    // too: one source, so `hactl ra info` and meta-data cannot disagree.
+    match name {
+        "ipaddr" => Some(ipaddr::info()),
+        "filesystem" => Some(filesystem::info()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -299,13 +299,48 @@ fn ocf_info(agent: &OcfAgent) -> Result<AgentInfo, Fail> {
     ocf::parse_metadata(&agent.name(), &out.output).map_err(not_found)
 }
 
+/// Width of a wrapped parameter description (after its indentation).
+const DESC_COLUMNS: usize = 72;
+
+/// `text` with its white space folded into single spaces.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `text` (one line) cut into lines of at most `columns` characters at
+/// spaces (a longer word stands alone).
+fn wrap(text: &str, columns: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > columns {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 fn print_info(info: &AgentInfo) {
     println!("{} - {}", info.name, info.shortdesc.trim());
     let long = info.longdesc.trim();
     if !long.is_empty() && long != info.shortdesc.trim() {
         println!();
         for l in long.lines() {
-            println!("{}", l.trim_end());
+            // Keep the agent's line breaks, wrap what is longer.
+            let wrapped = wrap(&one_line(l), DESC_COLUMNS + 6);
+            if wrapped.is_empty() {
+                println!();
+            }
+            for w in wrapped {
+                println!("{w}");
+            }
         }
     }
     println!();
@@ -325,16 +360,15 @@ fn print_info(info: &AgentInfo) {
             }
             head.push(')');
             println!("{head}");
-            let desc = if p.shortdesc.trim().is_empty() {
-                p.longdesc.trim()
-            } else {
-                p.shortdesc.trim()
-            };
-            if !desc.is_empty() {
-                println!(
-                    "      {}",
-                    desc.split_whitespace().collect::<Vec<_>>().join(" ")
-                );
+            // The short description, then the long one when it says more
+            // (the built-in agents keep ranges and defaults there).
+            let short = one_line(&p.shortdesc);
+            let long = one_line(&p.longdesc);
+            let long = if long == short { String::new() } else { long };
+            for desc in [short, long] {
+                for l in wrap(&desc, DESC_COLUMNS) {
+                    println!("      {l}");
+                }
             }
         }
     }
@@ -359,5 +393,14 @@ mod tests {
         let unit = "[Unit]\nDescription=Web server\nAfter=network.target\n[Service]\nDescription=not this\n";
         assert_eq!(unit_description(unit).as_deref(), Some("Web server"));
         assert_eq!(unit_description("[Service]\nDescription=x\n"), None);
+    }
+
+    #[test]
+    fn descriptions_wrap_at_spaces_and_keep_every_word() {
+        let text = "one two three four five six seven";
+        let lines = wrap(text, 9);
+        assert_eq!(lines, ["one two", "three", "four five", "six seven"]);
+        assert_eq!(wrap("a-very-long-word x", 4), ["a-very-long-word", "x"]);
+        assert!(wrap("", 10).is_empty());
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod authkey;
 mod diag;
+pub mod libvirt_uri;
 mod model;
 mod parse;
 mod reader;

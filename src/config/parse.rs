@@ -1172,12 +1172,17 @@ fn parse_fence_device(mut t: Table, sink: &mut Sink, spans: &mut Spans) -> Optio
                 "domain",
                 "the VM's libvirt domain name or UUID: domain = \"node1\"",
             );
-            let uri = uri.and_then(|u| {
-                let scheme = u.get_ref().split("://").next().unwrap_or("");
-                if u.get_ref().contains("://") && matches!(scheme, "qemu" | "qemu+unix" | "qemu+tcp" | "test") {
-                    Some(u.into_inner())
-                } else {
-                    sink.error(&u.span(), &t.key_path("uri"), format!("unsupported libvirt URI \"{}\"", u.get_ref()), "use qemu:///system, qemu+unix:///system?socket=PATH or qemu+tcp://HOST[:PORT]/system (TLS and SSH transports are not supported)");
+            // The device's own parser: what it would refuse at its first
+            // use is refused here, at the key.
+            let uri = uri.and_then(|u| match super::libvirt_uri::parse(u.get_ref()) {
+                Ok(_) => Some(u.into_inner()),
+                Err(e) => {
+                    sink.error(
+                        &u.span(),
+                        &t.key_path("uri"),
+                        format!("unsupported libvirt URI \"{}\": {}", u.get_ref(), e.message),
+                        e.hint,
+                    );
                     None
                 }
             });

@@ -11,7 +11,8 @@
 //! never appears on a command line (no argument is passed at all), so `ps`
 //! cannot show it.
 //!
-//! How hactl runs an agent:
+//! How hactl runs an agent (through [`crate::process`], the runner OCF
+//! agents use too):
 //! - The program is looked up at every use (a name on `PATH`, then in
 //!   `/usr/sbin` and `/sbin`, where fence-agents installs; or an absolute
 //!   path), so installing the package later needs no restart. Missing: a
@@ -25,9 +26,10 @@
 //!   operation still ends within it): the ipmitool, ssh or curl an agent
 //!   started die with it. When the agent exits, whatever it left running in
 //!   its group is killed too.
-//! - Its output is captured up to [`OUTPUT_BYTES_MAX`] per stream (the rest
-//!   is read and dropped, so a chatty agent never blocks on a full pipe).
-//!   Errors quote its last non-empty stderr line.
+//! - Its output is captured up to [`OUTPUT_BYTES_MAX`] per stream, the head
+//!   of stdout and the tail of stderr (the rest is read and dropped, so a
+//!   chatty agent never blocks on a full pipe). Errors quote its last
+//!   non-empty stderr line.
 //!
 //! Semantics (those of [`crate::fencing`]):
 //! - `off`: the agent's off, then `status` again and again until the agent
@@ -42,21 +44,15 @@
 //!   death by a signal, is an error that says so.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::time::Instant;
 
 use crate::config::{self, FenceKind, Secret};
 use crate::fencing::{Action, ErrorKind, FenceDevice, FenceError, FenceFuture, PowerState};
+use crate::process::{self, Ending, Spec};
 
 /// At most this much of each output stream (stdout, stderr) is kept.
 pub const OUTPUT_BYTES_MAX: usize = 64 * 1024;
@@ -65,14 +61,9 @@ pub const OUTPUT_BYTES_MAX: usize = 64 * 1024;
 pub const TERM_GRACE_MS_MAX: u64 = 1_000;
 /// Pause between two status reads while confirming an off.
 pub const STATUS_POLL_INTERVAL_MS: u64 = 200;
-/// How long the output pipes may stay open after the agent's group is gone
-/// (a process that left the group with setsid can hold them).
-const AFTER_EXIT_DRAIN_MS: u64 = 200;
-/// How long to wait for the group leader to be reaped after SIGKILL.
-const AFTER_KILL_REAP_MS: u64 = 1_000;
-/// The agent's standard input is written whole before it starts: it must
-/// fit into a pipe's buffer (64 KiB on Linux; kept well below).
-pub const STDIN_BYTES_MAX: usize = 16 * 1024;
+/// The agent's standard input is written whole before it starts
+/// ([`crate::process`]): at most this much.
+pub const STDIN_BYTES_MAX: usize = process::STDIN_BYTES_MAX;
 /// Where fence-agents installs its programs, searched after `PATH` (a
 /// daemon's or a cron job's PATH often lacks the sbin directories).
 pub const AGENT_DIRS: &[&str] = &["/usr/sbin", "/sbin"];
@@ -350,117 +341,44 @@ impl AgentDevice {
     async fn call_until(&self, action: &str, deadline: Instant) -> Result<AgentRun, FenceError> {
         let started = Instant::now();
         let program = self.program_path()?;
-        let input = self.stdin_for(action)?;
-        let (reader, mut writer) = std::io::pipe().map_err(|e| {
-            self.error(
-                ErrorKind::Configuration,
-                format!("cannot create a pipe: {e}"),
-                "the system's limits on open files",
-            )
-        })?;
-        // Fits into the pipe's buffer (STDIN_BYTES_MAX), so this never blocks.
-        writer.write_all(&input).map_err(|e| {
-            self.error(
-                ErrorKind::Configuration,
-                format!("cannot write the agent's input: {e}"),
-                "the system's limits on open files",
-            )
-        })?;
-        drop(writer);
-        drop(input);
-
-        let mut cmd = tokio::process::Command::new(&program);
-        cmd.stdin(Stdio::from(reader))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(false);
+        let left = deadline.saturating_duration_since(started);
+        // The grace comes out of the time left, so the run ends by the
+        // deadline: SIGTERM at deadline - grace, SIGKILL at the deadline.
+        let grace = Duration::from_millis(TERM_GRACE_MS_MAX).min(left / 4);
+        let mut spec = Spec::new(&program, left - grace);
+        spec.stdin = Some(self.stdin_for(action)?);
+        spec.kill_grace = grace;
+        // Nothing an agent starts (ipmitool, ssh, curl) may outlive it.
+        spec.kill_leftovers = true;
+        spec.stdout_bytes_max = OUTPUT_BYTES_MAX;
+        spec.stderr_bytes_max = OUTPUT_BYTES_MAX;
         // Debian 12's fence agents import Python's deprecated `pipes`;
         // the warning would hide the agent's real last stderr line.
         if std::env::var_os("PYTHONWARNINGS").is_none() {
-            cmd.env("PYTHONWARNINGS", "ignore::DeprecationWarning");
+            spec = spec.env("PYTHONWARNINGS", "ignore::DeprecationWarning");
         }
-        let mut child = cmd.spawn().map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+        let finished = process::run(spec).await.map_err(|e| {
+            let hint = if e.error.kind() == std::io::ErrorKind::NotFound {
                 " (the file exists: its interpreter, e.g. python3, is probably missing)"
             } else {
                 ""
             };
             self.error(
                 ErrorKind::Configuration,
-                format!("cannot start {}: {e}{hint}", program.display()),
+                format!("cannot start {}: {}{hint}", program.display(), e.error),
                 "that the agent runs by hand: echo action=metadata | AGENT",
             )
         })?;
-        let pgid = Pid::from_raw(
-            child
-                .id()
-                .and_then(|p| i32::try_from(p).ok())
-                .expect("a child just spawned has a pid"),
-        );
-        // From here on, the group dies with this future, however it ends.
-        let mut group = GroupGuard { pgid, live: true };
-        let out = Arc::new(Mutex::new(Capture::default()));
-        let err = Arc::new(Mutex::new(Capture::default()));
-        let readers = [
-            tokio::spawn(drain(child.stdout.take().expect("piped"), out.clone())),
-            tokio::spawn(drain(child.stderr.take().expect("piped"), err.clone())),
-        ];
-
-        let left = deadline.saturating_duration_since(started);
-        let grace = Duration::from_millis(TERM_GRACE_MS_MAX).min(left / 4);
-        let term_at = deadline - grace;
-        let exit = tokio::select! {
-            s = child.wait() => Some(s),
-            _ = tokio::time::sleep_until(term_at) => None,
+        let exit = match finished.ending {
+            Ending::Exited(c) => AgentExit::Code(c),
+            Ending::Signaled(sig) => AgentExit::Signal(sig),
+            Ending::TimedOut => AgentExit::TimedOut,
         };
-        let exit = match exit {
-            Some(s) => Some(s),
-            None => {
-                group.signal(Signal::SIGTERM);
-                tokio::select! {
-                    s = child.wait() => { let _ = s; None }
-                    _ = tokio::time::sleep_until(deadline) => None,
-                }
-            }
-        };
-        // Whatever is left in the group: strays after an exit, everything
-        // after a timeout.
-        group.signal(Signal::SIGKILL);
-        let exit = match exit {
-            Some(Ok(s)) => match (s.code(), s.signal()) {
-                (Some(c), _) => AgentExit::Code(c),
-                (None, Some(sig)) => AgentExit::Signal(sig),
-                (None, None) => AgentExit::Signal(0),
-            },
-            Some(Err(e)) => {
-                tracing::warn!(device = %self.id, "waiting for {}: {e}", program.display());
-                AgentExit::Signal(0)
-            }
-            None => {
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(AFTER_KILL_REAP_MS), child.wait())
-                        .await;
-                AgentExit::TimedOut
-            }
-        };
-        group.live = false;
-        for r in readers {
-            let abort = r.abort_handle();
-            if tokio::time::timeout(Duration::from_millis(AFTER_EXIT_DRAIN_MS), r)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-        let (stdout, t1) = out.lock().expect("capture lock").take();
-        let (stderr, t2) = err.lock().expect("capture lock").take();
         Ok(AgentRun {
             exit,
-            stdout,
-            stderr,
-            truncated: t1 || t2,
+            stdout: String::from_utf8_lossy(&finished.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&finished.stderr).into_owned(),
+            truncated: finished.discarded_bytes > 0,
             elapsed: started.elapsed(),
             allowed: left,
         })
@@ -674,62 +592,6 @@ fn last_line(text: &str) -> Option<String> {
         out.push('…');
     }
     Some(out)
-}
-
-/// What was read from one output stream.
-#[derive(Default)]
-struct Capture {
-    bytes: Vec<u8>,
-    truncated: bool,
-}
-
-impl Capture {
-    fn take(&mut self) -> (String, bool) {
-        (
-            String::from_utf8_lossy(&std::mem::take(&mut self.bytes)).into_owned(),
-            self.truncated,
-        )
-    }
-}
-
-/// Reads `r` to its end, keeping at most [`OUTPUT_BYTES_MAX`] bytes.
-async fn drain(mut r: impl AsyncRead + Unpin, into: Arc<Mutex<Capture>>) {
-    let mut chunk = vec![0u8; 8 * 1024];
-    loop {
-        match r.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let mut c = into.lock().expect("capture lock");
-                let room = OUTPUT_BYTES_MAX - c.bytes.len();
-                if n > room {
-                    c.truncated = true;
-                }
-                c.bytes.extend_from_slice(&chunk[..n.min(room)]);
-            }
-        }
-    }
-}
-
-/// The agent's process group: killed when dropped while live (an operation
-/// cancelled by its caller must not leave the agent running).
-struct GroupGuard {
-    pgid: Pid,
-    live: bool,
-}
-
-impl GroupGuard {
-    fn signal(&self, sig: Signal) {
-        // ESRCH: nobody is left in the group, which is the point.
-        let _ = killpg(self.pgid, sig);
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if self.live {
-            self.signal(Signal::SIGKILL);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -83,12 +83,12 @@ impl LibvirtDevice {
         domain: &str,
         timeout: Duration,
     ) -> Result<LibvirtDevice, FenceError> {
-        let parsed = uri::parse(uri).map_err(|detail| FenceError {
+        let parsed = uri::parse(uri).map_err(|e| FenceError {
             device: id.to_string(),
             target: format!("libvirt {uri}, domain {domain}"),
             kind: ErrorKind::Configuration,
-            detail,
-            check: "the device's uri".to_string(),
+            detail: format!("unsupported libvirt URI \"{uri}\": {}", e.message),
+            check: format!("the device's uri: {}", e.hint),
         })?;
         Ok(LibvirtDevice {
             id: id.to_string(),

@@ -1,6 +1,7 @@
 //! Shared by the fence-agent and `hactl fence-device` tests: a real BMC
 //! (OpenIPMI's ipmi_sim through `scripts/ipmi-peer.sh`, one per test on its
 //! own loopback port) and fake fence agents written as shell scripts.
+//! Needs `mod common;` in the test file that includes it.
 #![allow(dead_code)]
 
 use std::net::UdpSocket;
@@ -15,22 +16,7 @@ const PEER_START_ATTEMPTS: u32 = 5;
 
 fn install_peer_once() {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = INSTALLED.get_or_init(|| {
-        let out = Command::new(SCRIPT)
-            .arg("install")
-            .output()
-            .map_err(|e| format!("{SCRIPT}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
-    if let Err(e) = r {
-        panic!(
-            "the IPMI test peer (ipmi_sim, ipmitool) is not available and could not be installed: {e}"
-        );
-    }
+    crate::common::install_once(&INSTALLED, SCRIPT, "IPMI test peer (ipmi_sim, ipmitool)");
 }
 
 /// The path of Debian's fence_ipmilan; panics (never skips) without it.
@@ -62,6 +48,12 @@ pub struct Peer {
 
 impl Peer {
     pub fn start(power_on: bool) -> Peer {
+        Peer::start_with(&[("HACTL_IPMI_POWER", if power_on { "on" } else { "off" })])
+    }
+
+    /// A simulator started with these environment variables for
+    /// scripts/ipmi-peer.sh (HACTL_IPMI_POWER, HACTL_IPMI_BMC_KEY, ...).
+    pub fn start_with(env: &[(&str, &str)]) -> Peer {
         install_peer_once();
         let dir = tempfile::tempdir().unwrap();
         let mut last = String::new();
@@ -71,7 +63,7 @@ impl Peer {
                 .arg("start")
                 .arg(dir.path())
                 .arg(port.to_string())
-                .env("HACTL_IPMI_POWER", if power_on { "on" } else { "off" })
+                .envs(env.iter().copied())
                 .output()
                 .unwrap();
             if out.status.success() {
@@ -125,29 +117,4 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
-}
-
-/// Whether `pid` is a live (not zombie) process.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(s) => {
-            // The state follows the command name in parentheses.
-            let state = s.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        }
-    }
-}
-
-/// Whether `pid` is gone within `limit` (a SIGKILLed process needs a
-/// moment to be scheduled and exit).
-pub fn gone_within(pid: u32, limit: std::time::Duration) -> bool {
-    let until = std::time::Instant::now() + limit;
-    while alive(pid) {
-        if std::time::Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    true
 }

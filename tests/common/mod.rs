@@ -1,0 +1,79 @@
+//! Helpers several test binaries share: process liveness, installing a test
+//! peer once per binary, and running `hactl fence-device` as a user does.
+//! Each test file that needs them declares `mod common;` (the peer modules
+//! tests/fence_peer and tests/libvirt_peer use them through `crate::common`).
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Whether `pid` is a live process: a zombie (or a dead one, X) has exited
+/// and runs nothing.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(s) => {
+            // The state follows the command name in parentheses.
+            let state = s.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+    }
+}
+
+/// Whether `pid` is gone within `limit` (a SIGKILLed process needs a
+/// moment to be scheduled and exit).
+pub fn gone_within(pid: u32, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while alive(pid) {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Runs `SCRIPT install` once per test binary (`cell` remembers the
+/// outcome); panics, never skips, when the peer cannot be had, naming
+/// `what` it is.
+pub fn install_once(cell: &'static OnceLock<Result<(), String>>, script: &str, what: &str) {
+    let r = cell.get_or_init(|| {
+        let out = Command::new(script)
+            .arg("install")
+            .output()
+            .map_err(|e| format!("{script}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    if let Err(e) = r {
+        panic!("the {what} is not available and could not be installed: {e}");
+    }
+}
+
+/// What a run of the hactl binary left: exit code and output.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `hactl --config CONFIG fence-device ARGS...`.
+pub fn hactl_fence_device(config: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_hactl"))
+        .arg("--config")
+        .arg(config)
+        .arg("fence-device")
+        .args(args)
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().expect("hactl exited by itself"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
