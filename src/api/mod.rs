@@ -212,14 +212,20 @@ async fn serve_forever(mut rx: watch::Receiver<Option<Arc<Snapshot>>>) {
             }
             failure => {
                 let why = match failure {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                    Ok(Err(zbus::Error::NameTaken)) => format!(
+                        "another process owns {BUS_NAME} (is another hactld running on this host? busctl status {BUS_NAME})"
+                    ),
+                    Ok(Err(e)) => format!("{}: {e}", system_bus_address()),
+                    _ => format!(
+                        "{}: no answer within {} s",
+                        system_bus_address(),
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
                 };
                 if warned {
                     debug!(error = %why, "D-Bus API: still no system bus");
                 } else {
                     warn!(
-                        error = %why,
                         "D-Bus API: cannot serve {BUS_NAME} on the system bus ({why}); hactld runs on without its API (hactl status and hactl quorum will not reach it) and tries again every {} s; check that dbus is running and that conf/dbus/org.hactl.Cluster1.conf is installed in /usr/share/dbus-1/system.d/",
                         RECONNECT_INTERVAL.as_secs()
                     );
@@ -233,6 +239,12 @@ async fn serve_forever(mut rx: watch::Receiver<Option<Arc<Snapshot>>>) {
             _ = sender_gone(&mut rx) => return,
         }
     }
+}
+
+/// The system bus's address, for messages (zbus finds it the same way).
+pub fn system_bus_address() -> String {
+    std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+        .unwrap_or_else(|_| "unix:path=/var/run/dbus/system_bus_socket".to_string())
 }
 
 async fn connect(rx: watch::Receiver<Option<Arc<Snapshot>>>) -> zbus::Result<zbus::Connection> {

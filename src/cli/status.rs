@@ -66,11 +66,6 @@ impl Failure {
 
 const NOT_RUNNING: &str = "hactld is not running on this node (no owner of org.hactl.Cluster1 on the system bus); start it with systemctl start hactld";
 
-fn bus_address() -> String {
-    std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
-        .unwrap_or_else(|_| "unix:path=/var/run/dbus/system_bus_socket".to_string())
-}
-
 async fn connect() -> Result<Cluster1ClientProxy<'static>, Failure> {
     let built = tokio::time::timeout(
         CALL_TIMEOUT,
@@ -84,13 +79,13 @@ async fn connect() -> Result<Cluster1ClientProxy<'static>, Failure> {
         Ok(Err(e)) => {
             return Err(Failure::NotRunning(format!(
                 "cannot connect to the system bus at {} ({e}): {NOT_RUNNING}, and check that dbus is running (systemctl status dbus)",
-                bus_address()
+                crate::api::system_bus_address()
             )));
         }
         Err(_) => {
             return Err(Failure::Failed(format!(
                 "the system bus at {} did not answer within {} s; check systemctl status dbus",
-                bus_address(),
+                crate::api::system_bus_address(),
                 CALL_TIMEOUT.as_secs()
             )));
         }
