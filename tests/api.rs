@@ -541,3 +541,54 @@ mod futures_lite_next {
         poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
     }
 }
+
+#[test]
+fn hactl_status_watch_redraws_when_a_node_leaves() {
+    if !is_root() {
+        eprintln!("skipped: the key must be root-owned; run as root");
+        return;
+    }
+    use std::io::BufRead;
+    let c = cluster(15428);
+    let (bus1, bus2) = (start_bus(true), start_bus(true));
+    let _one = hactld(&c, "node1", &bus1.address);
+    let two = hactld(&c, "node2", &bus2.address);
+    hactl_until(&bus1, &["status"], |o| o.contains("[ node1 node2 ]"));
+    let mut watch = Daemon(Some(
+        Command::new(env!("CARGO_BIN_EXE_hactl"))
+            .args(["status", "--watch"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus1.address)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let stdout = watch.0.as_mut().unwrap().stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                if line.contains(what) {
+                    return;
+                }
+                seen.push(line);
+            }
+        }
+        panic!(
+            "hactl status --watch never showed {what:?}; it showed:\n{}",
+            seen.join("\n")
+        );
+    };
+    wait_for("* Online:  [ node1 node2 ]");
+    kill(two.pid(), Signal::SIGKILL).unwrap();
+    wait_for("* Offline: [ node2 ]");
+}
