@@ -308,11 +308,17 @@ fn hactl_quorum_and_status_follow_a_two_node_ring_and_a_crash_signalled_over_the
         assert_eq!(proxy.api_version().await.unwrap(), 1);
         let mut quorum_changed = proxy.receive_quorum_changed().await.unwrap();
         let mut membership_changed = proxy.receive_membership_changed().await.unwrap();
+        let crash = Instant::now();
         kill(two.pid(), Signal::SIGKILL).unwrap();
         let q = tokio::time::timeout(WAIT, next(&mut quorum_changed))
             .await
             .expect("QuorumChanged within 30 s of the crash")
             .unwrap();
+        // A figure, not a goal: token + consensus timeouts plus the bus.
+        eprintln!(
+            "QuorumChanged arrived {:?} after the crash",
+            crash.elapsed()
+        );
         let m = tokio::time::timeout(WAIT, next(&mut membership_changed))
             .await
             .expect("MembershipChanged within 30 s of the crash")
@@ -591,4 +597,62 @@ fn hactl_status_watch_redraws_when_a_node_leaves() {
     wait_for("* Online:  [ node1 node2 ]");
     kill(two.pid(), Signal::SIGKILL).unwrap();
     wait_for("* Offline: [ node2 ]");
+}
+
+/// Benchmark (run explicitly): how long `Status()` and `Quorum()` take
+/// through a real dbus-daemon to a running hactld, and how long the `hactl
+/// quorum` process takes end to end. Prints figures; asserts nothing about
+/// time. `cargo test --release --test api -- --ignored --nocapture bench`
+#[test]
+#[ignore]
+fn bench_status_and_quorum_call_latency() {
+    if !is_root() {
+        eprintln!("skipped: run as root");
+        return;
+    }
+    const CALLS: usize = 2000;
+    let c = cluster(15429);
+    let bus = start_bus(true);
+    let _one = hactld(&c, "node1", &bus.address);
+    hactl_until(&bus, &["quorum"], |o| o.contains("Node ID:          1"));
+    let rt = rt();
+    rt.block_on(async {
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .unwrap();
+        let proxy = hactl::api::Cluster1ClientProxy::new(&conn).await.unwrap();
+        for method in ["Status", "Quorum"] {
+            let mut us = Vec::with_capacity(CALLS);
+            for _ in 0..CALLS {
+                let t = Instant::now();
+                let json = if method == "Status" {
+                    proxy.status().await.unwrap()
+                } else {
+                    proxy.quorum().await.unwrap()
+                };
+                us.push(t.elapsed().as_micros() as u64);
+                assert!(json.contains("node1"));
+            }
+            us.sort_unstable();
+            eprintln!(
+                "{method}(): {CALLS} calls, p50 {} us, p99 {} us, max {} us",
+                us[CALLS / 2],
+                us[CALLS * 99 / 100],
+                us[CALLS - 1]
+            );
+        }
+    });
+    let mut ms = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let o = hactl(&bus.address, false, &["quorum"]);
+        assert!(o.status.success());
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    eprintln!(
+        "hactl quorum (process, end to end): 50 runs, p50 {:.1} ms, max {:.1} ms",
+        ms[25], ms[49]
+    );
 }
