@@ -46,7 +46,7 @@ fn is_root() -> bool {
 struct Bus {
     child: Child,
     address: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Bus {
@@ -60,9 +60,17 @@ impl Drop for Bus {
 /// may call anything, to reach hactld's own caller check).
 fn start_bus(with_policy: bool) -> Bus {
     let dir = tempfile::tempdir().unwrap();
+    let mut bus = start_bus_in(dir.path(), with_policy);
+    bus._dir = Some(dir);
+    bus
+}
+
+/// A bus whose socket is DIR/bus (DIR outlives it).
+fn start_bus_in(dir: &Path, with_policy: bool) -> Bus {
     // Unprivileged clients must reach the socket.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let socket = dir.path().join("bus");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.join("bus");
+    let _ = std::fs::remove_file(&socket);
     let policy: PathBuf =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/dbus/org.hactl.Cluster1.conf");
     let (include, open) = if with_policy {
@@ -101,7 +109,7 @@ fn start_bus(with_policy: bool) -> Bus {
 "#,
         socket = socket.display(),
     );
-    let config_path = dir.path().join("bus.conf");
+    let config_path = dir.join("bus.conf");
     std::fs::write(&config_path, config).unwrap();
     let child = Command::new("dbus-daemon")
         .arg(format!("--config-file={}", config_path.display()))
@@ -120,7 +128,7 @@ fn start_bus(with_policy: bool) -> Bus {
     Bus {
         child,
         address: format!("unix:path={}", socket.display()),
-        _dir: dir,
+        _dir: None,
     }
 }
 
@@ -654,5 +662,39 @@ fn bench_status_and_quorum_call_latency() {
     eprintln!(
         "hactl quorum (process, end to end): 50 runs, p50 {:.1} ms, max {:.1} ms",
         ms[25], ms[49]
+    );
+}
+
+#[test]
+fn hactld_outlives_its_bus_and_serves_again_when_a_new_one_comes_up() {
+    if !is_root() {
+        eprintln!("skipped: the key must be root-owned; run as root");
+        return;
+    }
+    let c = cluster(15427);
+    let bus_dir = tempfile::tempdir().unwrap();
+    let bus = start_bus_in(bus_dir.path(), true);
+    let address = bus.address.clone();
+    let one = hactld(&c, "node1", &address);
+    hactl_until(&bus, &["quorum"], |o| o.contains("Node ID:          1"));
+    // The bus dies (dbus restarted, say); the daemon must not care.
+    drop(bus);
+    let o = hactl(&address, false, &["quorum"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // node2 joins meanwhile: the main loop goes on without the API.
+    let _two = hactld(&c, "node2", &start_bus(true).address);
+    std::thread::sleep(Duration::from_secs(1));
+    // A new bus at the same address: hactld serves again within its
+    // reconnect interval (10 s), with the state it reached meanwhile.
+    let bus = start_bus_in(bus_dir.path(), true);
+    let out = hactl_until(&bus, &["status"], |o| o.contains("[ node1 node2 ]"));
+    assert!(out.contains("Quorum:   quorate"), "{out}");
+    let out = one.stop();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("D-Bus API: lost the connection to the system bus")
+            && stderr.contains("(the bus is back)"),
+        "{stderr}"
     );
 }
