@@ -5,7 +5,8 @@
 //! For now the daemon loads and validates the configuration, works out which
 //! node it is, checks the cluster key, and then serves its main loop
 //! (watchdog pings, reload on SIGHUP, clean stop on SIGTERM). Membership,
-//! quorum and resource management plug into this loop as they land.
+//! quorum and resource management plug into this loop as they land. The
+//! D-Bus API ([`crate::api`]) runs beside it and serves what it publishes.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -575,7 +576,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Hands the API the current state (cheap when nothing changed).
+/// Hands the API the current state; the API task wakes only if it changed.
 fn publish(api: &crate::api::ApiHandle, s: &Started, driver: &Driver, quorum: &Quorum) {
     let q = quorum.status();
     let status = crate::api::ClusterStatus::build(
