@@ -5,7 +5,8 @@
 //! For now the daemon loads and validates the configuration, works out which
 //! node it is, checks the cluster key, and then serves its main loop
 //! (watchdog pings, reload on SIGHUP, clean stop on SIGTERM). Membership,
-//! quorum and resource management plug into this loop as they land.
+//! quorum and resource management plug into this loop as they land. The
+//! D-Bus API ([`crate::api`]) runs beside it and serves what it publishes.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -442,6 +443,10 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // The D-Bus API: a task beside this loop that serves what we publish;
+    // it never makes this loop wait (see src/api/mod.rs).
+    let api = crate::api::ApiHandle::start();
+    publish(&api, &started, &driver, &quorum);
     let text = describe(&started, &driver);
     info!(node = %started.node.name, node_id = started.node.id, cluster = %started.config.cluster.name, incarnation = started.incarnation, "started: {text}");
     status(&text);
@@ -477,6 +482,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             .map(|t| t.saturating_since(driver.now()));
         tokio::select! {
             _ = refresh.tick() => {
+                publish(&api, &started, &driver, &quorum);
                 let text = describe(&started, &driver);
                 if ready && text != shown {
                     status(&text);
@@ -498,6 +504,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     Ok(_) => error!("reload refused: node {} is not in the new configuration; keeping the old one", started.node.name),
                     Err(msg) => error!("reload refused, keeping the running configuration: {msg}"),
                 }
+                publish(&api, &started, &driver, &quorum);
                 let text = describe(&started, &driver);
                 notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
             }
@@ -509,6 +516,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             } => {
                 quorum.handle_timeout(driver.now());
                 quorum_events(&mut quorum, &mut started);
+                publish(&api, &started, &driver, &quorum);
             }
             _ = driver.turn() => {
                 while let Some(event) = driver.poll_event() {
@@ -527,6 +535,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                                 }
                             }
                             quorum_events(&mut quorum, &mut started);
+                            publish(&api, &started, &driver, &quorum);
                             let text = describe(&started, &driver);
                             info!(ring_rep = ring.rep, ring_seq = ring.seq, members = %member_names(&started.config, members), joined = %member_names(&started.config, joined), "membership: {text}");
                             if ready {
@@ -556,7 +565,10 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                                     }
                                     Err(e) => warn!(sender, error = %e, "quorum: malformed node information"),
                                 }
-                                if quorum_events(&mut quorum, &mut started) {
+                                let changed = quorum_events(&mut quorum, &mut started);
+                                // Votes and sync state change without a flip of quorate.
+                                publish(&api, &started, &driver, &quorum);
+                                if changed {
                                     let text = describe(&started, &driver);
                                     info!(quorate = started.quorate, "quorum: {text}");
                                     status(&text);
@@ -573,6 +585,20 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Hands the API the current state; the API task wakes only if it changed.
+fn publish(api: &crate::api::ApiHandle, s: &Started, driver: &Driver, quorum: &Quorum) {
+    let q = quorum.status();
+    let status = crate::api::ClusterStatus::build(
+        &s.config,
+        s.node.id,
+        s.ring,
+        &driver.links(),
+        &driver.stats().dropped,
+        &q,
+    );
+    api.publish(status, q);
 }
 
 /// Logs quorum events and tracks the quorate flag; true if it changed.

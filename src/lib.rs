@@ -1,6 +1,7 @@
 //! hactl: a lean high-availability stack for two- and three-node appliances.
 //!
 //! Module map (one line each; see docs/DESIGN.md for the layers):
+//! - [`api`]: hactld's D-Bus API (org.hactl.Cluster1) and the proxy `hactl` uses.
 //! - [`agents`]: resource agents (systemd, ipaddr, filesystem, OCF, LSB) behind one interface.
 //! - [`config`]: the TOML configuration language, validation, canonical form, digest, key file.
 //! - [`executor`]: runs agent operations: one at a time per resource, timeouts, recurring monitors, fail counts.
@@ -15,6 +16,7 @@
 //! - [`totem`]: membership and ordered messaging; its encrypted packet envelope.
 
 pub mod agents;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -147,7 +147,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::{Config, NODE_ID_MAX, NODE_ID_MIN, Node, QuorumSection, TieBreaker};
 use crate::time::Instant;
@@ -599,7 +599,7 @@ impl std::error::Error for QuorumError {}
 // ---------------------------------------------------------------- events and status
 
 /// Why this node is not quorate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InquorateReason {
     /// No membership yet.
@@ -694,7 +694,7 @@ pub enum QuorumEvent {
 }
 
 /// A flag as `corosync-quorumtool -s` shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QuorumFlag {
     Quorate,
     TwoNode,
@@ -716,7 +716,7 @@ impl QuorumFlag {
 }
 
 /// One member of the current ring.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberStatus {
     pub node_id: NodeId,
     pub name: String,
@@ -724,11 +724,16 @@ pub struct MemberStatus {
     pub local: bool,
 }
 
-/// The data of `hactl quorum` (after `corosync-quorumtool -s`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// The data of `hactl quorum` (after `corosync-quorumtool -s`). Also what
+/// hactld's D-Bus method `Quorum` returns as JSON, which `hactl` reads back
+/// (hence `Deserialize`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumStatus {
     pub node_id: NodeId,
-    #[serde(serialize_with = "serialize_ring")]
+    #[serde(
+        serialize_with = "serialize_ring",
+        deserialize_with = "deserialize_ring"
+    )]
     pub ring_id: Option<RingId>,
     pub quorate: bool,
     /// Quorate only through auto_tie_breaker (an exact half).
@@ -748,17 +753,26 @@ pub struct QuorumStatus {
     pub members: Vec<MemberStatus>,
 }
 
+/// A ring id in JSON: `{"rep": 1, "seq": 8}`.
+#[derive(Serialize, Deserialize)]
+struct RingJson {
+    rep: NodeId,
+    seq: u64,
+}
+
 fn serialize_ring<S: Serializer>(ring: &Option<RingId>, s: S) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct Ring {
-        rep: NodeId,
-        seq: u64,
-    }
-    ring.map(|r| Ring {
+    ring.map(|r| RingJson {
         rep: r.rep,
         seq: r.seq,
     })
     .serialize(s)
+}
+
+fn deserialize_ring<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RingId>, D::Error> {
+    Ok(Option::<RingJson>::deserialize(d)?.map(|r| RingId {
+        rep: r.rep,
+        seq: r.seq,
+    }))
 }
 
 /// A ring id as `corosync-quorumtool` shows it: `rep.seq`.

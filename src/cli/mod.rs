@@ -1,11 +1,13 @@
 //! `hactl`, the command-line tool. Subcommands that need no daemon
-//! (`config check|show`, `keygen`, `simulate`, `ra`) run here directly; the verbs that talk to
-//! `hactld` over D-Bus come with the controller.
+//! (`config check|show`, `keygen`, `simulate`, `ra`) run here directly;
+//! `status` and `quorum` ask the local `hactld` over D-Bus (docs/api.md);
+//! the mutating verbs come with the controller.
 //!
 //! Exit codes: 0 success; 1 the command ran and found a problem (an invalid
 //! configuration, a key that exists); 2 bad usage (from clap).
 //! `fence-device` adds 3 (the device reports the power off); see
-//! docs/fencing.md.
+//! docs/fencing.md. `status` and `quorum` add 3: hactld is not running on
+//! this node.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +21,7 @@ use crate::config::{
 mod fence;
 mod ra;
 mod simulate;
+mod status;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,6 +65,15 @@ pub enum Command {
     /// device failed, 2 usage or unknown device, 3 power off.
     #[command(subcommand, name = "fence-device")]
     FenceDevice(fence::FenceCommand),
+    /// Show this node's view of the cluster (asks the local hactld): the
+    /// ring's members (online), configured nodes not in it (offline),
+    /// links, quorum. Exit 0 shown, 1 hactld failed to answer, 3 hactld is
+    /// not running on this node.
+    Status(status::StatusArgs),
+    /// Show quorum information (asks the local hactld), in the layout of
+    /// corosync-quorumtool -s. Exit 0 shown, 1 hactld failed to answer, 3
+    /// hactld is not running on this node.
+    Quorum(status::QuorumArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,6 +114,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Simulate(args) => simulate::run(&cli.config, &args),
         Command::Ra(cmd) => ra::run(&cmd),
         Command::FenceDevice(cmd) => fence::run(&cli.config, &cmd),
+        Command::Status(args) => status::status(&args),
+        Command::Quorum(args) => status::quorum(&args),
     }
 }
 

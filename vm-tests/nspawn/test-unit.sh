@@ -3,7 +3,9 @@
 # systemd-nspawn container and checks the shipped units/hactld.service
 # against the real hactld: readiness (Type=notify), status text, watchdog,
 # journal, reload, clean stop, and refusal to start (exit 78, no restart) on
-# a bad configuration or an open key file. See README.md beside this file.
+# a bad configuration or an open key file; and hactld's D-Bus API on the
+# container's real system bus with the shipped policy (`hactl quorum`,
+# `hactl status`, as root and as nobody). See README.md beside this file.
 #
 # Usage (as root): vm-tests/nspawn/test-unit.sh
 #
@@ -13,6 +15,8 @@
 #   HACTL_BIN_DIR            take hactld and hactl from here instead of
 #                            running `cargo build --release`
 #   HACTL_TEST_UNIT          the unit file to test (default units/hactld.service)
+#   HACTL_TEST_DBUS_POLICY   the D-Bus policy to install
+#                            (default conf/dbus/org.hactl.Cluster1.conf)
 #   HACTL_TEST_CONFIG        the two-node configuration to install
 #                            (default conf/appliance-2node.toml); its node
 #                            addresses are put on a veth pair between two
@@ -32,6 +36,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 CACHE=${HACTL_CACHE:-/var/cache/hactl-test}
 UNIT_SRC=${HACTL_TEST_UNIT:-$REPO/units/hactld.service}
 CONF_SRC=${HACTL_TEST_CONFIG:-$REPO/conf/appliance-2node.toml}
+POLICY_SRC=${HACTL_TEST_DBUS_POLICY:-$REPO/conf/dbus/org.hactl.Cluster1.conf}
 WATCHDOG_SEC=${HACTL_TEST_WATCHDOG_SEC:-3}
 
 PREFIX=hactltest-$$
@@ -183,7 +188,7 @@ put() { cx sh -c "cat > '$1' && chmod $2 '$1'"; }
 # ---------------------------------------------------------------- setup
 
 [ "$(id -u)" = 0 ] || { echo "test-unit.sh: must run as root (systemd-nspawn, ip netns)"; exit 2; }
-for f in "$UNIT_SRC" "$CONF_SRC"; do
+for f in "$UNIT_SRC" "$CONF_SRC" "$POLICY_SRC"; do
   [ -f "$f" ] || { echo "test-unit.sh: no such file: $f"; exit 2; }
 done
 case $WATCHDOG_SEC in ''|*[!0-9]*|0) echo "test-unit.sh: HACTL_TEST_WATCHDOG_SEC must be a positive number of seconds"; exit 2;; esac
@@ -251,12 +256,15 @@ done
 mkdir -p "$RUNDIR" || die "mkdir $RUNDIR"
 CREATED_RUNDIR=$RUNDIR
 U=$RUNDIR/upper
-mkdir -p "$U/etc/hactl" "$U/usr/sbin" "$U/usr/bin" "$U/etc/systemd/system/hactld.service.d"
+mkdir -p "$U/etc/hactl" "$U/usr/sbin" "$U/usr/bin" "$U/etc/systemd/system/hactld.service.d" \
+  "$U/usr/share/dbus-1/system.d"
 echo "$HOSTNAME_IN" > "$U/etc/hostname"
 od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$U/etc/machine-id"; echo >> "$U/etc/machine-id"
 install -m 0755 "$BIN/hactld" "$U/usr/sbin/hactld"
 install -m 0755 "$BIN/hactl" "$U/usr/bin/hactl"
 install -m 0644 "$UNIT_SRC" "$U/etc/systemd/system/hactld.service"
+# Where the package puts it; the bus reads it when it starts (at boot).
+install -m 0644 "$POLICY_SRC" "$U/usr/share/dbus-1/system.d/org.hactl.Cluster1.conf"
 cat > "$U/etc/systemd/system/hactld.service.d/50-test-watchdog.conf" <<EOF
 # test-unit.sh: a shorter watchdog, so that waiting past it is quick.
 [Service]
@@ -383,6 +391,46 @@ else
   fail c "journalctl -u hactld has no \"started: node $NODE_NAME\"; it has: $(jsince "$START_MARK" -u hactld | tr '\n' '|' | cut -c1-400)"
 fi
 
+# q. the D-Bus API on the real system bus: hactl quorum and hactl status,
+# as root and as nobody (the shipped policy lets anyone read). The peer is
+# not running: this node is alone, the peer offline.
+q_out= q_why=
+if [ "$MAINPID" -le 0 ]; then
+  q_why="not checked: hactld did not start"
+else
+  # The API comes up beside the main loop, just after READY=1: poll.
+  deadline=$(( $(now_ms) + START_TIMEOUT_S * 1000 ))
+  while :; do
+    q_out=$(cx hactl quorum 2>&1); rc=$?
+    [ "$rc" -eq 0 ] && break
+    [ "$(now_ms)" -ge "$deadline" ] && { q_why="hactl quorum: exit $rc: $q_out"; break; }
+    sleep 0.3
+  done
+fi
+if [ -z "$q_why" ]; then
+  s_out=$(cx hactl status 2>&1); s_rc=$?
+  n_out=$(cx setpriv --reuid=65534 --regid=65534 --clear-groups hactl quorum 2>&1); n_rc=$?
+  j_out=$(cx setpriv --reuid=65534 --regid=65534 --clear-groups hactl status --json 2>&1); j_rc=$?
+  v_out=$(cx busctl get-property org.hactl.Cluster1 /org/hactl/Cluster1 org.hactl.Cluster1 ApiVersion 2>&1)
+  if ! grep -qF "Quorate:" <<<"$q_out" || ! grep -qF " $NODE_NAME (local)" <<<"$q_out"; then
+    q_why="hactl quorum lacks Quorate: or \"$NODE_NAME (local)\": $(tr '\n' '|' <<<"$q_out")"
+  elif [ "$s_rc" -ne 0 ] || ! grep -qF "Node:     $NODE_NAME " <<<"$s_out" ||
+       ! grep -qF "* Offline: [ $PEER_NAME ]" <<<"$s_out"; then
+    q_why="hactl status: exit $s_rc, expected \"Node:     $NODE_NAME\" and \"* Offline: [ $PEER_NAME ]\": $(tr '\n' '|' <<<"$s_out")"
+  elif [ "$n_rc" -ne 0 ] || ! grep -qF " $NODE_NAME (local)" <<<"$n_out"; then
+    q_why="hactl quorum as nobody: exit $n_rc: $(tr '\n' '|' <<<"$n_out")"
+  elif [ "$j_rc" -ne 0 ] || ! grep -qF '"api_version": 1' <<<"$j_out"; then
+    q_why="hactl status --json as nobody: exit $j_rc: $(tr '\n' ' ' <<<"$j_out" | cut -c1-300)"
+  elif [ "$v_out" != "u 1" ]; then
+    q_why="busctl get-property ... ApiVersion: \"$v_out\", expected \"u 1\""
+  fi
+fi
+if [ -z "$q_why" ]; then
+  pass q "hactl quorum and hactl status over the system bus (root and nobody), ApiVersion=1: \"$(grep -F 'Quorate:' <<<"$q_out" | tr -s ' ')\", \"$(grep -F 'Offline' <<<"$s_out" | tr -s ' ')\""
+else
+  fail q "$q_why"
+fi
+
 # d. reload: SIGHUP, the configuration is read again, still the same process.
 cur=$(jmark)
 out=$(cx timeout 60 systemctl reload hactld 2>&1); rc=$?
@@ -421,6 +469,15 @@ if [ "$rc" -eq 0 ] && [ "${P[ActiveState]}" = inactive ] && [ "${P[SubState]}" =
   fi
 else
   fail e "systemctl stop hactld: exit $rc $out; expected inactive/dead, ExecMainStatus=0; $(show_props)"
+fi
+
+# q2. hactld stopped: hactl says so and exits 3.
+out=$(cx hactl quorum 2>&1); rc=$?
+if [ "$rc" -eq 3 ] && grep -qF "hactld is not running on this node" <<<"$out" &&
+   grep -qF "systemctl start hactld" <<<"$out"; then
+  pass q2 "hactld stopped: hactl quorum exits 3: \"$out\""
+else
+  fail q2 "hactld stopped: hactl quorum: exit $rc (expected 3): $out"
 fi
 
 # Starts hactld expecting a refusal (exit 78, not restarted) and checks
