@@ -271,6 +271,19 @@ cat > "$U/etc/systemd/system/hactld.service.d/50-test-watchdog.conf" <<EOF
 WatchdogSec=${WATCHDOG_SEC}s
 EOF
 install -m 0644 "$CONF_SRC" "$U$CONF"
+# The configuration manages systemd:appliance-app.service; here it is also
+# enabled at boot (what `systemctl enable` leaves behind), which hactl must
+# warn about (check w).
+mkdir -p "$U/etc/systemd/system/multi-user.target.wants"
+cat > "$U/etc/systemd/system/appliance-app.service" <<'EOF_UNIT'
+[Unit]
+Description=test-unit.sh: a managed service wrongly enabled at boot
+[Service]
+ExecStart=/bin/sleep infinity
+[Install]
+WantedBy=multi-user.target
+EOF_UNIT
+ln -s ../appliance-app.service "$U/etc/systemd/system/multi-user.target.wants/appliance-app.service"
 cp "$CONF_SRC" "$RUNDIR/good.toml"
 # A broken copy: an unknown key on the line after [cluster], column 1.
 CLUSTER_LINE=$(grep -n '^\[cluster\][[:space:]]*$' "$CONF_SRC" | head -1 | cut -d: -f1)
@@ -389,6 +402,17 @@ if jwait "$START_MARK" "started: node $NODE_NAME" -u hactld; then
   pass c "journalctl -u hactld: \"$(jsince "$START_MARK" -u hactld | grep -F "started: node $NODE_NAME" | head -1 | cut -c1-110)...\""
 else
   fail c "journalctl -u hactld has no \"started: node $NODE_NAME\"; it has: $(jsince "$START_MARK" -u hactld | tr '\n' '|' | cut -c1-400)"
+fi
+
+# w. a managed unit enabled at boot: `hactl config check` and hactld warn.
+w_msg="resource app: unit appliance-app.service is enabled to start at boot"
+w_out=$(cx hactl config check "$CONF" 2>&1)
+if ! grep -qF "$w_msg" <<<"$w_out"; then
+  fail w "hactl config check does not warn \"$w_msg\": $(tr '\n' '|' <<<"$w_out" | cut -c1-400)"
+elif ! jwait "$START_MARK" "unit appliance-app.service is enabled to start at boot" -u hactld; then
+  fail w "hactld's journal does not warn that appliance-app.service is enabled at boot"
+else
+  pass w "hactl config check and hactld's journal: \"$w_msg ...\""
 fi
 
 # q. the D-Bus API on the real system bus: hactl quorum and hactl status,
