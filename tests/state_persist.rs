@@ -36,7 +36,10 @@ fn sample(n: u64) -> ClusterState {
 fn saved_state_loads_back_equal_and_private() {
     let dir = tempfile::tempdir().unwrap();
     let sub = dir.path().join("hactl");
-    assert!(persist::load(&sub).unwrap().is_none(), "a new node has none");
+    assert!(
+        persist::load(&sub).unwrap().is_none(),
+        "a new node has none"
+    );
     persist::save(&sub, &sample(1)).unwrap();
     assert_eq!(persist::load(&sub).unwrap(), Some(sample(1)));
     let mode = fs::metadata(sub.join(STATE_FILE))
@@ -104,7 +107,11 @@ fn a_newer_file_format_is_refused_clearly() {
 fn a_corrupt_file_is_moved_aside_and_the_node_starts_empty() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(STATE_FILE);
-    fs::write(&path, b"garbage that is not a state file at all, long enough").unwrap();
+    fs::write(
+        &path,
+        b"garbage that is not a state file at all, long enough",
+    )
+    .unwrap();
     let r = persist::load_or_recover(dir.path(), WallMs(1_700_000_000_123)).unwrap();
     assert_eq!(r.state, ClusterState::new());
     assert!(!r.from_disk);

@@ -799,7 +799,10 @@ pub fn to_payloads(m: &Message) -> Vec<Vec<u8>> {
 /// delivers one sender's messages in the order it sent them, so the parts
 /// of a message arrive in order (other senders' messages may come between
 /// them). A ring change may cut a message: [`Reassembler::reset`] drops
-/// partial messages when a new ring is installed.
+/// partial messages when a new ring is installed, and the parts of a cut
+/// message that arrive in the new ring are ignored. The sender of a command
+/// learns it took effect when it is delivered back ([`super::replica`]),
+/// and submits it again otherwise.
 #[derive(Clone, Debug, Default)]
 pub struct Reassembler {
     partial: BTreeMap<NodeId, (u16, u16, Vec<u8>)>,
@@ -827,6 +830,12 @@ impl Reassembler {
         let part = r.u16("fragment index")?;
         let parts = r.u16("fragment count")?;
         let chunk = r.b;
+        if part > 0 && !self.partial.contains_key(&sender) {
+            // The rest of a message whose beginning was delivered in an
+            // earlier ring (the sender's queue carried it across the ring
+            // change): the message is lost, as if the ring had cut it.
+            return Ok(None);
+        }
         let expected = self.partial.get(&sender).map_or(0, |p| p.0);
         let consistent = part < parts
             && part == expected
