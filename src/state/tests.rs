@@ -948,3 +948,116 @@ fn sync_message_round_trips() {
     });
     assert_eq!(decode_message(&encode_message(&m)).unwrap(), m);
 }
+
+// ------------------------------------------------------------- replica
+
+use super::replica::{Replica, ReplicaEvent};
+use crate::totem::srp::TotemEvent;
+
+/// Hands every payload a replica wants to broadcast to all replicas, in
+/// one agreed order (as totem would), until none is left.
+fn deliver_all(ring: RingId, replicas: &mut [(NodeId, &mut Replica)]) {
+    let mut seq = 0;
+    loop {
+        let mut sent = Vec::new();
+        for (id, r) in replicas.iter_mut() {
+            while let Some(p) = r.poll_broadcast() {
+                sent.push((*id, p));
+            }
+        }
+        if sent.is_empty() {
+            return;
+        }
+        for (sender, payload) in sent {
+            seq += 1;
+            let e = TotemEvent::Deliver {
+                ring,
+                seq,
+                sender,
+                payload,
+            };
+            for (_, r) in replicas.iter_mut() {
+                r.handle_event(&e);
+            }
+        }
+    }
+}
+
+#[test]
+fn replicas_of_two_sides_sync_to_one_state_and_hold_commands_back_meanwhile() {
+    // Node 1 (with node 2 before, gone now) and node 3 were apart; node 1
+    // put itself in standby, node 3 migrated a resource.
+    let mut s1 = common();
+    s1.apply(1, &standby(1, true), t(200)).unwrap();
+    let mut s3 = common();
+    s3.apply(
+        3,
+        &Command::Migrate {
+            resource: "web".into(),
+            target: MigrateTarget::To(3),
+            expires: None,
+        },
+        t(210),
+    )
+    .unwrap();
+    let mut r1 = Replica::new(1, s1, Some(Summary::of(&web())));
+    let mut r3 = Replica::new(3, s3, Some(Summary::of(&web())));
+    let old = RingId { seq: 4, rep: 1 };
+    r1.handle_event(&TotemEvent::Transitional {
+        ring: old,
+        members: set(&[1]),
+        left: set(&[2]),
+    });
+    let ring = RingId { seq: 8, rep: 1 };
+    let regular = TotemEvent::Regular {
+        ring,
+        members: set(&[1, 3]),
+        joined: set(&[3]),
+    };
+    r1.handle_event(&regular);
+    r3.handle_event(&regular);
+    assert!(r1.is_syncing() && r3.is_syncing());
+    // A command sent before the Syncs are delivered waits for the merge.
+    r3.submit(standby(3, true), t(300));
+    deliver_all(ring, &mut [(1, &mut r1), (3, &mut r3)]);
+    assert!(!r1.is_syncing() && !r3.is_syncing());
+    assert_eq!(r1.state(), r3.state());
+    assert_eq!(r1.state().standby_nodes(), [1, 3].into());
+    assert_eq!(
+        r1.state().migrate_locations(t(0)).get("web"),
+        Some(&MigrateTarget::To(3))
+    );
+    let events: Vec<ReplicaEvent> = std::iter::from_fn(|| r1.poll_event()).collect();
+    assert!(
+        matches!(events[0], ReplicaEvent::Synced { .. }),
+        "{events:?}"
+    );
+    assert!(matches!(events[1], ReplicaEvent::Applied { origin: 3, .. }));
+    assert!(r1.take_dirty() && !r1.take_dirty());
+}
+
+#[test]
+fn a_replica_reports_a_peer_whose_membership_differs() {
+    let mut other = web();
+    other.totem.timers.token_ms += 700;
+    let mut r1 = Replica::new(1, ClusterState::new(), Some(Summary::of(&web())));
+    let mut r2 = Replica::new(2, ClusterState::new(), Some(Summary::of(&other)));
+    let ring = RingId { seq: 4, rep: 1 };
+    let regular = TotemEvent::Regular {
+        ring,
+        members: set(&[1, 2]),
+        joined: set(&[2]),
+    };
+    r1.handle_event(&regular);
+    r2.handle_event(&regular);
+    deliver_all(ring, &mut [(1, &mut r1), (2, &mut r2)]);
+    let events: Vec<ReplicaEvent> = std::iter::from_fn(|| r1.poll_event()).collect();
+    let msg = events
+        .iter()
+        .find_map(|e| match e {
+            ReplicaEvent::MembershipMismatch { node: 2, message } => Some(message.clone()),
+            _ => None,
+        })
+        .expect("a mismatch event");
+    assert!(msg.contains("totem.token differs"), "{msg}");
+}
