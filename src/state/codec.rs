@@ -33,8 +33,10 @@ pub const SNAPSHOT_VERSION: u8 = 1;
 pub const FRAGMENT_HEADER_BYTES: usize = 6;
 /// Chunk bytes per payload.
 pub const CHUNK_BYTES_MAX: usize = APP_PAYLOAD_BYTES_MAX - FRAGMENT_HEADER_BYTES;
-/// Largest message body (a snapshot with its configuration, say).
-pub const MESSAGE_BYTES_MAX: usize = 8 << 20;
+/// Largest message body. The limits on a state's parts keep a snapshot
+/// below it: a 1 MiB configuration, and 32 nodes × 512 operation records
+/// of at most ~800 bytes (13 MB) in the worst case.
+pub const MESSAGE_BYTES_MAX: usize = 32 << 20;
 /// Entries of any one map or list accepted when decoding.
 pub const ENTRIES_MAX: u32 = 1 << 16;
 

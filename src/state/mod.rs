@@ -446,6 +446,10 @@ impl ClusterState {
                     },
                 );
             }
+            Command::FailCountAdd { by: 0, .. } => {
+                // Nothing to count (a zero entry would break the rule that
+                // kept fail counts are positive).
+            }
             Command::FailCountAdd { resource, node, by } => {
                 let f = self.node_mut(*node, stamp);
                 let e = f.fail_counts.entry(resource.clone()).or_insert(FailCount {

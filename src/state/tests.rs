@@ -131,6 +131,12 @@ fn fail_counts_add_set_and_cleanup() {
     s.apply(2, &add(2), t(20)).unwrap();
     assert_eq!(s.fail_count("nginx", 2), 3);
     assert_eq!(s.nodes[&2].fail_counts["nginx"].last_failure, Some(t(20)));
+    s.apply(2, &add(0), t(25)).unwrap();
+    assert_eq!(
+        s.fail_count("nginx", 2),
+        3,
+        "adding nothing changes nothing"
+    );
     s.apply(2, &add(u32::MAX), t(30)).unwrap();
     assert_eq!(s.fail_count("nginx", 2), FAIL_COUNT_INFINITY, "saturates");
     s.apply(
@@ -508,7 +514,7 @@ pub(crate) fn random_command(rng: &mut Rng, configs: &mut u64) -> Command {
         3 => Command::FailCountAdd {
             resource: random_name(rng, "r"),
             node,
-            by: rng.range(1, 3) as u32,
+            by: rng.range(0, 3) as u32,
         },
         4 => Command::FailCountSet {
             resource: random_name(rng, "r"),
