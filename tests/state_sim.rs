@@ -25,7 +25,7 @@ use hactl::state::{
     ClusterState, Command, FenceAction, FenceRecord, MigrateTarget, OpRecord, WallMs, config_digest,
 };
 use hactl::time::Instant;
-use hactl::totem::srp::{Srp, SrpConfig};
+use hactl::totem::srp::{Srp, SrpConfig, TotemEvent};
 use hactl::totem::wire::NodeSet;
 
 fn ms(v: u64) -> Instant {
@@ -323,7 +323,34 @@ fn run(seed: u64) -> String {
             ));
         }
         if node.replica.is_syncing() {
-            w.fail(format!("node {} never completed the sync", i + 1));
+            let all: Vec<String> = (0..n)
+                .map(|j| {
+                    let events: Vec<String> = w.sim.observed[j]
+                        .events
+                        .iter()
+                        .filter(|e| !matches!(e, TotemEvent::Deliver { .. }))
+                        .map(|e| match e {
+                            TotemEvent::Regular { ring, members, .. } => {
+                                format!("R{}{members:?}", ring.seq)
+                            }
+                            TotemEvent::Transitional { members, .. } => format!("T{members:?}"),
+                            TotemEvent::Deliver { .. } => unreachable!(),
+                        })
+                        .collect();
+                    format!(
+                        "\n  node {}: {:?}, restarts at {:?}: {}",
+                        j + 1,
+                        w.nodes[j].replica.sync_progress(),
+                        w.sim.observed[j].restarts,
+                        events.join(" ")
+                    )
+                })
+                .collect();
+            w.fail(format!(
+                "node {} never completed the sync{}",
+                i + 1,
+                all.concat()
+            ));
         }
     }
     let first = encode_snapshot(w.nodes[0].replica.state());

@@ -45,8 +45,8 @@ pub const ENTRIES_MAX: u32 = 1 << 16;
 pub enum Message {
     /// A command, with the sender's wall clock when it was sent.
     Command { at: WallMs, cmd: Command },
-    /// The state of one side of a ring change, sent by its lowest member
-    /// (see [`super::replica`]).
+    /// A member's state for the merge after a ring change (every member
+    /// sends one, see [`super::replica`]).
     Sync(Sync),
     /// A node's membership summary ([`super::membership::Summary`]).
     Membership { canonical: String },

@@ -9,23 +9,22 @@
 //! 1. On `Transitional`, a node notes its *side*: the members of its old
 //!    ring that move on with it. Extended virtual synchrony makes them have
 //!    delivered the same messages, so they hold the same state.
-//! 2. On `Regular`, every node enters a sync round for the new ring; the
-//!    lowest node id of each side broadcasts a [`codec::Sync`] with its
-//!    side, whether it is fresh, and its state. A node with no old ring (it
-//!    just started) is a side of its own.
+//! 2. On `Regular`, every node enters a sync round for the new ring and
+//!    broadcasts a [`codec::Sync`] with its side, whether it is fresh, and
+//!    its state. A node with no old ring (it just started) is a side of its
+//!    own.
 //! 3. Commands delivered during the round are held back.
-//! 4. When the Syncs delivered for the round cover every member of the new
-//!    ring, every node replaces its state by [`merge`] of the delivered
-//!    snapshots and applies the held-back commands in their order. The
-//!    snapshots and commands were delivered in agreed order, and the merge
-//!    depends on the set of snapshots only, so every member ends with the
-//!    same state — whatever it held before.
+//! 4. When a Sync from every member of the new ring has been delivered for
+//!    the round, every node replaces its state by [`merge`] of the
+//!    delivered snapshots and applies the held-back commands in their
+//!    order. The snapshots and commands were delivered in agreed order, and
+//!    the merge depends on the set of snapshots only (equal snapshots of one
+//!    side count once), so every member ends with the same state — whatever
+//!    it held before.
 //! 5. If the ring changes again before the round completes, a node keeps
-//!    the merge of what it received (its own state standing for its side if
-//!    its side's Sync did not arrive) plus the held-back commands, and the
-//!    next round starts. Members of one side may then differ, but only the
-//!    sender's snapshot is used for the side in the next round, so the next
-//!    complete round makes them equal again.
+//!    the merge of what it received (its own state included if its Sync did
+//!    not arrive) plus the held-back commands, and the next round starts;
+//!    the next complete round makes every member equal again.
 
 use std::collections::VecDeque;
 
@@ -66,6 +65,7 @@ struct Round {
     /// This node's side in the round.
     side: NodeSet,
     got: Vec<Sync>,
+    /// Members whose Sync was delivered.
     covered: NodeSet,
     held: Vec<(NodeId, WallMs, Command)>,
 }
@@ -108,6 +108,12 @@ impl Replica {
 
     pub fn state(&self) -> &ClusterState {
         &self.state
+    }
+
+    /// The round under way: its ring, members, and the members whose Sync
+    /// has been delivered (for status and diagnostics).
+    pub fn sync_progress(&self) -> Option<(RingId, NodeSet, NodeSet)> {
+        self.round.as_ref().map(|r| (r.ring, r.members, r.covered))
     }
 
     /// Whether a sync round is under way (the state is then frozen).
@@ -163,15 +169,19 @@ impl Replica {
                     covered: NodeSet::EMPTY,
                     held: Vec::new(),
                 });
-                if side.iter().next() == Some(self.me) {
-                    let sync = Sync {
-                        ring: *ring,
-                        side,
-                        fresh: self.fresh,
-                        state: self.state.clone(),
-                    };
-                    self.out.extend(codec::to_payloads(&Message::Sync(sync)));
-                }
+                // Every member sends its snapshot, not only one per side:
+                // members of a side normally hold equal states (and equal
+                // snapshots merge to the same result), but a round must not
+                // depend on every member agreeing on who its side is (a
+                // node that restarted quickly may be counted in its old
+                // ring's side by the others).
+                let sync = Sync {
+                    ring: *ring,
+                    side,
+                    fresh: self.fresh,
+                    state: self.state.clone(),
+                };
+                self.out.extend(codec::to_payloads(&Message::Sync(sync)));
                 if let Some(m) = &self.membership {
                     self.out.extend(codec::to_payloads(&Message::Membership {
                         canonical: m.canonical.clone(),
@@ -221,7 +231,9 @@ impl Replica {
                     // Sent for an earlier ring, delivered late: obsolete.
                     return;
                 }
-                r.covered = r.covered.union(s.side.intersect(r.members));
+                if r.members.contains(sender) {
+                    r.covered.insert(sender);
+                }
                 r.got.push(s);
                 if r.members.is_subset(r.covered) {
                     self.complete_round();
