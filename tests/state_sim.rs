@@ -12,7 +12,7 @@
 //! When the faults stop and every node is back: one ring, every sync round
 //! complete, and every node holds the same state, byte for byte.
 //!
-//! Seeds: 100 by default, HACTL_LONG=1 runs 2,000; a failing seed prints
+//! Seeds: 100 by default, HACTL_LONG=1 runs 10,000; a failing seed prints
 //! the command that replays it (HACTL_SEED=N).
 
 use std::time::Duration;
@@ -376,5 +376,5 @@ fn run(seed: u64) -> String {
 
 #[test]
 fn states_converge_after_partitions_crashes_and_heals() {
-    run_seeds("state_sim", 100, 2_000, run);
+    run_seeds("state_sim", 100, 10_000, run);
 }
