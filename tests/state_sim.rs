@@ -6,8 +6,9 @@
 //! restarts happen. A restarted node starts from what it last persisted
 //! (through the real file format, in memory).
 //!
-//! After every step: no state message is unreadable, and no node's state
-//! breaks its invariants (the state asserts them on every change).
+//! After every step: no state message is unreadable, no node reports a
+//! membership mismatch (they all run the same configuration), and no
+//! node's state breaks its invariants (asserted on every change).
 //!
 //! When the faults stop and every node is back: one ring, every sync round
 //! complete, and every node holds the same state, byte for byte.
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use hactl::sim::{NetFaults, Rng, TotemSim, run_seeds};
 use hactl::state::codec::encode_snapshot;
+use hactl::state::membership::Summary;
 use hactl::state::persist::{from_file_bytes, to_file_bytes};
 use hactl::state::replica::{Replica, ReplicaEvent};
 use hactl::state::{
@@ -121,6 +123,21 @@ struct Node {
     skew_ms: u64,
 }
 
+/// The configuration every node runs (only its membership part matters
+/// here: each node announces it in every ring and checks the others').
+fn membership(n: usize) -> Summary {
+    let mut t = String::from("[cluster]\nname = \"state-sim\"\n");
+    for id in 1..=n {
+        t.push_str(&format!(
+            "\n[[node]]\nname = \"n{id}\"\nid = {id}\naddresses = [\"10.0.0.{id}\"]\n"
+        ));
+    }
+    let config = hactl::config::parse_str(&t, std::path::Path::new("state-sim.toml"))
+        .unwrap_or_else(|d| panic!("generated configuration refused: {d:?}"))
+        .config;
+    Summary::of(&config)
+}
+
 struct World {
     sim: TotemSim,
     nodes: Vec<Node>,
@@ -147,7 +164,7 @@ impl World {
         let sim = TotemSim::new(srps, faults, seed);
         let nodes = (1..=n as u32)
             .map(|id| Node {
-                replica: Replica::new(id, ClusterState::new(), None),
+                replica: Replica::new(id, ClusterState::new(), Some(membership(n))),
                 read: 0,
                 restarts: 0,
                 disk: to_file_bytes(&ClusterState::new()),
@@ -189,8 +206,9 @@ impl World {
                 let at = *self.sim.observed[i].restarts.last().expect("restarted");
                 let state = from_file_bytes(&self.nodes[i].disk)
                     .unwrap_or_else(|e| self.fail(format!("node {}: disk: {e}", i + 1)));
+                let summary = membership(self.nodes.len());
                 let node = &mut self.nodes[i];
-                node.replica = Replica::new(i as u32 + 1, state, None);
+                node.replica = Replica::new(i as u32 + 1, state, Some(summary));
                 node.read = at;
                 node.restarts = self.sim.observed[i].restarts.len();
                 node.pending.clear();
