@@ -15,7 +15,7 @@
 //!    own.
 //! 3. Commands delivered during the round are held back.
 //! 4. When a Sync from every member of the new ring has been delivered for
-//!    the round, every node replaces its state by [`merge`] of the
+//!    the round, every node replaces its state by [`merge()`] of the
 //!    delivered snapshots and applies the held-back commands in their
 //!    order. The snapshots and commands were delivered in agreed order, and
 //!    the merge depends on the set of snapshots only (equal snapshots of one
