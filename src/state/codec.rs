@@ -331,7 +331,9 @@ fn put_op(w: &mut W, o: &OpRecord) {
     w.u64(o.interval_ms);
     w.i32(o.rc);
     w.u64(o.at.0);
-    w.str(&o.exit_reason);
+    // Cut here too, so that a long reason never makes the whole record
+    // unreadable at the receivers (apply cuts it the same way).
+    w.str(truncate_utf8(&o.exit_reason, EXIT_REASON_BYTES_MAX));
 }
 
 fn get_op(r: &mut R) -> Result<OpRecord, DecodeError> {

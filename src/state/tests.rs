@@ -200,6 +200,11 @@ fn long_exit_reasons_are_cut_at_a_char_boundary() {
     s.apply(1, &c, t(1)).unwrap();
     let kept = &s.op_history("vip", 1)[0].exit_reason;
     assert!(kept.len() <= EXIT_REASON_BYTES_MAX && kept.starts_with('é'));
+    // On the wire too: the command stays readable.
+    let Command::OpResult(sent) = decode_command(&encode_command(&c)).unwrap() else {
+        panic!("an operation result")
+    };
+    assert_eq!(&sent.exit_reason, kept);
 }
 
 #[test]
