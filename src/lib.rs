@@ -12,6 +12,7 @@
 //! - [`quorum`]: votequorum rules as a pure state machine.
 //! - [`fencing`]: fence devices: IPMI (RMCP+), libvirt, fence agents, watchdog.
 //! - [`sim`]: the deterministic simulator (virtual clock, faulty network, one seed).
+//! - [`state`]: the replicated cluster state: commands in agreed order, merge after partitions, persistence.
 //! - [`scheduler`]: pacemaker-compatible placement and transitions (pure).
 //! - [`totem`]: membership and ordered messaging; its encrypted packet envelope.
 
@@ -26,5 +27,6 @@ pub mod process;
 pub mod quorum;
 pub mod scheduler;
 pub mod sim;
+pub mod state;
 pub mod time;
 pub mod totem;
