@@ -985,6 +985,7 @@ fn deliver_all(ring: RingId, replicas: &mut [(NodeId, &mut Replica)]) {
                 ring,
                 seq,
                 sender,
+                safe: false,
                 payload,
             };
             for (_, r) in replicas.iter_mut() {
