@@ -161,7 +161,10 @@ impl World {
         let srps = (1..=n as u32)
             .map(|id| Srp::new(id, srp_config(n), 1, Instant::ZERO))
             .collect();
-        let sim = TotemSim::new(srps, faults, seed);
+        let mut sim = TotemSim::new(srps, faults, seed);
+        // The state service may send the same bytes twice (a command
+        // resubmitted, a snapshot unchanged): payloads are not unique.
+        sim.checker.unique_payloads = false;
         let nodes = (1..=n as u32)
             .map(|id| Node {
                 replica: Replica::new(id, ClusterState::new(), Some(membership(n))),
