@@ -237,6 +237,8 @@ struct Started {
     /// The cluster key; None in the insecure no-crypto mode.
     authkey: Option<Vec<u8>>,
     incarnation: u64,
+    /// The highest ring sequence number this node saw before it stopped.
+    ring_seq_seen: u64,
     /// The installed ring and its members, once there is one.
     ring: Option<(RingId, NodeSet)>,
     quorate: bool,
@@ -286,11 +288,14 @@ fn start(opts: &Options) -> Result<Started, String> {
         Some(config::authkey::load(&config.totem.authkey).map_err(|e| e.to_string())?)
     };
     let incarnation = new_incarnation(&opts.state_dir)?;
+    let ring_seq_seen = crate::totem::incarnation::load_ring_seq(&opts.state_dir)
+        .map_err(|e| format!("{}: {e}", opts.state_dir.display()))?;
     Ok(Started {
         config,
         node,
         authkey,
         incarnation,
+        ring_seq_seen,
         ring: None,
         quorate: false,
     })
@@ -418,7 +423,13 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let setup = DriverSetup::from_config(&started.config, started.node.id);
-    let mut driver = match Driver::start(setup, started.authkey.as_deref(), started.incarnation) {
+    let mut driver = match Driver::start(
+        setup,
+        started.authkey.as_deref(),
+        started.incarnation,
+        started.ring_seq_seen,
+        Some(opts.state_dir.clone()),
+    ) {
         Ok(d) => d,
         Err(e) => {
             refusal_line(&format!(

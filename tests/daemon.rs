@@ -292,6 +292,23 @@ fn two_daemons_form_one_quorate_ring_and_the_survivor_notices_a_crash_and_loses_
         );
         seen.push(msgs);
     }
+    // The ring number is persisted before it is used (a restarted node must
+    // never re-create a ring id): at least the installed ring's.
+    let ring_seq: u64 = last_status(&seen[0])
+        .and_then(|st| st.split(": ring ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.split('/').nth(1))
+        .and_then(|n| n.parse().ok())
+        .expect("a ring id in STATUS=");
+    let stored: u64 = std::fs::read_to_string(s.dir.path().join("state-node1/ring-seq"))
+        .expect("hactld persisted the ring sequence number")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        stored >= ring_seq,
+        "stored {stored} < installed ring {ring_seq}"
+    );
     // Crash node2: node1 must report a ring without it, within token +
     // consensus (0.66 s with the defaults) plus scheduling slack.
     let crash = Instant::now();

@@ -377,8 +377,7 @@ fn run(seed: u64) -> String {
             _ => {
                 if let Some(i) = down.pop() {
                     w.incarnations[i] += 1;
-                    let srp = Srp::new(i as u32 + 1, srp_config(n), w.incarnations[i], w.sim.now);
-                    w.sim.restart(i, srp);
+                    w.sim.restart_persisted(i, srp_config(n), w.incarnations[i]);
                     w.history.push(format!("{t} ms restart n{}", i + 1));
                 }
             }
@@ -389,8 +388,7 @@ fn run(seed: u64) -> String {
     w.sim.heal();
     for i in down.drain(..) {
         w.incarnations[i] += 1;
-        let srp = Srp::new(i as u32 + 1, srp_config(n), w.incarnations[i], w.sim.now);
-        w.sim.restart(i, srp);
+        w.sim.restart_persisted(i, srp_config(n), w.incarnations[i]);
     }
     w.history.push(format!("{t} ms all back"));
     w.run_until(ms(t + 6_000));

@@ -260,13 +260,8 @@ impl World {
     fn restart(&mut self, i: usize) {
         self.incarnations[i] += 1;
         let n = self.nodes.len();
-        let srp = Srp::new(
-            i as u32 + 1,
-            srp_config(n),
-            self.incarnations[i],
-            self.sim.now,
-        );
-        self.sim.restart(i, srp);
+        self.sim
+            .restart_persisted(i, srp_config(n), self.incarnations[i]);
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::time::Instant;
 use crate::totem::NodeId;
-use crate::totem::srp::{Dest, Srp, TotemEvent};
+use crate::totem::srp::{Dest, Srp, SrpConfig, TotemEvent};
 use crate::totem::wire::Message;
 
 /// A small, fast, deterministic generator (xorshift64*).
@@ -121,6 +121,9 @@ pub struct TotemSim {
     /// at the step that caused it.
     pub checker: check::SafetyChecker,
     seed: u64,
+    /// What each node has persisted of its highest ring sequence number
+    /// (as hactld does before it sends anything that depends on it).
+    pub ring_seq_persisted: Vec<u64>,
 }
 
 /// A targeted fault: which datagrams to lose.
@@ -144,6 +147,7 @@ impl TotemSim {
             drop_if: None,
             checker: check::SafetyChecker::new(n),
             seed,
+            ring_seq_persisted: vec![0; n],
         };
         for i in 0..n {
             sim.flush(i);
@@ -180,6 +184,8 @@ impl TotemSim {
     /// Moves node `i`'s transmits onto the network and records its events.
     fn flush(&mut self, i: usize) {
         let me = i as NodeId + 1;
+        // Persisted before anything leaves (the driver does the same).
+        self.ring_seq_persisted[i] = self.ring_seq_persisted[i].max(self.nodes[i].ring_seq_seen());
         while let Some(t) = self.nodes[i].poll_transmit() {
             let bytes = t.message.encode();
             match t.dest {
@@ -243,7 +249,21 @@ impl TotemSim {
             .collect();
     }
 
-    /// Restarts node index `i` as a new process (a new incarnation).
+    /// Restarts node index `i` as a new hactld process: a new incarnation,
+    /// and the highest ring sequence number it had persisted.
+    pub fn restart_persisted(&mut self, i: usize, cfg: SrpConfig, incarnation: u64) {
+        let srp = Srp::restart(
+            i as NodeId + 1,
+            cfg,
+            incarnation,
+            self.ring_seq_persisted[i],
+            self.now,
+        );
+        self.restart(i, srp);
+    }
+
+    /// Restarts node index `i` as a new process (a new incarnation) built by
+    /// the caller (e.g. one that lost its persisted state).
     pub fn restart(&mut self, i: usize, srp: Srp) {
         self.nodes[i] = srp;
         self.alive[i] = true;

@@ -218,15 +218,24 @@ pub struct Driver {
     drop_log: DropLog,
     me: NodeId,
     link_silence: Duration,
+    /// Where the highest ring sequence number is persisted (None: not at
+    /// all, for tools and tests), and the value stored there.
+    state_dir: Option<std::path::PathBuf>,
+    ring_seq_stored: u64,
 }
 
 impl Driver {
     /// Binds the links and starts the protocol (it begins by gathering a
     /// membership). `authkey: None` is the insecure no-crypto mode.
+    /// `ring_seq_seen`: what the node persisted in `state_dir` before it
+    /// stopped ([`super::incarnation::load_ring_seq`]); the driver keeps it
+    /// there up to date, before it sends anything that depends on it.
     pub fn start(
         setup: DriverSetup,
         authkey: Option<&[u8]>,
         incarnation: u64,
+        ring_seq_seen: u64,
+        state_dir: Option<std::path::PathBuf>,
     ) -> io::Result<Driver> {
         let links = setup
             .links
@@ -249,7 +258,7 @@ impl Driver {
             .collect::<io::Result<Vec<_>>>()?;
         let clock = Clock::new();
         let link_silence = LINK_SILENCE.max(setup.srp.token);
-        let srp = Srp::new(setup.me, setup.srp, incarnation, clock.now());
+        let srp = Srp::restart(setup.me, setup.srp, incarnation, ring_seq_seen, clock.now());
         let mut d = Driver {
             srp,
             sealer: Sealer::new(authkey, &setup.cluster_name, setup.me, incarnation),
@@ -259,6 +268,8 @@ impl Driver {
             drop_log: DropLog::default(),
             me: setup.me,
             link_silence,
+            state_dir,
+            ring_seq_stored: ring_seq_seen,
         };
         d.flush();
         Ok(d)
@@ -431,8 +442,28 @@ impl Driver {
         }
     }
 
-    /// Sends everything the protocol asked for, on every link.
+    /// Sends everything the protocol asked for, on every link; first
+    /// persists a higher ring sequence number (a few milliseconds of fsync
+    /// at a membership change), so that a crash right after cannot make the
+    /// restarted node re-create a ring id.
     fn flush(&mut self) {
+        let seen = self.srp.ring_seq_seen();
+        if seen > self.ring_seq_stored
+            && let Some(dir) = &self.state_dir
+        {
+            match super::incarnation::store_ring_seq(dir, seen) {
+                Ok(()) => self.ring_seq_stored = seen,
+                Err(e) => {
+                    warn!(
+                        error = %e,
+                        dir = %dir.display(),
+                        "totem: cannot persist the ring sequence number {seen}; after a crash this node could re-create a ring id"
+                    );
+                    // Said once per value; the next higher one tries again.
+                    self.ring_seq_stored = seen;
+                }
+            }
+        }
         while let Some(t) = self.srp.poll_transmit() {
             let mut packet = Vec::new();
             if let Err(e) = self.sealer.seal(&t.message.encode(), &mut packet) {

@@ -51,8 +51,56 @@ pub fn next(state_dir: &Path, now_unix_s: u64) -> io::Result<u64> {
     Ok(next)
 }
 
+/// The file with the highest ring sequence number this node has seen.
+pub const RING_SEQ_FILE_NAME: &str = "ring-seq";
+
+/// The highest ring sequence number stored by [`store_ring_seq`], or 0
+/// when there is none (a first start). An unreadable value is an error: a
+/// node must not start below ring numbers it may have used.
+pub fn load_ring_seq(state_dir: &Path) -> io::Result<u64> {
+    let path = state_dir.join(RING_SEQ_FILE_NAME);
+    match fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u64>().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: not a number; remove the file only if every other node has been restarted since",
+                    path.display()
+                ),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Stores the highest ring sequence number seen (write, fsync, rename,
+/// fsync the directory): called before this node takes part in a ring with
+/// a higher number, so that after a restart it never re-creates a ring id.
+pub fn store_ring_seq(state_dir: &Path, seq: u64) -> io::Result<()> {
+    let tmp = state_dir.join(format!(".{RING_SEQ_FILE_NAME}.tmp"));
+    {
+        let mut f = fs::File::create(&tmp)?;
+        writeln!(f, "{seq}")?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, state_dir.join(RING_SEQ_FILE_NAME))?;
+    fs::File::open(state_dir)?.sync_all()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_ring_sequence_number_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(super::load_ring_seq(dir.path()).unwrap(), 0);
+        super::store_ring_seq(dir.path(), 7_340_036).unwrap();
+        assert_eq!(super::load_ring_seq(dir.path()).unwrap(), 7_340_036);
+        std::fs::write(dir.path().join(super::RING_SEQ_FILE_NAME), "x\n").unwrap();
+        assert!(super::load_ring_seq(dir.path()).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -247,16 +247,38 @@ pub struct Srp {
 }
 
 impl Srp {
+    /// A node starting up for the first time (nothing persisted): see
+    /// [`Srp::restart`].
+    pub fn new(me: NodeId, cfg: SrpConfig, incarnation: u64, now: Instant) -> Srp {
+        Srp::restart(me, cfg, incarnation, 0, now)
+    }
+
     /// A node starting up: it gathers a membership with whoever answers.
     /// `incarnation` (strictly larger on every start, see
-    /// [`super::incarnation`]) seeds the ring sequence numbers, so a
-    /// restarted node can never re-create a ring id it used before.
-    pub fn new(me: NodeId, cfg: SrpConfig, incarnation: u64, now: Instant) -> Srp {
+    /// [`super::incarnation`]) and `ring_seq_seen` (the highest ring
+    /// sequence number the node saw before it stopped,
+    /// [`Srp::ring_seq_seen`], persisted by the caller) seed the ring
+    /// sequence numbers: every ring this node forms or joins is numbered
+    /// above both, so a restarted node can never re-create a ring id it (or
+    /// a peer, with other members) used before. The incarnation alone is not
+    /// enough: a peer with a larger incarnation pushes ring numbers beyond
+    /// it.
+    pub fn restart(
+        me: NodeId,
+        cfg: SrpConfig,
+        incarnation: u64,
+        ring_seq_seen: u64,
+        now: Instant,
+    ) -> Srp {
         assert!(
             cfg.nodes.contains(me),
             "a node is one of the configured nodes"
         );
-        let ring_seq_max = incarnation.saturating_mul(1 << 16);
+        // Also the id of the placeholder ring of one the node starts in:
+        // above everything seen, so it cannot be taken for a real ring.
+        let ring_seq_max = incarnation
+            .saturating_mul(1 << 16)
+            .max(ring_seq_seen.saturating_add(1));
         let mut s = Srp {
             me,
             cfg,
@@ -307,6 +329,13 @@ impl Srp {
 
     pub fn is_operational(&self) -> bool {
         self.state == State::Operational
+    }
+
+    /// The highest ring sequence number this node has seen (formed, joined,
+    /// or heard of): what [`Srp::restart`] needs after a restart. Persist
+    /// it whenever a regular configuration is installed.
+    pub fn ring_seq_seen(&self) -> u64 {
+        self.ring_seq_max
     }
 
     /// Whether this node has received message `seq` of `ring` (for the
