@@ -239,6 +239,8 @@ struct Started {
     incarnation: u64,
     /// The highest ring sequence number this node saw before it stopped.
     ring_seq_seen: u64,
+    /// The replicated cluster state (src/state) and its sync.
+    replica: crate::state::replica::Replica,
     /// The installed ring and its members, once there is one.
     ring: Option<(RingId, NodeSet)>,
     quorate: bool,
@@ -247,6 +249,10 @@ struct Started {
 /// First byte of a totem message: which service it belongs to. (The
 /// replicated state and the controller add theirs.)
 const SERVICE_QUORUM: u8 = 1;
+
+/// How long a node that must leave stays, so that its peers deliver its
+/// membership summary and log why it left.
+const LEAVE_GRACE: Duration = Duration::from_millis(500);
 
 /// How often STATUS= is looked at for changes that come without an event.
 const STATUS_REFRESH: Duration = Duration::from_secs(1);
@@ -290,18 +296,41 @@ fn start(opts: &Options) -> Result<Started, String> {
     let incarnation = new_incarnation(&opts.state_dir)?;
     let ring_seq_seen = crate::totem::incarnation::load_ring_seq(&opts.state_dir)
         .map_err(|e| format!("{}: {e}", opts.state_dir.display()))?;
+    // The replicated cluster state as this node last saw it (src/state):
+    // a corrupt file is moved aside and the cluster's state taken at the
+    // first sync; a disk that cannot be read stops the start.
+    let recovered = crate::state::persist::load_or_recover(&opts.state_dir, wall_now())
+        .map_err(|e| e.to_string())?;
+    if let Some((aside, why)) = &recovered.moved_aside {
+        warn!(file = %aside.display(), "state: the saved cluster state was unreadable ({why}); moved aside, taking the cluster's state at the first sync");
+    }
+    let replica = crate::state::replica::Replica::new(
+        node.id,
+        recovered.state,
+        Some(crate::state::membership::Summary::of(&config)),
+    );
     Ok(Started {
         config,
         node,
         authkey,
         incarnation,
         ring_seq_seen,
+        replica,
         ring: None,
         quorate: false,
     })
 }
 
 /// A new incarnation number, persisted under the state directory first.
+/// Wall-clock milliseconds, for the replicated state's timestamps.
+fn wall_now() -> crate::state::WallMs {
+    crate::state::WallMs(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    )
+}
+
 fn new_incarnation(state_dir: &Path) -> Result<u64, String> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -486,6 +515,11 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     let mut refresh = tokio::time::interval(STATUS_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shown = String::new();
+    // Set when this node must leave the cluster (a membership configuration
+    // that differs from a peer's that was running first): when, and why.
+    let mut leaving: Option<(tokio::time::Instant, String)> = None;
+    // State service payloads totem pushed back, sent at the next turn.
+    let mut state_out: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
 
     loop {
         let quorum_wait = quorum
@@ -531,6 +565,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             }
             _ = driver.turn() => {
                 while let Some(event) = driver.poll_event() {
+                    started.replica.handle_event(&event);
                     match event {
                         TotemEvent::Regular { ring, members, joined } => {
                             started.ring = Some((ring, members));
@@ -588,6 +623,26 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                         }
                     }
                 }
+                if let Err(refusal) = state_turn(&opts, &mut started, &mut driver, &mut state_out)
+                    && leaving.is_none()
+                {
+                    // Stay a moment, so that the peers deliver this node's
+                    // own summary and can say why it left.
+                    error!("membership: {refusal}");
+                    leaving = Some((tokio::time::Instant::now() + LEAVE_GRACE, refusal));
+                }
+            }
+            _ = async {
+                match &leaving {
+                    Some((at, _)) => tokio::time::sleep_until(*at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let refusal = leaving.take().map(|(_, r)| r).unwrap_or_default();
+                refusal_line(&format!("hactld: leaving the cluster: {refusal}"));
+                status(&format!("failed: {refusal}"));
+                notify(&[NotifyState::Stopping]);
+                return ExitCode::from(EXIT_CONFIG);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -596,6 +651,74 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// After totem's events: sends what the replicated state asks for (in
+/// order, keeping what totem pushes back), persists the state when it
+/// changed, and handles its events. `Err` when this node must leave: its
+/// membership configuration differs from a peer's and it is the one that
+/// started later (of two that started in the same second, the higher id).
+fn state_turn(
+    opts: &Options,
+    started: &mut Started,
+    driver: &mut Driver,
+    out: &mut std::collections::VecDeque<Vec<u8>>,
+) -> Result<(), String> {
+    while let Some(p) = started.replica.poll_broadcast() {
+        out.push_back(p);
+    }
+    while let Some(p) = out.front() {
+        if driver.broadcast(p.clone()).is_err() {
+            break;
+        }
+        out.pop_front();
+    }
+    if started.replica.take_dirty()
+        && let Err(e) = crate::state::persist::save(&opts.state_dir, started.replica.state())
+    {
+        error!(error = %e, "state: cannot save the cluster state");
+    }
+    while let Some(e) = started.replica.poll_event() {
+        use crate::state::replica::ReplicaEvent;
+        match e {
+            ReplicaEvent::Applied { origin, cmd } => debug!(origin, ?cmd, "state: applied"),
+            ReplicaEvent::Refused {
+                origin,
+                cmd,
+                reason,
+            } => warn!(origin, ?cmd, %reason, "state: command refused"),
+            ReplicaEvent::Synced { ring, notes } => {
+                info!(
+                    ring_rep = ring.rep,
+                    ring_seq = ring.seq,
+                    "state: synchronised with the ring"
+                );
+                for n in notes {
+                    warn!("state: {n}");
+                }
+            }
+            ReplicaEvent::MembershipMismatch { node, message } => {
+                let name = member_names(&started.config, NodeSet::single(node));
+                let mine = started.incarnation;
+                let me = started.node.id;
+                match driver.peer_incarnation(node) {
+                    Some(theirs) if (mine, me) > (theirs, node) => {
+                        return Err(format!(
+                            "the membership configuration differs from node {name}'s, which was running first: {message}; make {} the same on every node (`hactl config show --digest` must print the same digest everywhere), then start hactld again",
+                            opts.config.display()
+                        ));
+                    }
+                    _ => {
+                        error!(node = %name, "membership: node {name} runs a different membership configuration: {message}; it started later and leaves the cluster")
+                    }
+                }
+            }
+            ReplicaEvent::Malformed { sender, error } => {
+                warn!(sender, %error, "state: malformed message")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Hands the API the current state; the API task wakes only if it changed.

@@ -367,3 +367,67 @@ fn a_service_manager_that_does_not_read_its_socket_does_not_stall_the_daemon() {
         "node1 followed {pair} joins and {alone} departures of 8:\n{stderr}"
     );
 }
+
+#[test]
+fn a_node_started_later_with_another_membership_configuration_leaves_naming_the_difference() {
+    if !is_root() {
+        eprintln!("skipped: the key must be root-owned, run as root");
+        return;
+    }
+    let s = setup(CONFIG, 15418);
+    // node2's copy differs in a membership setting: the token timeout.
+    let other = s.dir.path().join("node2.toml");
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("[totem]\n", "[totem]\ntoken = 400\n");
+    std::fs::write(&other, text).unwrap();
+    let mut one = spawn(&s, "node1", None, None);
+    // Incarnations are wall-clock seconds: node2 starts in a later second.
+    std::thread::sleep(Duration::from_millis(1_100));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hactld"));
+    let two = cmd
+        .args([
+            "--config",
+            other.to_str().unwrap(),
+            "--node",
+            "node2",
+            "--state-dir",
+        ])
+        .arg(s.dir.path().join("state-node2"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut two = two;
+    while two.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = two.kill();
+            let _ = one.kill();
+            panic!("node2 did not leave within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, stderr) = finish(two);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("leaving the cluster")
+            && stderr.contains("node1")
+            && stderr.contains("totem.token"),
+        "{stderr}"
+    );
+    // node1 carries on and says who left and why (it delivers node2's
+    // summary at about the time node2 leaves: give it a moment).
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(one.try_wait().unwrap().is_none(), "node1 must keep running");
+    kill(Pid::from_raw(one.id() as i32), Signal::SIGTERM).unwrap();
+    let (code, stderr) = finish(one);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("node2 runs a different membership configuration")
+            && stderr.contains("totem.token"),
+        "{stderr}"
+    );
+}

@@ -301,6 +301,12 @@ impl Opener {
         &self.stats
     }
 
+    /// The highest incarnation authenticated from `node` (when it started,
+    /// in effect: incarnations follow the wall clock).
+    pub fn peer_incarnation(&self, node: NodeId) -> Option<u64> {
+        self.peers.get(&node).map(|p| p.incarnation)
+    }
+
     /// Authenticates, decrypts and replay-checks `packet`; returns the
     /// sender and the payload.
     pub fn open(&mut self, packet: &[u8]) -> Result<(NodeId, Vec<u8>), OpenError> {

@@ -288,6 +288,11 @@ impl Driver {
         self.opener.stats()
     }
 
+    /// The incarnation a peer's packets carry (see [`Opener::peer_incarnation`]).
+    pub fn peer_incarnation(&self, node: NodeId) -> Option<u64> {
+        self.opener.peer_incarnation(node)
+    }
+
     /// Every link's state, in configuration order.
     pub fn links(&self) -> Vec<LinkStatus> {
         let now = self.clock.now();

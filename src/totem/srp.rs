@@ -762,7 +762,7 @@ impl Srp {
     /// virtual synchrony), then install the new ring.
     fn install(&mut self, now: Instant) {
         let plan = self.recovery.take().expect("installing after recovery");
-        let mut new = self.new.take().expect("installing a new ring");
+        let new = self.new.take().expect("installing a new ring");
         let old = std::mem::take(&mut self.old);
         if self.installed_before {
             // 1. Old-ring messages in order, up to the first gap or the
@@ -803,21 +803,17 @@ impl Srp {
             members: new.members,
             joined: new.members.minus(plan.transitional),
         });
-        // New-ring messages that arrived during recovery: the encapsulated
-        // ones were recovery traffic; deliver the others in order.
-        let keep = new.store.clone();
-        for (seq, m) in keep.range(new.delivered + 1..=new.my_aru) {
-            if !m.encapsulated {
-                self.deliver(new.ring, m);
-            }
-            new.delivered = *seq;
-        }
         self.old = new;
         self.state = State::Operational;
         self.proc_set = self.old.members;
         self.fail_set = NodeSet::EMPTY;
         self.consensus = NodeSet::single(self.me);
         self.merge_at = Some(now + self.cfg.merge);
+        // New-ring messages that arrived during recovery (members that
+        // installed first already send): the encapsulated ones were
+        // recovery traffic; the others in order, a safe one (and what
+        // follows it) only once every member has it.
+        self.deliver_contiguous();
     }
 
     fn deliver(&mut self, ring: RingId, m: &Mcast) {
