@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use hactl::config::{HOLD_MS_DEFAULT, SEQNO_UNCHANGED_CONST_DEFAULT};
 use hactl::sim::{NetFaults, Observed, Rng, TotemSim};
 use hactl::time::Instant;
 use hactl::totem::srp::{Srp, SrpConfig, TotemEvent};
@@ -34,6 +35,8 @@ fn cfg(n: usize) -> SrpConfig {
     SrpConfig {
         token: Duration::from_millis(300),
         token_retransmit: Duration::from_millis(71),
+        hold: Duration::from_millis(HOLD_MS_DEFAULT),
+        seqno_unchanged_const: SEQNO_UNCHANGED_CONST_DEFAULT,
         join: Duration::from_millis(50),
         consensus: Duration::from_millis(360),
         merge: Duration::from_millis(200),
