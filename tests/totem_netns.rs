@@ -164,6 +164,14 @@ impl Drop for Lab {
     }
 }
 
+/// The hactld under test: this build's, or HACTL_HACTLD (for measuring a
+/// release build: `cargo build --release --bin hactld`).
+fn hactld_bin() -> std::path::PathBuf {
+    std::env::var_os("HACTL_HACTLD")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_hactld").into())
+}
+
 /// One hactld in its namespace, with the socket it notifies.
 struct Daemon {
     child: Child,
@@ -181,7 +189,7 @@ impl Daemon {
         let log = std::fs::File::create(dir.join(format!("node{node}.log"))).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &lab.ns(node)])
-            .arg(env!("CARGO_BIN_EXE_hactld"))
+            .arg(hactld_bin())
             .args(["--config"])
             .arg(config)
             .args(["--node", &format!("node{node}"), "--state-dir"])
@@ -270,8 +278,20 @@ impl Drop for Daemon {
 }
 
 fn config(test: u8, multicast: bool, links: usize, key: &Path, nodes: u32) -> String {
+    config_with(test, multicast, links, key, nodes, "")
+}
+
+/// `extra_totem`: more `[totem]` lines, e.g. "hold = 0\n".
+fn config_with(
+    test: u8,
+    multicast: bool,
+    links: usize,
+    key: &Path,
+    nodes: u32,
+    extra_totem: &str,
+) -> String {
     let mut text = format!(
-        "[cluster]\nname = \"tn{test}\"\n[totem]\ntransport = \"{}\"\nauthkey = \"{}\"\n",
+        "[cluster]\nname = \"tn{test}\"\n[totem]\ntransport = \"{}\"\nauthkey = \"{}\"\n{extra_totem}",
         if multicast { "udp" } else { "udpu" },
         key.display()
     );
@@ -305,11 +325,25 @@ struct Cluster {
 
 impl Cluster {
     fn start(test: u8, multicast: bool, links: usize) -> Cluster {
+        Cluster::start_with(test, multicast, links, 3, "")
+    }
+
+    fn start_with(
+        test: u8,
+        multicast: bool,
+        links: usize,
+        nodes: u32,
+        extra_totem: &str,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("authkey");
         hactl::config::authkey::generate(&key, 64, false).unwrap();
         let conf = dir.path().join("cluster.toml");
-        std::fs::write(&conf, config(test, multicast, links, &key, 3)).unwrap();
+        std::fs::write(
+            &conf,
+            config_with(test, multicast, links, &key, nodes, extra_totem),
+        )
+        .unwrap();
         let check = Command::new(env!("CARGO_BIN_EXE_hactl"))
             .args(["config", "check"])
             .arg(&conf)
@@ -321,10 +355,10 @@ impl Cluster {
             String::from_utf8_lossy(&check.stdout)
         );
         let mut lab = Lab::new(test, links);
-        for n in 1..=3 {
+        for n in 1..=nodes {
             lab.add_node(test, n);
         }
-        let daemons = (1..=3)
+        let daemons = (1..=nodes)
             .map(|n| Daemon::start(&lab, dir.path(), &conf, n))
             .collect();
         Cluster { daemons, lab, dir }
@@ -610,4 +644,77 @@ fn measure_crash_detection_and_false_alarms() {
         "no fault for {secs} s: ring changes per node {changes:?}; load average at the end {}",
         load.split(' ').take(3).collect::<Vec<_>>().join(" ")
     );
+}
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // Fields after the command name (which may hold spaces) in parentheses:
+    // state is field 3, utime 14 and stime 15 (clock ticks).
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Idle hactld processes (a formed ring, no resources, no traffic): the
+/// CPU each uses over HACTL_IDLE_SECS (30 by default), for 2 and 3 nodes
+/// and the token holds in HACTL_HOLDS (default "0,10,30"; 0 turns the
+/// hold off).
+#[test]
+#[ignore = "measurement; run explicitly"]
+fn measure_idle_cpu_with_and_without_token_hold() {
+    if !require_root() {
+        return;
+    }
+    let secs: u64 = std::env::var("HACTL_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let holds: Vec<u64> = std::env::var("HACTL_HOLDS")
+        .unwrap_or_else(|_| "0,10,30".into())
+        .split(',')
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    let mut test = 6;
+    for nodes in [2u32, 3] {
+        for hold in &holds {
+            let mut c = Cluster::start_with(test, false, 1, nodes, &format!("hold = {hold}\n"));
+            test += 1;
+            let names: Vec<String> = (1..=nodes).map(|n| format!("node{n}")).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let all = ring_of(&names, nodes as usize);
+            for d in &mut c.daemons {
+                d.wait_for("in the ring", FORM, |s| s.contains(&all));
+            }
+            // Let start-up work settle before measuring.
+            std::thread::sleep(Duration::from_secs(2));
+            let pids: Vec<u32> = c.daemons.iter().map(|d| d.child.id()).collect();
+            let before: Vec<Duration> = pids.iter().map(|p| cpu_time(*p)).collect();
+            let start = Instant::now();
+            std::thread::sleep(Duration::from_secs(secs));
+            let wall = start.elapsed();
+            let used: Vec<String> = pids
+                .iter()
+                .zip(&before)
+                .map(|(p, b)| {
+                    let cpu = cpu_time(*p) - *b;
+                    format!("{:.1} %", 100.0 * cpu.as_secs_f64() / wall.as_secs_f64())
+                })
+                .collect();
+            // Still one ring: the hold caused no false alarm meanwhile.
+            for d in &mut c.daemons {
+                d.drain(Duration::from_millis(100));
+                assert!(d.status().contains(&all), "{}", d.status());
+            }
+            println!(
+                "{nodes} nodes idle, hold {hold} ms: CPU per hactld over {secs} s: {}",
+                used.join(", ")
+            );
+        }
+    }
 }
