@@ -968,6 +968,10 @@ impl Srp {
             _ => None,
         };
         if Some(t.ring) == carrier && t.token_seq > self.last_token_seq {
+            debug_assert!(
+                self.held.is_none(),
+                "one token per ring: a newer one while holding"
+            );
             // Idle: nothing new since my last visit, every member has every
             // message, nothing to retransmit.
             let idle = self.state == State::Operational
@@ -999,7 +1003,8 @@ impl Srp {
             && self.state == State::Operational
             && self.old.ring.rep == self.me
             && self.old.members.len() > 1
-            && self.quiet_visits >= self.cfg.seqno_unchanged_const
+            // At least this visit idle, whatever the configuration says.
+            && self.quiet_visits >= self.cfg.seqno_unchanged_const.max(1)
             && self.pending.is_empty()
             && self.old.my_aru == t.seq
             && self.old.delivered == t.seq
