@@ -4058,7 +4058,7 @@ fn last_man_standing_needs_wait_for_all() {
 
 #[test]
 fn a_hold_above_half_the_token_retransmit_interval_is_clamped_with_a_warning() {
-    // token 300 ms → token_retransmit 300 / 4.2 = 71 ms → at most 35 ms.
+    // token 300 ms → token_retransmit 300 / 4.2 = 71 ms → at most 40 %: 28 ms.
     let d = expect_warning(
         r#"
 [cluster]
@@ -4073,7 +4073,7 @@ addresses = ["10.0.0.1"]
         4,
         8,
         "totem.hold",
-        "hold (100 ms) is more than 50 % of the token retransmit interval (71 ms with 1 node); 35 ms is used",
+        "hold (100 ms) is more than 40 % of the token retransmit interval (71 ms with 1 node); 28 ms is used",
     );
     assert!(d.hint.contains("raise token"), "{}", d.hint);
 }
@@ -4097,9 +4097,9 @@ fn hold_accepts_zero_and_units_and_a_default_above_the_limit_is_clamped_silently
     assert!(about_totem(&off).is_empty(), "{}", dump(&off.warnings));
     let units = expect_ok(&text("hold = \"20ms\""));
     assert_eq!(units.config.totem.timers.hold_ms, 20);
-    // token 50 ms → retransmit 11 ms → hold at most 5 ms; the default
-    // (30 ms) is clamped without a warning the user could not act on.
+    // token 50 ms → retransmit 11 ms → hold at most 4 ms; the default
+    // (25 ms) is clamped without a warning the user could not act on.
     let short = expect_ok(&text("token = 50"));
     assert!(about_totem(&short).is_empty(), "{}", dump(&short.warnings));
-    assert_eq!(short.config.totem.timers.effective_hold_ms(1), 5);
+    assert_eq!(short.config.totem.timers.effective_hold_ms(1), 4);
 }

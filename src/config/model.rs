@@ -191,9 +191,12 @@ pub struct TotemTimers {
 
 /// The token hold may use at most this share of the token retransmit
 /// interval. A held token returns to every member after the hold plus one
-/// rotation; kept well inside the retransmit interval, it never looks lost,
-/// so holding changes neither retransmissions nor failure detection.
-pub const HOLD_MAX_PERCENT_OF_RETRANSMIT: u64 = 50;
+/// rotation, and members after the holder re-send it `hold` sooner (so the
+/// hold costs the members before it none of their token timeout): with two
+/// holds inside the retransmit interval and room for a rotation, a held
+/// token never looks lost, and holding changes neither retransmissions nor
+/// failure detection.
+pub const HOLD_MAX_PERCENT_OF_RETRANSMIT: u64 = 40;
 
 impl TotemTimers {
     /// The token timeout in effect for a ring of `nodes` members

@@ -28,7 +28,7 @@ pub const SEQNO_UNCHANGED_CONST_DEFAULT: u32 = 30; // [30]
 /// Token hold of an idle ring (corosync derives it: 0.8 × token_retransmit
 /// − 10 ms, 561 ms with its defaults). Measured in docs/totem.md: idle CPU
 /// falls with 1/hold, and a hold cancel makes the latency independent of it.
-pub const HOLD_MS_DEFAULT: u64 = 30; // [derived]
+pub const HOLD_MS_DEFAULT: u64 = 25; // [derived]
 pub const MAX_MESSAGES_DEFAULT: u32 = 17; // [17]
 pub const WINDOW_SIZE_DEFAULT: u32 = 50; // [50]
 pub const TOTEM_PORT_DEFAULT: u16 = 5405;

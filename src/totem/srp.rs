@@ -386,13 +386,7 @@ impl Srp {
     /// nearly as long as the representative waits before holding (all it
     /// needs one visit more to see).
     fn may_be_held_elsewhere(&self) -> bool {
-        self.state == State::Operational
-            && !self.cfg.hold.is_zero()
-            && self.old.members.len() > 1
-            && self.old.ring.rep != self.me
-            && !self.hold_cancel_sent
-            && self.last_visit_seq.is_some()
-            && self.quiet_visits + 1 >= self.cfg.seqno_unchanged_const
+        self.state == State::Operational && !self.hold_cancel_sent && self.may_have_been_held()
     }
 
     /// Passes on the token I hold: it is processed now, so whatever I have
@@ -992,7 +986,30 @@ impl Srp {
                 return;
             }
             self.process_token(now, t);
+            if self.state == State::Operational
+                && self.may_have_been_held()
+                && self.token_retransmit_at.is_some()
+            {
+                // The representative probably held this token for `hold`
+                // before it came here: re-send it that much sooner, so that
+                // the hold spends none of the token timeout of the members
+                // it passed before the hold (their timers started then).
+                // This is safe: a hold is at most 40 % of token_retransmit,
+                // so the token, even held again, is back before this fires.
+                self.token_retransmit_at = Some(now + (self.cfg.token_retransmit - self.cfg.hold));
+            }
         }
+    }
+
+    /// Whether the token I got may have been held by the representative
+    /// on its way: the ring was idle at my visit for nearly as long as the
+    /// representative waits before holding.
+    fn may_have_been_held(&self) -> bool {
+        !self.cfg.hold.is_zero()
+            && self.old.ring.rep != self.me
+            && self.old.members.len() > 1
+            && self.last_visit_seq.is_some()
+            && self.quiet_visits + 1 >= self.cfg.seqno_unchanged_const
     }
 
     /// corosync's choice: only the representative holds, so a rotation has
