@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use hactl::config::{HOLD_MS_DEFAULT, SEQNO_UNCHANGED_CONST_DEFAULT};
 use hactl::sim::{NetFaults, TotemSim};
 use hactl::time::Instant;
 use hactl::totem::srp::{Srp, SrpConfig, TotemEvent};
@@ -22,6 +23,9 @@ fn cfg(n: usize, token_ms: u64) -> SrpConfig {
         token_retransmit: Duration::from_millis(
             (token_ms * 10 / (RETRANSMITS_BEFORE_LOSS * 10 + 2)).max(1),
         ),
+        // Clamped by Srp::new to its share of token_retransmit.
+        hold: Duration::from_millis(HOLD_MS_DEFAULT),
+        seqno_unchanged_const: SEQNO_UNCHANGED_CONST_DEFAULT,
         join: Duration::from_millis(50.min(token_ms / 2)),
         consensus: Duration::from_millis(token_ms * 12 / 10),
         merge: Duration::from_millis(200),

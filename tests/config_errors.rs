@@ -4459,3 +4459,51 @@ fn libvirt_uris_the_device_accepts_pass_the_check() {
             .unwrap_or_else(|e| panic!("{uri}: {e}"));
     }
 }
+
+#[test]
+fn a_hold_above_half_the_token_retransmit_interval_is_clamped_with_a_warning() {
+    // token 300 ms → token_retransmit 300 / 4.2 = 71 ms → at most 40 %: 28 ms.
+    let d = expect_warning(
+        r#"
+[cluster]
+name = "c"
+[totem]
+hold = 100
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+"#,
+        4,
+        8,
+        "totem.hold",
+        "hold (100 ms) is more than 40 % of the token retransmit interval (71 ms with 1 node); 28 ms is used",
+    );
+    assert!(d.hint.contains("raise token"), "{}", d.hint);
+}
+
+#[test]
+fn hold_accepts_zero_and_units_and_a_default_above_the_limit_is_clamped_silently() {
+    let text = |hold: &str| {
+        format!(
+            "[cluster]\nname = \"c\"\n[totem]\n{hold}\n[[node]]\nname = \"n1\"\nid = 1\naddresses = [\"10.0.0.1\"]\n"
+        )
+    };
+    let about_totem = |l: &Loaded| {
+        l.warnings
+            .iter()
+            .filter(|d| d.key.starts_with("totem"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let off = expect_ok(&text("hold = 0"));
+    assert_eq!(off.config.totem.timers.hold_ms, 0);
+    assert!(about_totem(&off).is_empty(), "{}", dump(&off.warnings));
+    let units = expect_ok(&text("hold = \"20ms\""));
+    assert_eq!(units.config.totem.timers.hold_ms, 20);
+    // token 50 ms → retransmit 11 ms → hold at most 4 ms; the default
+    // (25 ms) is clamped without a warning the user could not act on.
+    let short = expect_ok(&text("token = 50"));
+    assert!(about_totem(&short).is_empty(), "{}", dump(&short.warnings));
+    assert_eq!(short.config.totem.timers.effective_hold_ms(1), 4);
+}

@@ -270,6 +270,7 @@ fn show_fills_in_defaults() {
         "no_quorum_policy = \"stop\"",
         "token = 300",
         "consensus = 360",
+        "hold = 25",
         "port = 5405",
         "votes = 1",
         "migration_threshold = \"INFINITY\"",

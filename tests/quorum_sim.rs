@@ -24,6 +24,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hactl::config::{Config, parse_str};
+use hactl::config::{HOLD_MS_DEFAULT, SEQNO_UNCHANGED_CONST_DEFAULT};
 use hactl::quorum::{NodeInfo, Quorum, QuorumError};
 use hactl::sim::{NetFaults, Rng, TotemSim};
 use hactl::time::Instant;
@@ -45,6 +46,8 @@ fn srp_config(n: usize) -> SrpConfig {
     SrpConfig {
         token: Duration::from_millis(300),
         token_retransmit: Duration::from_millis(71),
+        hold: Duration::from_millis(HOLD_MS_DEFAULT),
+        seqno_unchanged_const: SEQNO_UNCHANGED_CONST_DEFAULT,
         join: Duration::from_millis(50),
         consensus: Duration::from_millis(360),
         merge: Duration::from_millis(200),

@@ -40,6 +40,8 @@ fn srp_config(n: usize) -> SrpConfig {
     SrpConfig {
         token: Duration::from_millis(300),
         token_retransmit: Duration::from_millis(71),
+        hold: Duration::from_millis(hactl::config::HOLD_MS_DEFAULT),
+        seqno_unchanged_const: hactl::config::SEQNO_UNCHANGED_CONST_DEFAULT,
         join: Duration::from_millis(50),
         consensus: Duration::from_millis(360),
         merge: Duration::from_millis(200),

@@ -23,6 +23,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use hactl::config::{HOLD_MS_DEFAULT, SEQNO_UNCHANGED_CONST_DEFAULT};
 use hactl::sim::{NetFaults, Rng, TotemSim};
 use hactl::time::Instant;
 use hactl::totem::srp::{Srp, SrpConfig, TotemEvent};
@@ -36,6 +37,8 @@ fn cfg(n: usize) -> SrpConfig {
     SrpConfig {
         token: Duration::from_millis(300),
         token_retransmit: Duration::from_millis(71),
+        hold: Duration::from_millis(HOLD_MS_DEFAULT),
+        seqno_unchanged_const: SEQNO_UNCHANGED_CONST_DEFAULT,
         join: Duration::from_millis(50),
         consensus: Duration::from_millis(360),
         merge: Duration::from_millis(200),
@@ -446,4 +449,188 @@ fn a_restarted_node_never_recreates_a_ring_id_it_took_part_in() {
         .and_then(|e| e.downcast_ref::<String>().cloned())
         .expect("without persistence the ring id comes back, and the checker says so");
     assert!(msg.contains("membership agreement"), "{msg}");
+}
+
+// ---------------------------------------------------------------- token hold
+
+fn cfg_hold(n: usize, hold_ms: u64) -> SrpConfig {
+    SrpConfig {
+        hold: Duration::from_millis(hold_ms),
+        ..cfg(n)
+    }
+}
+
+/// Tokens each node passed on (datagrams that arrived: on a perfect
+/// network, every one sent) between `from` and `to`.
+fn tokens_passed(sim: &mut TotemSim, from: Instant, to: Instant) -> Vec<u64> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    sim.run_until(from);
+    let counts = Rc::new(RefCell::new(vec![0u64; sim.nodes.len()]));
+    let c = Rc::clone(&counts);
+    sim.drop_if = Some(Box::new(move |sender, _, m| {
+        if matches!(m, Message::Token(_)) {
+            c.borrow_mut()[sender as usize - 1] += 1;
+        }
+        false
+    }));
+    sim.run_until(to);
+    sim.drop_if = None;
+    counts.borrow().clone()
+}
+
+fn formed_ring(n: usize, hold_ms: u64, seed: u64) -> TotemSim {
+    let mut sim = TotemSim::new(
+        (1..=n as u32)
+            .map(|id| Srp::new(id, cfg_hold(n, hold_ms), 1, Instant::ZERO))
+            .collect(),
+        NetFaults::perfect(),
+        seed,
+    );
+    sim.run_until(ms(2_000));
+    assert!(converged(&sim).is_some(), "{n} nodes form one ring");
+    sim
+}
+
+#[test]
+fn an_idle_ring_passes_the_token_about_once_per_hold_per_node() {
+    for n in [2, 3] {
+        let mut sim = formed_ring(n, HOLD_MS_DEFAULT, 3);
+        let ring = converged(&sim);
+        let held = tokens_passed(&mut sim, ms(2_000), ms(12_000));
+        // 10 s: at most one rotation per hold, plus one rotation of slack.
+        let bound = 10_000 / HOLD_MS_DEFAULT + 1;
+        for (i, c) in held.iter().enumerate() {
+            assert!(
+                *c <= bound && *c >= bound / 2,
+                "{n} nodes: node {} passed the token {c} times in 10 s with hold {HOLD_MS_DEFAULT} ms (bound {bound})",
+                i + 1
+            );
+        }
+        assert_eq!(converged(&sim), ring, "{n} nodes: no ring change");
+        // Without the hold the token circulates without pause.
+        let mut free = formed_ring(n, 0, 3);
+        let spinning = tokens_passed(&mut free, ms(2_000), ms(12_000));
+        assert!(
+            spinning[0] > 20 * held[0],
+            "{n} nodes: without hold {spinning:?}, with hold {held:?}"
+        );
+        println!(
+            "{n} nodes, 10 s idle: tokens passed per node {held:?} with hold {HOLD_MS_DEFAULT} ms, {spinning:?} without"
+        );
+    }
+}
+
+/// Broadcasts from node index `i` while the representative holds the
+/// token and returns how long until every node delivered it.
+fn idle_broadcast_latency(sim: &mut TotemSim, i: usize, payload: &[u8]) -> Duration {
+    // Wait for a moment the representative (node 1) holds the token.
+    let mut t = sim.now;
+    while !sim.nodes[0].is_holding_token() {
+        t += Duration::from_micros(100);
+        sim.run_until(t);
+        assert!(t < ms(60_000), "the representative never holds the token");
+    }
+    let start = sim.now;
+    assert!(sim.broadcast(i, payload.to_vec()));
+    loop {
+        if sim
+            .observed
+            .iter()
+            .all(|o| o.delivered().contains(&payload))
+        {
+            return sim.now - start;
+        }
+        t += Duration::from_micros(50);
+        sim.run_until(t);
+        assert!(t < start + Duration::from_secs(1), "never delivered");
+    }
+}
+
+#[test]
+fn a_broadcast_on_an_idle_ring_is_delivered_at_once_from_the_holder_and_from_others() {
+    let mut sim = formed_ring(3, HOLD_MS_DEFAULT, 5);
+    sim.run_until(ms(3_000));
+    for (k, i) in [0usize, 1, 2, 1, 0, 2].into_iter().enumerate() {
+        let took = idle_broadcast_latency(&mut sim, i, &[k as u8, 0xaa]);
+        // A few network delays (0.1 ms each), far below the 30 ms hold.
+        assert!(
+            took <= Duration::from_millis(2),
+            "node {}: delivered everywhere after {took:?}",
+            i + 1
+        );
+        println!("from node {}: delivered everywhere after {took:?}", i + 1);
+        sim.run_until(sim.now + Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_lost_hold_cancel_costs_at_most_the_hold() {
+    let mut sim = formed_ring(3, HOLD_MS_DEFAULT, 9);
+    sim.run_until(ms(3_000));
+    sim.drop_if = Some(Box::new(|_, _, m| matches!(m, Message::HoldCancel { .. })));
+    let took = idle_broadcast_latency(&mut sim, 2, b"late");
+    // Without the cancel the message waits for the hold to end.
+    assert!(
+        took > Duration::from_millis(2) && took <= Duration::from_millis(HOLD_MS_DEFAULT + 2),
+        "delivered after {took:?}"
+    );
+    println!("hold cancel lost: delivered everywhere after {took:?}");
+}
+
+/// Crash to new ring of the survivors, for a crash at `offset` after the
+/// ring became idle.
+fn detection(n: usize, hold_ms: u64, victim: usize, offset: Duration) -> Duration {
+    let mut sim = formed_ring(n, hold_ms, 13);
+    sim.run_until(ms(3_000) + offset);
+    sim.crash(victim);
+    let crash = sim.now;
+    let survivors: Vec<usize> = (0..n).filter(|i| *i != victim).collect();
+    let mut t = crash;
+    loop {
+        t += Duration::from_millis(1);
+        sim.run_until(t);
+        let (_, members) = sim.nodes[survivors[0]].ring();
+        if members.len() == n - 1
+            && survivors
+                .iter()
+                .all(|i| sim.nodes[*i].is_operational() && sim.nodes[*i].ring().1 == members)
+        {
+            return t - crash;
+        }
+        assert!(
+            t < crash + Duration::from_secs(3),
+            "no new ring after the crash"
+        );
+    }
+}
+
+#[test]
+fn a_crash_on_an_idle_ring_is_noticed_as_fast_with_the_hold_as_without() {
+    // Crashes at 20 moments spread over the hold cycle, of the holder (the
+    // representative) and of another node.
+    for (n, victim) in [(2, 1), (3, 0), (3, 2)] {
+        let mut worst = [Duration::ZERO; 2];
+        for (w, hold) in [0, HOLD_MS_DEFAULT].into_iter().enumerate() {
+            for k in 0..20 {
+                let d = detection(n, hold, victim, Duration::from_micros(k * 1_597));
+                worst[w] = worst[w].max(d);
+            }
+        }
+        // token (300) + consensus (360) + forming the ring (a few ms).
+        assert!(worst[1] <= Duration::from_millis(700), "{worst:?}");
+        assert!(
+            worst[1] <= worst[0] + Duration::from_millis(2),
+            "{n} nodes, node {} crashed: worst detection {:?} with hold, {:?} without",
+            victim + 1,
+            worst[1],
+            worst[0]
+        );
+        println!(
+            "{n} nodes, node {} crashed on an idle ring: worst crash → new ring {:?} with hold {HOLD_MS_DEFAULT} ms, {:?} without",
+            victim + 1,
+            worst[1],
+            worst[0]
+        );
+    }
 }

@@ -23,7 +23,7 @@ use std::path::Path;
 
 pub use diag::{Diagnostic, Severity};
 pub use model::*;
-pub use parse::{FILESYSTEM_PARAMS, IPADDR_PARAMS};
+pub use parse::{FILESYSTEM_PARAMS, HOLD_MS_DEFAULT, IPADDR_PARAMS, SEQNO_UNCHANGED_CONST_DEFAULT};
 pub use score::Score;
 pub use show::{canonical, canonical_redacted, membership_canonical, membership_digest};
 

@@ -177,6 +177,10 @@ pub struct TotemTimers {
     pub fail_recv_const: u32,
     /// Rotations without new messages before the token is held.
     pub seqno_unchanged_const: u32,
+    /// How long the representative keeps the token of an idle ring before
+    /// passing it on (0: never). At most [`HOLD_MAX_PERCENT_OF_RETRANSMIT`]
+    /// % of the token retransmit interval is used.
+    pub hold_ms: u64,
     /// Upper bound of a random delay before sending a join (0: none).
     pub send_join_ms: u64,
     /// Messages a node may send per token visit.
@@ -185,12 +189,38 @@ pub struct TotemTimers {
     pub window_size: u32,
 }
 
+/// The token hold may use at most this share of the token retransmit
+/// interval. A held token returns to every member after the hold plus one
+/// rotation, and members after the holder re-send it `hold` sooner (so the
+/// hold costs the members before it none of their token timeout): with two
+/// holds inside the retransmit interval and room for a rotation, a held
+/// token never looks lost, and holding changes neither retransmissions nor
+/// failure detection.
+pub const HOLD_MAX_PERCENT_OF_RETRANSMIT: u64 = 40;
+
 impl TotemTimers {
     /// The token timeout in effect for a ring of `nodes` members
     /// (corosync: token + (nodes − 2) × token_coefficient for 3+ nodes).
     pub fn effective_token_ms(&self, nodes: usize) -> u64 {
         let extra = nodes.saturating_sub(2) as u64;
         self.token_ms + extra * self.token_coefficient_ms
+    }
+
+    /// How long a passed-on token may stay away before it is re-sent
+    /// (corosync: token / (token_retransmits_before_loss_const + 0.2)).
+    pub fn token_retransmit_ms(&self, nodes: usize) -> u64 {
+        let token_ms = self.effective_token_ms(nodes);
+        (token_ms * 10 / (u64::from(self.token_retransmits_before_loss_const) * 10 + 2)).max(1)
+    }
+
+    /// The longest token hold allowed for a ring of `nodes` members.
+    pub fn hold_max_ms(&self, nodes: usize) -> u64 {
+        self.token_retransmit_ms(nodes) * HOLD_MAX_PERCENT_OF_RETRANSMIT / 100
+    }
+
+    /// The token hold in effect: `hold_ms`, clamped to [`Self::hold_max_ms`].
+    pub fn effective_hold_ms(&self, nodes: usize) -> u64 {
+        self.hold_ms.min(self.hold_max_ms(nodes))
     }
 }
 

@@ -25,6 +25,10 @@ pub const MERGE_MS_DEFAULT: u64 = 200; // [200]
 pub const DOWNCHECK_MS_DEFAULT: u64 = 1000; // [1000]
 pub const FAIL_RECV_CONST_DEFAULT: u32 = 2500; // [2500]
 pub const SEQNO_UNCHANGED_CONST_DEFAULT: u32 = 30; // [30]
+/// Token hold of an idle ring (corosync derives it: 0.8 × token_retransmit
+/// − 10 ms, 561 ms with its defaults). Measured in docs/totem.md: idle CPU
+/// falls with 1/hold, and a hold cancel makes the latency independent of it.
+pub const HOLD_MS_DEFAULT: u64 = 25; // [derived]
 pub const MAX_MESSAGES_DEFAULT: u32 = 17; // [17]
 pub const WINDOW_SIZE_DEFAULT: u32 = 50; // [50]
 pub const TOTEM_PORT_DEFAULT: u16 = 5405;
@@ -149,6 +153,7 @@ pub(crate) fn parse_document(
     let broken_nodes = declared_nodes - nodes.len();
     derive_mcast_addrs(&mut totem, &nodes, &cluster.name);
     settle_consensus(&mut totem, declared_nodes, sink, spans);
+    check_hold(&totem, declared_nodes, sink, spans);
     let op_defaults = cluster.op_defaults.clone();
     let (resource_paths, resources) = located(resource_ts, "id", &mut broken, |t| {
         parse_resource(t, &op_defaults, has_fencing, sink, spans)
@@ -428,6 +433,7 @@ fn parse_totem(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> TotemSec
             downcheck_ms: DOWNCHECK_MS_DEFAULT,
             fail_recv_const: FAIL_RECV_CONST_DEFAULT,
             seqno_unchanged_const: SEQNO_UNCHANGED_CONST_DEFAULT,
+            hold_ms: HOLD_MS_DEFAULT,
             send_join_ms: 0,
             max_messages: MAX_MESSAGES_DEFAULT,
             window_size: WINDOW_SIZE_DEFAULT,
@@ -528,6 +534,7 @@ fn parse_totem(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> TotemSec
             TOTEM_TIMER_MS_MIN,
         );
         timer(&mut t, sink, spans, "send_join", &mut tm.send_join_ms, 0);
+        timer(&mut t, sink, spans, "hold", &mut tm.hold_ms, 0);
         let mut c = 0;
         timer(&mut t, sink, spans, "consensus", &mut c, TOTEM_TIMER_MS_MIN);
         if t.has("consensus") && c > 0 {
@@ -683,6 +690,27 @@ fn settle_consensus(totem: &mut TotemSection, nodes: usize, sink: &mut Sink, spa
             "totem.consensus",
             format!("consensus ({} ms) is below 1.2 × token ({token_ms} ms with {nodes} nodes)", t.consensus_ms),
             "membership may form before a lost token is noticed everywhere; remove consensus to use 1.2 × token",
+        );
+    }
+}
+
+/// Warns when an explicit `hold` is longer than the token retransmit
+/// interval allows (the protocol then uses the maximum). A default hold
+/// above it (a very short token) is clamped silently.
+fn check_hold(totem: &TotemSection, nodes: usize, sink: &mut Sink, spans: &Spans) {
+    let t = &totem.timers;
+    let max = t.hold_max_ms(nodes);
+    if t.hold_ms > max && spans.contains("totem.hold") {
+        sink.warning(
+            &spans.at("totem.hold"),
+            "totem.hold",
+            format!(
+                "hold ({} ms) is more than {HOLD_MAX_PERCENT_OF_RETRANSMIT} % of the token retransmit interval ({} ms with {nodes} {}); {max} ms is used",
+                t.hold_ms,
+                t.token_retransmit_ms(nodes),
+                if nodes == 1 { "node" } else { "nodes" }
+            ),
+            "a longer hold would make a held token look lost: lower hold, or raise token",
         );
     }
 }

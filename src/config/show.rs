@@ -142,6 +142,7 @@ fn totem_section(out: &mut String, t: &TotemSection, with_local: bool) {
         ("downcheck", m.downcheck_ms),
         ("fail_recv_const", u64::from(m.fail_recv_const)),
         ("seqno_unchanged_const", u64::from(m.seqno_unchanged_const)),
+        ("hold", m.hold_ms),
         ("send_join", m.send_join_ms),
         ("max_messages", u64::from(m.max_messages)),
         ("window_size", u64::from(m.window_size)),

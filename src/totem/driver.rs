@@ -179,16 +179,53 @@ fn bind(setup: &LinkSetup) -> io::Result<UdpSocket> {
             s.set_multicast_ttl_v4(u32::from(setup.ttl))?;
             s.set_multicast_loop_v4(false)?;
         }
-        (Some(_), IpAddr::V6(_)) => {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "IPv6 multicast is not supported yet: use transport = \"udpu\"",
-            ));
+        (Some(group), IpAddr::V6(local)) => {
+            let IpAddr::V6(g) = group.ip() else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "IPv6 node address with an IPv4 multicast group",
+                ));
+            };
+            // IPv6 names interfaces, not addresses: the group is joined
+            // and sent to on the interface that has the node's address.
+            let ifindex = interface_of(local)?;
+            s.set_only_v6(true)?;
+            s.bind(
+                &SocketAddr::new(
+                    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                    setup.bind.port(),
+                )
+                .into(),
+            )?;
+            s.join_multicast_v6(&g, ifindex)?;
+            s.set_multicast_if_v6(ifindex)?;
+            s.set_multicast_hops_v6(u32::from(setup.ttl))?;
+            s.set_multicast_loop_v6(false)?;
         }
         (None, _) => s.bind(&setup.bind.into())?,
     }
     s.set_nonblocking(true)?;
     UdpSocket::from_std(s.into())
+}
+
+/// The index of the interface that has `local`, for IPv6 multicast.
+fn interface_of(local: std::net::Ipv6Addr) -> io::Result<u32> {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(io::Error::from)?;
+    for a in addrs {
+        let Some(v6) = a.address.as_ref().and_then(|s| s.as_sockaddr_in6()) else {
+            continue;
+        };
+        if v6.ip() == local {
+            return nix::net::if_::if_nametoindex(a.interface_name.as_str())
+                .map_err(io::Error::from);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrNotAvailable,
+        format!(
+            "no interface has the address {local}: check the node's address in the configuration and `ip -6 addr`"
+        ),
+    ))
 }
 
 /// Limits logging of dropped packets: one line per reason per interval.

@@ -24,9 +24,15 @@
 //! `poll_transmit` / `poll_timeout` / `poll_event` for what the driver must
 //! do. `now` is always an argument; nothing here reads a clock or a socket.
 //!
+//! Token hold (corosync's `hold`): on an idle ring the representative keeps
+//! the token for up to `hold` before passing it on, so an idle ring costs a
+//! few datagrams per `hold` instead of a token circulating without pause. A
+//! member that gets a message to send multicasts a hold cancel and the
+//! representative passes the token on at once (see [`Srp::broadcast`]).
+//!
 //! Deliberate simplifications (documented in docs/totem.md): only agreed
-//! delivery (as corosync); no token hold on an idle ring; the representative
-//! sends merge-detect messages at every `merge` interval.
+//! delivery (as corosync); the representative sends merge-detect messages
+//! at every `merge` interval.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -36,7 +42,7 @@ use super::wire::{
     APP_PAYLOAD_BYTES_MAX, CommitEntry, CommitToken, Join, Mcast, Message, NodeSet,
     RTR_ENTRIES_MAX, RingId, Token,
 };
-use crate::config::TotemSection;
+use crate::config::{HOLD_MAX_PERCENT_OF_RETRANSMIT, TotemSection};
 use crate::time::Instant;
 
 /// Messages waiting for the token before `broadcast` pushes back.
@@ -61,6 +67,12 @@ pub struct SrpConfig {
     pub token: Duration,
     /// Re-send the token we passed on if it has not come back this soon.
     pub token_retransmit: Duration,
+    /// The representative of an idle ring keeps the token this long before
+    /// passing it on (zero: never). [`Srp::new`] clamps it to
+    /// [`HOLD_MAX_PERCENT_OF_RETRANSMIT`] % of `token_retransmit`.
+    pub hold: Duration,
+    /// Token visits in a row without new messages before the token is held.
+    pub seqno_unchanged_const: u32,
     /// Re-send our join this often while gathering.
     pub join: Duration,
     /// Give up waiting for silent nodes' joins after this long.
@@ -79,12 +91,11 @@ impl SrpConfig {
     /// node count; retransmit = token / (retransmits_before_loss + 0.2)).
     pub fn from_config(totem: &TotemSection, nodes: NodeSet) -> SrpConfig {
         let t = &totem.timers;
-        let token_ms = t.effective_token_ms(nodes.len());
-        let retransmit_ms =
-            (token_ms * 10 / (u64::from(t.token_retransmits_before_loss_const) * 10 + 2)).max(1);
         SrpConfig {
-            token: Duration::from_millis(token_ms),
-            token_retransmit: Duration::from_millis(retransmit_ms),
+            token: Duration::from_millis(t.effective_token_ms(nodes.len())),
+            token_retransmit: Duration::from_millis(t.token_retransmit_ms(nodes.len())),
+            hold: Duration::from_millis(t.effective_hold_ms(nodes.len())),
+            seqno_unchanged_const: t.seqno_unchanged_const,
             join: Duration::from_millis(t.join_ms),
             consensus: Duration::from_millis(t.consensus_ms),
             merge: Duration::from_millis(t.merge_ms),
@@ -240,6 +251,17 @@ pub struct Srp {
     my_last_sent: u32,
     my_last_backlog: u32,
     missing_visits: BTreeMap<u32, u32>,
+    // Token hold.
+    /// The token's seq at my previous visit, and how many of my visits in
+    /// a row found it unchanged with everything received by everyone.
+    last_visit_seq: Option<u32>,
+    quiet_visits: u32,
+    /// The token I hold (representative of an idle ring), not yet
+    /// processed, when it came, and when to pass it on at the latest.
+    held: Option<(Token, Instant)>,
+    hold_until: Option<Instant>,
+    /// A hold cancel went out since my last token visit.
+    hold_cancel_sent: bool,
     /// Messages waiting for the token, with their safe-delivery flag.
     pending: VecDeque<(Vec<u8>, bool)>,
     out: VecDeque<Transmit>,
@@ -265,7 +287,7 @@ impl Srp {
     /// it.
     pub fn restart(
         me: NodeId,
-        cfg: SrpConfig,
+        mut cfg: SrpConfig,
         incarnation: u64,
         ring_seq_seen: u64,
         now: Instant,
@@ -274,6 +296,11 @@ impl Srp {
             cfg.nodes.contains(me),
             "a node is one of the configured nodes"
         );
+        // A held token must come back to everyone well before anyone
+        // re-sends it (see HOLD_MAX_PERCENT_OF_RETRANSMIT).
+        cfg.hold = cfg
+            .hold
+            .min(cfg.token_retransmit * HOLD_MAX_PERCENT_OF_RETRANSMIT as u32 / 100);
         // Also the id of the placeholder ring of one the node starts in:
         // above everything seen, so it cannot be taken for a real ring.
         let ring_seq_max = incarnation
@@ -308,6 +335,11 @@ impl Srp {
             my_last_sent: 0,
             my_last_backlog: 0,
             missing_visits: BTreeMap::new(),
+            last_visit_seq: None,
+            quiet_visits: 0,
+            held: None,
+            hold_until: None,
+            hold_cancel_sent: false,
             pending: VecDeque::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -345,6 +377,16 @@ impl Srp {
         (self.old.ring == ring).then(|| seq <= self.old.my_aru || self.old.store.contains_key(&seq))
     }
 
+    /// The hold in effect (after clamping).
+    pub fn hold(&self) -> Duration {
+        self.cfg.hold
+    }
+
+    /// Whether this node holds the token of an idle ring now.
+    pub fn is_holding_token(&self) -> bool {
+        self.held.is_some()
+    }
+
     // ------------------------------------------------------------ the layer above
 
     /// Queues a message for agreed-order delivery to every member.
@@ -373,14 +415,60 @@ impl Srp {
         if self.pending.len() >= PENDING_MESSAGES_MAX {
             return Err(Backpressure);
         }
+        let first_waiting = self.pending.is_empty();
         self.pending.push_back((payload, safe));
         if self.state == State::Operational && self.old.members.len() == 1 {
             // A ring of one holds its own token: visit it now.
             if let Some((_, Message::Token(t))) = self.last_sent.clone() {
                 self.process_token(now, t);
             }
+        } else if self.held.is_some() {
+            // I hold the idle ring's token: send now.
+            self.release_hold(now);
+        } else if first_waiting && self.may_be_held_elsewhere() {
+            // The representative may be holding the token: ask it to pass
+            // it on now rather than after the hold (once per visit: the
+            // token brings everything waiting anyway).
+            self.hold_cancel_sent = true;
+            self.out.push_back(Transmit {
+                dest: Dest::All,
+                message: Message::HoldCancel {
+                    ring: self.old.ring,
+                    sender: self.me,
+                },
+            });
         }
         Ok(())
+    }
+
+    /// Whether the representative may hold the token now, as far as this
+    /// member can tell from its last token visit: the ring was idle for
+    /// nearly as long as the representative waits before holding (all it
+    /// needs one visit more to see).
+    fn may_be_held_elsewhere(&self) -> bool {
+        self.state == State::Operational && !self.hold_cancel_sent && self.may_have_been_held()
+    }
+
+    /// Passes on the token I hold: it is processed now, so whatever I have
+    /// to send goes with it.
+    ///
+    /// The hold moves no timer: the token's retransmission and loss timers
+    /// run from its arrival, as if it had been passed on then. So a token
+    /// lost after a hold is re-sent on the same schedule as without one,
+    /// and a crash is noticed as soon (the hold spends none of the other
+    /// members' token timeout that the retransmissions need).
+    fn release_hold(&mut self, now: Instant) {
+        self.hold_until = None;
+        let Some((t, arrived)) = self.held.take() else {
+            return;
+        };
+        self.process_token(now, t);
+        if self.token_retransmit_at.is_some() {
+            self.token_retransmit_at = Some(arrived + self.cfg.token_retransmit);
+        }
+        if self.token_loss_at.is_some() {
+            self.token_loss_at = Some(arrived + self.cfg.token);
+        }
     }
 
     // ------------------------------------------------------------ inputs
@@ -400,6 +488,15 @@ impl Srp {
                     self.enter_gather(now);
                 }
             }
+            Message::HoldCancel { ring, sender } => {
+                if self.state == State::Operational && ring == self.old.ring && sender != self.me {
+                    // Someone has messages: the ring is not idle any more.
+                    // A cancel that arrives before I hold keeps me from
+                    // holding at my next visit.
+                    self.quiet_visits = 0;
+                    self.release_hold(now);
+                }
+            }
         }
     }
 
@@ -415,6 +512,9 @@ impl Srp {
                 .union(self.new.as_ref().map_or(NodeSet::EMPTY, |n| n.members));
             self.enter_gather(now);
             return;
+        }
+        if due(self.hold_until) {
+            self.release_hold(now);
         }
         if due(self.token_retransmit_at) {
             if let Some((to, m)) = self.last_sent.clone() {
@@ -464,6 +564,7 @@ impl Srp {
         [
             self.token_loss_at,
             self.token_retransmit_at,
+            self.hold_until,
             self.join_at,
             self.consensus_at,
             self.merge_at,
@@ -503,6 +604,7 @@ impl Srp {
         self.token_retransmit_at = None;
         self.merge_at = None;
         self.last_sent = None;
+        self.reset_hold();
         self.send_join();
         self.join_at = Some(now + self.cfg.join);
         if self.consensus_at.is_none() {
@@ -731,6 +833,16 @@ impl Srp {
         self.my_last_sent = 0;
         self.my_last_backlog = 0;
         self.missing_visits.clear();
+        self.reset_hold();
+    }
+
+    /// A new ring, or none: no token held, idleness counted afresh.
+    fn reset_hold(&mut self) {
+        self.held = None;
+        self.hold_until = None;
+        self.last_visit_seq = None;
+        self.quiet_visits = 0;
+        self.hold_cancel_sent = false;
     }
 
     fn start_new_ring_token(&mut self, now: Instant) {
@@ -922,8 +1034,69 @@ impl Srp {
             _ => None,
         };
         if Some(t.ring) == carrier && t.token_seq > self.last_token_seq {
+            debug_assert!(
+                self.held.is_none(),
+                "one token per ring: a newer one while holding"
+            );
+            // Idle: nothing new since my last visit, every member has every
+            // message, nothing to retransmit.
+            let idle = self.state == State::Operational
+                && self.last_visit_seq == Some(t.seq)
+                && t.aru == t.seq
+                && t.rtr.is_empty();
+            self.quiet_visits = if idle { self.quiet_visits + 1 } else { 0 };
+            self.last_visit_seq = Some(t.seq);
+            self.hold_cancel_sent = false;
+            if self.should_hold(&t) {
+                // Keep the token (unprocessed) for up to `hold`: nobody
+                // re-sends it meanwhile, and it is not lost while here.
+                self.last_token_seq = t.token_seq;
+                self.held = Some((t, now));
+                self.hold_until = Some(now + self.cfg.hold);
+                self.token_retransmit_at = None;
+                self.token_loss_at = Some(now + self.cfg.token);
+                return;
+            }
             self.process_token(now, t);
+            if self.state == State::Operational
+                && self.may_have_been_held()
+                && self.token_retransmit_at.is_some()
+            {
+                // The representative probably held this token for `hold`
+                // before it came here: re-send it that much sooner, so that
+                // the hold spends none of the token timeout of the members
+                // it passed before the hold (their timers started then).
+                // This is safe: a hold is at most 40 % of token_retransmit,
+                // so the token, even held again, is back before this fires.
+                self.token_retransmit_at = Some(now + (self.cfg.token_retransmit - self.cfg.hold));
+            }
         }
+    }
+
+    /// Whether the token I got may have been held by the representative
+    /// on its way: the ring was idle at my visit for nearly as long as the
+    /// representative waits before holding.
+    fn may_have_been_held(&self) -> bool {
+        !self.cfg.hold.is_zero()
+            && self.old.ring.rep != self.me
+            && self.old.members.len() > 1
+            && self.last_visit_seq.is_some()
+            && self.quiet_visits + 1 >= self.cfg.seqno_unchanged_const
+    }
+
+    /// corosync's choice: only the representative holds, so a rotation has
+    /// at most one hold in it, and the token comes back to every member
+    /// within `hold` plus one rotation whatever the ring's size.
+    fn should_hold(&self, t: &Token) -> bool {
+        !self.cfg.hold.is_zero()
+            && self.state == State::Operational
+            && self.old.ring.rep == self.me
+            && self.old.members.len() > 1
+            // At least this visit idle, whatever the configuration says.
+            && self.quiet_visits >= self.cfg.seqno_unchanged_const.max(1)
+            && self.pending.is_empty()
+            && self.old.my_aru == t.seq
+            && self.old.delivered == t.seq
     }
 
     fn process_token(&mut self, now: Instant, mut t: Token) {

@@ -188,6 +188,12 @@ pub enum Message {
         ring: RingId,
         sender: NodeId,
     },
+    /// Sent by a member with messages to send while the ring is idle: the
+    /// representative, which may be holding the token, passes it on at once.
+    HoldCancel {
+        ring: RingId,
+        sender: NodeId,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +228,7 @@ const T_MCAST: u8 = 2;
 const T_JOIN: u8 = 3;
 const T_COMMIT: u8 = 4;
 const T_MERGE_DETECT: u8 = 5;
+const T_HOLD_CANCEL: u8 = 6;
 
 struct W(Vec<u8>);
 
@@ -364,6 +371,11 @@ impl Message {
                 w.ring(*ring);
                 w.u32(*sender);
             }
+            Message::HoldCancel { ring, sender } => {
+                w.u8(T_HOLD_CANCEL);
+                w.ring(*ring);
+                w.u32(*sender);
+            }
         }
         w.0
     }
@@ -475,6 +487,11 @@ impl Message {
                 let sender = r.node()?;
                 Message::MergeDetect { ring, sender }
             }
+            T_HOLD_CANCEL => {
+                let ring = r.ring()?;
+                let sender = r.node()?;
+                Message::HoldCancel { ring, sender }
+            }
             t => return Err(WireError::UnknownType(t)),
         };
         if !r.0.is_empty() {
@@ -509,7 +526,7 @@ mod tests {
     }
 
     fn random_message(r: &mut Rng) -> Message {
-        match r.next() % 5 {
+        match r.next() % 6 {
             0 => Message::Token(Token {
                 ring: r.ring(),
                 token_seq: r.next(),
@@ -563,7 +580,11 @@ mod tests {
                     entries,
                 })
             }
-            _ => Message::MergeDetect {
+            4 => Message::MergeDetect {
+                ring: r.ring(),
+                sender: r.node(),
+            },
+            _ => Message::HoldCancel {
                 ring: r.ring(),
                 sender: r.node(),
             },
@@ -601,7 +622,7 @@ mod tests {
             let mut bytes: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
             if len > 1 {
                 bytes[0] = WIRE_VERSION;
-                bytes[1] = (r.next() % 6) as u8;
+                bytes[1] = (r.next() % 7) as u8;
             }
             let _ = Message::decode(&bytes);
         }
@@ -636,6 +657,22 @@ mod tests {
         let mut v2 = m.clone();
         v2[0] = 2;
         assert_eq!(Message::decode(&v2), Err(WireError::Version(2)));
+    }
+
+    #[test]
+    fn hold_cancel_has_its_own_type_and_a_checked_sender() {
+        let m = Message::HoldCancel {
+            ring: RingId { seq: 7, rep: 2 },
+            sender: 3,
+        };
+        let bytes = m.encode();
+        // version, type, ring (seq 8 + rep 4), sender 4.
+        assert_eq!(bytes.len(), 2 + 12 + 4);
+        assert_eq!(bytes[1], T_HOLD_CANCEL);
+        assert_eq!(Message::decode(&bytes), Ok(m));
+        let mut bad = bytes.clone();
+        bad[14..].copy_from_slice(&0u32.to_be_bytes());
+        assert_eq!(Message::decode(&bad), Err(WireError::BadNodeId(0)));
     }
 
     #[test]
