@@ -1070,6 +1070,26 @@ impl Srp {
                 // so the token, even held again, is back before this fires.
                 self.token_retransmit_at = Some(now + (self.cfg.token_retransmit - self.cfg.hold));
             }
+        } else if Some(t.ring) == carrier
+            && t.token_seq == self.last_token_seq
+            && self.held.is_none()
+        {
+            // My predecessor re-sent the token I already passed on: it has
+            // seen no sign of it moving since, so mine may be lost too. Send
+            // mine again now rather than at my next retransmit tick: each
+            // copy the predecessor sends is then one more chance for the
+            // token to get through before the token timeout (the receiver
+            // ignores copies it has processed).
+            if let Some((to, Message::Token(mine))) = &self.last_sent
+                && *to != self.me
+                && mine.ring == t.ring
+                && mine.token_seq == t.token_seq + 1
+            {
+                self.out.push_back(Transmit {
+                    dest: Dest::Node(*to),
+                    message: Message::Token(mine.clone()),
+                });
+            }
         }
     }
 
