@@ -358,7 +358,8 @@ fn anyone_may_read_status_and_quorum_through_the_shipped_policy() {
     let c = cluster(15424);
     let bus = start_bus(true);
     let _one = hactld(&c, "node1", &bus.address);
-    hactl_until(&bus, &["quorum"], |o| o.contains("Node ID:          1"));
+    // Until node1 has a ring, it lists no member (and so no name).
+    hactl_until(&bus, &["quorum"], |o| o.contains("Nodes:            1"));
     for args in [
         &["quorum"][..],
         &["quorum", "--json"],
