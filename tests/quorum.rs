@@ -675,11 +675,12 @@ fn a_peer_whose_quorum_did_not_survive_does_not_lift_wait_for_all() {
         &[
             (Form(&[&[1, 2, 3]]), &[1, 2, 3], Some((3, 2))),
             (Form(&[&[1, 2], &[3]]), &[1, 2], Some((3, 2))),
-            // Node 1 is the tie-breaker half of {1, 2}: ⌊3 / 2⌋ = 1 vote,
-            // and node 2 alone could not be quorate. Node 2 was quorate a
-            // moment ago, but not in a way that survives in {2, 3}: node 3
-            // (which lost quorum) still waits for all.
-            (Form(&[&[1], &[2, 3]]), &[1], Some((3, 2))),
+            // An odd split is never decided by the tie-breaker (one node of
+            // three is not a half): node 1 alone is not quorate. Node 2 was
+            // quorate a moment ago, but not in a way that survives in
+            // {2, 3}, and node 3 (which lost quorum) waits for all: {2, 3}
+            // is not quorate either until everyone is back.
+            (Form(&[&[1], &[2, 3]]), &[], Some((3, 2))),
             (Form(&[&[1, 2, 3]]), &[1, 2, 3], Some((3, 2))),
         ],
     );
