@@ -1031,7 +1031,7 @@ impl Rules {
         present: NodeSet,
     ) -> bool {
         total > 0
-            && expected % 2 == 0
+            && expected.is_multiple_of(2)
             && total == expected / 2
             && self.votes_of(reference.minus(present)) < quorum
             && self
