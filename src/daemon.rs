@@ -504,7 +504,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     {
         let config = started.config.clone();
         tokio::task::spawn_blocking(move || {
-            for w in crate::cli::boot_enabled_warnings(&config) {
+            for w in crate::agents::systemd::boot_enabled_warnings(&config) {
                 warn!("{}", w.trim_start_matches("warning: "));
             }
         });

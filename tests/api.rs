@@ -8,6 +8,8 @@
 //! The same against real systemd and its system bus:
 //! vm-tests/nspawn/test-unit.sh (check q).
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -81,34 +83,7 @@ fn start_bus_in(dir: &Path, with_policy: bool) -> Bus {
             r#"<allow own="*"/><allow send_type="method_call"/>"#,
         )
     };
-    // A system bus's defaults: nobody owns names or calls methods unless a
-    // policy file allows it; replies and signals flow.
-    let config = format!(
-        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    {open}
-  </policy>
-  {include}
-</busconfig>
-"#,
-        socket = socket.display(),
-    );
+    let config = common::system_bus_config(&socket, open, &include);
     let config_path = dir.join("bus.conf");
     std::fs::write(&config_path, config).unwrap();
     let child = Command::new("dbus-daemon")

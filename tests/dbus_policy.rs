@@ -5,6 +5,8 @@
 //! includes the shipped file unchanged; a stand-in service (the real API
 //! comes with the controller) answers the calls that get through.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -53,33 +55,10 @@ fn start_bus() -> Bus {
     let socket = dir.path().join("bus");
     let policy: PathBuf =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/dbus/org.hactl.Cluster1.conf");
-    // The defaults of a system bus: deny owning names and calling methods
-    // unless a policy file allows it; replies and signals flow.
-    let config = format!(
-        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <include>{policy}</include>
-</busconfig>
-"#,
-        socket = socket.display(),
-        policy = policy.display()
+    let config = common::system_bus_config(
+        &socket,
+        "",
+        &format!("<include>{}</include>", policy.display()),
     );
     let config_path = dir.path().join("bus.conf");
     std::fs::write(&config_path, config).unwrap();

@@ -24,11 +24,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use hactl::config::{Config, parse_str};
-use hactl::config::{HOLD_MS_DEFAULT, SEQNO_UNCHANGED_CONST_DEFAULT};
 use hactl::quorum::{NodeInfo, Quorum, QuorumError};
-use hactl::sim::{NetFaults, Rng, TotemSim};
+use hactl::sim::{NetFaults, Rng, TotemSim, srp_config};
 use hactl::time::Instant;
-use hactl::totem::srp::{Srp, SrpConfig, TotemEvent};
+use hactl::totem::srp::{Srp, TotemEvent};
 use hactl::totem::wire::NodeSet;
 
 /// The first byte of a quorum message, as in hactld.
@@ -38,23 +37,6 @@ const WINDOW_MS: u64 = 1_500;
 
 fn ms(v: u64) -> Instant {
     Instant::from_millis(v)
-}
-
-fn srp_config(n: usize) -> SrpConfig {
-    let mut nodes = NodeSet::EMPTY;
-    (1..=n as u32).for_each(|id| nodes.insert(id));
-    SrpConfig {
-        token: Duration::from_millis(300),
-        token_retransmit: Duration::from_millis(71),
-        hold: Duration::from_millis(HOLD_MS_DEFAULT),
-        seqno_unchanged_const: SEQNO_UNCHANGED_CONST_DEFAULT,
-        join: Duration::from_millis(50),
-        consensus: Duration::from_millis(360),
-        merge: Duration::from_millis(200),
-        max_messages: 17,
-        window_size: 50,
-        nodes,
-    }
 }
 
 /// A random valid configuration: (config, description, two_node).

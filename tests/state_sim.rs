@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use hactl::sim::{NetFaults, Rng, TotemSim, run_seeds};
+use hactl::sim::{NetFaults, Rng, TotemSim, run_seeds, srp_config};
 use hactl::state::codec::encode_snapshot;
 use hactl::state::membership::Summary;
 use hactl::state::persist::{from_file_bytes, to_file_bytes};
@@ -27,28 +27,10 @@ use hactl::state::{
     ClusterState, Command, FenceAction, FenceRecord, MigrateTarget, OpRecord, WallMs, config_digest,
 };
 use hactl::time::Instant;
-use hactl::totem::srp::{Srp, SrpConfig, TotemEvent};
-use hactl::totem::wire::NodeSet;
+use hactl::totem::srp::{Srp, TotemEvent};
 
 fn ms(v: u64) -> Instant {
     Instant::from_millis(v)
-}
-
-fn srp_config(n: usize) -> SrpConfig {
-    let mut nodes = NodeSet::EMPTY;
-    (1..=n as u32).for_each(|id| nodes.insert(id));
-    SrpConfig {
-        token: Duration::from_millis(300),
-        token_retransmit: Duration::from_millis(71),
-        hold: Duration::from_millis(hactl::config::HOLD_MS_DEFAULT),
-        seqno_unchanged_const: hactl::config::SEQNO_UNCHANGED_CONST_DEFAULT,
-        join: Duration::from_millis(50),
-        consensus: Duration::from_millis(360),
-        merge: Duration::from_millis(200),
-        max_messages: 17,
-        window_size: 50,
-        nodes,
-    }
 }
 
 fn random_command(rng: &mut Rng, n: u64, wall: u64, epoch: &mut u64) -> Command {

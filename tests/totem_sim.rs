@@ -23,30 +23,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hactl::config::{HOLD_MS_DEFAULT, SEQNO_UNCHANGED_CONST_DEFAULT};
-use hactl::sim::{NetFaults, Rng, TotemSim};
+use hactl::config::HOLD_MS_DEFAULT;
+use hactl::sim::{NetFaults, Rng, TotemSim, srp_config};
 use hactl::time::Instant;
 use hactl::totem::srp::{Srp, SrpConfig, TotemEvent};
-use hactl::totem::wire::{Message, NodeSet, RingId};
-
-fn cfg(n: usize) -> SrpConfig {
-    let mut nodes = NodeSet::EMPTY;
-    (1..=n as u32).for_each(|id| nodes.insert(id));
-    // The provisional defaults: token 300 ms, retransmit = 300 / 4.2,
-    // consensus 1.2 × token, join 50, merge 200.
-    SrpConfig {
-        token: Duration::from_millis(300),
-        token_retransmit: Duration::from_millis(71),
-        hold: Duration::from_millis(HOLD_MS_DEFAULT),
-        seqno_unchanged_const: SEQNO_UNCHANGED_CONST_DEFAULT,
-        join: Duration::from_millis(50),
-        consensus: Duration::from_millis(360),
-        merge: Duration::from_millis(200),
-        max_messages: 17,
-        window_size: 50,
-        nodes,
-    }
-}
+use hactl::totem::wire::{Message, RingId};
 
 fn ms(v: u64) -> Instant {
     Instant::from_millis(v)
@@ -118,7 +99,7 @@ fn run(seed: u64) -> String {
         delay_max: Duration::from_micros(rng.range(100, 3_000)),
     };
     let nodes = (1..=n as u32)
-        .map(|id| Srp::new(id, cfg(n), 1, Instant::ZERO))
+        .map(|id| Srp::new(id, srp_config(n), 1, Instant::ZERO))
         .collect();
     let mut sim = TotemSim::new(nodes, faults, seed);
 
@@ -177,7 +158,7 @@ fn run(seed: u64) -> String {
     // 3. Heal: reconnect, or restart the crashed node as a new incarnation.
     sim.run_until(ms(4_500));
     match fault {
-        0 => sim.restart_persisted(victim, cfg(n), 2),
+        0 => sim.restart_persisted(victim, srp_config(n), 2),
         1 => sim.heal(),
         _ => {}
     }
@@ -235,7 +216,7 @@ fn rings_form_order_holds_and_faults_heal() {
 #[test]
 fn a_lone_node_forms_a_ring_of_one_and_delivers_its_own_messages() {
     let mut sim = TotemSim::new(
-        vec![Srp::new(1, cfg(1), 1, Instant::ZERO)],
+        vec![Srp::new(1, srp_config(1), 1, Instant::ZERO)],
         NetFaults::perfect(),
         1,
     );
@@ -253,7 +234,7 @@ fn a_lone_node_forms_a_ring_of_one_and_delivers_its_own_messages() {
 fn a_crashed_node_is_noticed_within_token_plus_consensus() {
     let mut sim = TotemSim::new(
         (1..=3)
-            .map(|id| Srp::new(id, cfg(3), 1, Instant::ZERO))
+            .map(|id| Srp::new(id, srp_config(3), 1, Instant::ZERO))
             .collect(),
         NetFaults::perfect(),
         7,
@@ -286,7 +267,7 @@ fn a_message_only_a_crashed_node_had_is_skipped_and_later_ones_follow_the_transi
  {
     let mut sim = TotemSim::new(
         (1..=3)
-            .map(|id| Srp::new(id, cfg(3), 1, Instant::ZERO))
+            .map(|id| Srp::new(id, srp_config(3), 1, Instant::ZERO))
             .collect(),
         NetFaults::perfect(),
         11,
@@ -344,7 +325,7 @@ fn a_message_only_a_crashed_node_had_is_skipped_and_later_ones_follow_the_transi
 fn a_safe_message_waits_until_every_member_has_it_and_an_agreed_one_does_not() {
     let mut sim = TotemSim::new(
         (1..=3)
-            .map(|id| Srp::new(id, cfg(3), 1, Instant::ZERO))
+            .map(|id| Srp::new(id, srp_config(3), 1, Instant::ZERO))
             .collect(),
         NetFaults::perfect(),
         13,
@@ -416,8 +397,8 @@ fn a_restarted_node_never_recreates_a_ring_id_it_took_part_in() {
         // Node 2 has the larger incarnation: the ring of both is numbered
         // from node 2's base, 2 << 16.
         let nodes = vec![
-            Srp::new(1, cfg(2), 1, Instant::ZERO),
-            Srp::new(2, cfg(2), 2, Instant::ZERO),
+            Srp::new(1, srp_config(2), 1, Instant::ZERO),
+            Srp::new(2, srp_config(2), 2, Instant::ZERO),
         ];
         let mut sim = TotemSim::new(nodes, NetFaults::perfect(), 17);
         sim.run_until(ms(2_000));
@@ -428,12 +409,12 @@ fn a_restarted_node_never_recreates_a_ring_id_it_took_part_in() {
         sim.partition(&[&[0], &[1]]);
         sim.run_until(ms(3_000));
         if persisted {
-            sim.restart_persisted(0, cfg(2), 2);
+            sim.restart_persisted(0, srp_config(2), 2);
         } else {
             // Without the persisted number, what the node starts from is
             // whatever its incarnation gives; the worst case is just below
             // the ring of both (ring numbers go up by 4).
-            sim.restart(0, Srp::restart(1, cfg(2), 0, both.seq - 5, sim.now));
+            sim.restart(0, Srp::restart(1, srp_config(2), 0, both.seq - 5, sim.now));
         }
         sim.run_until(ms(5_000));
         (both, sim.nodes[0].ring())
@@ -456,7 +437,7 @@ fn a_restarted_node_never_recreates_a_ring_id_it_took_part_in() {
 fn cfg_hold(n: usize, hold_ms: u64) -> SrpConfig {
     SrpConfig {
         hold: Duration::from_millis(hold_ms),
-        ..cfg(n)
+        ..srp_config(n)
     }
 }
 

@@ -1161,6 +1161,46 @@ fn meta_data(unit: &str) -> String {
     )
 }
 
+/// Warnings for managed systemd units that are also enabled to start at
+/// boot on this host (systemd would start them outside the cluster's
+/// control). Asked of this host's systemd over the system bus; where there
+/// is none (a build machine, a container without systemd) nothing is said.
+pub fn boot_enabled_warnings(c: &crate::config::Config) -> Vec<String> {
+    let units: Vec<(&str, &str)> = c
+        .resources
+        .iter()
+        .filter_map(|r| match &r.agent {
+            crate::config::Agent::Systemd { unit } => Some((r.id.as_str(), unit.as_str())),
+            _ => None,
+        })
+        .collect();
+    if units.is_empty() {
+        return Vec::new();
+    }
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for (id, unit) in units {
+            let agent = SystemdAgent::new(unit);
+            // Not enabled, no systemd to ask, or no answer in time: nothing.
+            if let Ok(Ok(Some(w))) = tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                agent.boot_enabled_warning(),
+            )
+            .await
+            {
+                out.push(format!("warning: resource {id}: {w}"));
+            }
+        }
+        out
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use crate::time::Instant;
 use crate::totem::NodeId;
 use crate::totem::srp::{Dest, Srp, SrpConfig, TotemEvent};
 use crate::totem::wire::Message;
+use crate::totem::wire::NodeSet;
 
 /// A small, fast, deterministic generator (xorshift64*).
 #[derive(Clone, Debug)]
@@ -450,4 +451,24 @@ pub fn run_seeds(test: &str, short: u64, long: u64, run: impl Fn(u64) -> String 
         seeds.len(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The protocol settings of nodes 1..=`n` with hactl's default timers
+/// (token 300 ms, token_retransmit 300 / 4.2, consensus 1.2 × token, join
+/// 50 ms, merge 200 ms, the default hold), as the simulation tests use them.
+pub fn srp_config(n: usize) -> SrpConfig {
+    let mut nodes = NodeSet::EMPTY;
+    (1..=n as u32).for_each(|id| nodes.insert(id));
+    SrpConfig {
+        token: Duration::from_millis(300),
+        token_retransmit: Duration::from_millis(71),
+        hold: Duration::from_millis(crate::config::HOLD_MS_DEFAULT),
+        seqno_unchanged_const: crate::config::SEQNO_UNCHANGED_CONST_DEFAULT,
+        join: Duration::from_millis(50),
+        consensus: Duration::from_millis(360),
+        merge: Duration::from_millis(200),
+        max_messages: 17,
+        window_size: 50,
+        nodes,
+    }
 }

@@ -40,15 +40,22 @@ pub fn next(state_dir: &Path, now_unix_s: u64) -> io::Result<u64> {
             )
         })?
         .max(now_unix_s);
-    let tmp = state_dir.join(format!(".{FILE_NAME}.tmp"));
+    store(state_dir, FILE_NAME, next)?;
+    Ok(next)
+}
+
+/// Writes `value` to `state_dir/name` so that a crash leaves the old or the
+/// new value, never a torn one: a temporary file, fsync, rename, fsync of
+/// the directory.
+fn store(state_dir: &Path, name: &str, value: u64) -> io::Result<()> {
+    let tmp = state_dir.join(format!(".{name}.tmp"));
     {
         let mut f = fs::File::create(&tmp)?;
-        writeln!(f, "{next}")?;
+        writeln!(f, "{value}")?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, &path)?;
-    fs::File::open(state_dir)?.sync_all()?;
-    Ok(next)
+    fs::rename(&tmp, state_dir.join(name))?;
+    fs::File::open(state_dir)?.sync_all()
 }
 
 /// The file with the highest ring sequence number this node has seen.
@@ -78,15 +85,7 @@ pub fn load_ring_seq(state_dir: &Path) -> io::Result<u64> {
 /// fsync the directory): called before this node takes part in a ring with
 /// a higher number, so that after a restart it never re-creates a ring id.
 pub fn store_ring_seq(state_dir: &Path, seq: u64) -> io::Result<()> {
-    let tmp = state_dir.join(format!(".{RING_SEQ_FILE_NAME}.tmp"));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        writeln!(f, "{seq}")?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, state_dir.join(RING_SEQ_FILE_NAME))?;
-    fs::File::open(state_dir)?.sync_all()?;
-    Ok(())
+    store(state_dir, RING_SEQ_FILE_NAME, seq)
 }
 
 #[cfg(test)]

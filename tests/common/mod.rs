@@ -1,5 +1,6 @@
 //! Helpers several test binaries share: process liveness, installing a test
-//! peer once per binary, and running `hactl fence-device` as a user does.
+//! peer once per binary, running `hactl fence-device` as a user does, and
+//! the configuration of a private bus that behaves like the system bus.
 //! Each test file that needs them declares `mod common;` (the peer modules
 //! tests/fence_peer and tests/libvirt_peer use them through `crate::common`).
 #![allow(dead_code)]
@@ -76,4 +77,37 @@ pub fn hactl_fence_device(config: &Path, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The configuration of a dbus-daemon with a system bus's defaults: nobody
+/// owns names or calls methods unless a policy allows it; replies and
+/// signals flow. `extra` goes into the default policy, `include` after it
+/// (e.g. `<include>conf/dbus/org.hactl.Cluster1.conf</include>`).
+pub fn system_bus_config(socket: &Path, extra: &str, include: &str) -> String {
+    format!(
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    {extra}
+  </policy>
+  {include}
+</busconfig>
+"#,
+        socket = socket.display(),
+    )
 }
