@@ -20,6 +20,7 @@ pub mod agents;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod controller;
 pub mod daemon;
 pub mod executor;
 pub mod fencing;

@@ -115,6 +115,10 @@ pub struct ClusterStatus {
     pub config_digest: String,
     /// Resources in the running configuration.
     pub resources: usize,
+    /// The controller's view (DC, resources, failures); None before the
+    /// controller has state to show.
+    #[serde(default)]
+    pub controller: Option<crate::controller::summary::ControllerSummary>,
 }
 
 impl ClusterStatus {
@@ -191,6 +195,7 @@ impl ClusterStatus {
             },
             config_digest: config::membership_digest(config),
             resources: config.resources.len(),
+            controller: None,
         }
     }
 
