@@ -38,8 +38,9 @@
 //! the last membership it saw settle as quorate would be quorate by
 //! themselves (a majority of its expected votes, or its tie-breaker half),
 //! and the same for every membership it went through quorate without
-//! seeing it settle (others may have settled it). Members whose quorum
-//! survives are the ring's "carriers".
+//! seeing it settle (others may have settled it), and for every quorate
+//! membership a member present settled after it (the cluster moved on
+//! there). Members whose quorum survives are the ring's "carriers".
 //!
 //! # The rules, and the test in `tests/quorum.rs` that proves each one
 //!
@@ -52,8 +53,10 @@
 //!    `expected_votes_grow_to_the_votes_present`.
 //! 3. A ring's expected votes are the highest a carrier announces (a
 //!    joining node adopts the running cluster's, which last_man_standing
-//!    may have lowered), otherwise the highest any member announces.
-//!    — `a_rejoining_node_adopts_the_lowered_expected_votes`.
+//!    may have lowered), or a member that settled a quorate membership
+//!    newer than every carrier's, otherwise the highest any member
+//!    announces. — `a_rejoining_node_adopts_the_lowered_expected_votes`,
+//!    `a_stale_claim_does_not_lower_the_expected_votes_of_a_newer_membership`.
 //! 4. quorum = ⌊expected / 2⌋ + 1; quorate iff total ≥ quorum. Quorum does
 //!    not decrease when nodes are lost: only last_man_standing lowers it.
 //!    — `table_three_nodes_plain`, `three_nodes_keep_quorum_with_two_and_lose_it_with_one`,
@@ -92,8 +95,11 @@
 //!    `a_stale_tie_breaker_does_not_make_a_half_quorate`.
 //! 10. A node keeps quorum through memberships it never saw settle only if
 //!     it would keep it in each of them, and at most [`UNSETTLED_RINGS_MAX`]
-//!     of them. — `quorum_must_survive_in_a_membership_that_may_have_settled_elsewhere`,
-//!     `a_membership_that_keeps_changing_without_settling_gives_quorum_up`.
+//!     of them; and a carrier's quorum must survive in every quorate
+//!     membership a member present settled after the carrier's own.
+//!     — `quorum_must_survive_in_a_membership_that_may_have_settled_elsewhere`,
+//!     `a_membership_that_keeps_changing_without_settling_gives_quorum_up`,
+//!     `a_claim_superseded_by_a_newer_quorate_membership_does_not_carry_quorum`.
 //! 11. Quorum is lost at the membership change, gained only after sync;
 //!     events tell it in order. — `quorum_is_lost_at_the_membership_change_and_gained_after_sync`.
 //! 12. Safety: two disjoint partitions are never both quorate, except under
@@ -137,6 +143,14 @@
 //!   cluster regain quorum beside it).
 //! - Memberships left before they settled keep constraining quorum, rule
 //!   10 (found by the exhaustive check with rings breaking mid-sync).
+//! - A claim is judged against every newer quorate membership a member
+//!   present settled, and such a member's expected votes count (rule 3):
+//!   a node cut off for less than totem's detection time never sees its
+//!   ring break and brings a stale claim into its next ring (found by the
+//!   quorum simulator, seeds 4950 and 50036, with last_man_standing; the
+//!   exhaustive check, which now moves nodes unaware, finds it with
+//!   auto_tie_breaker too: {1,2,3,4}, then {2,3,4} with node 1 unaware,
+//!   then {1,3} | {2,4}).
 //! - The last_man_standing window restarts at every settled membership,
 //!   not only after losses, so members lower expected votes together; and
 //!   wait_for_all status belongs to the ring, not to each node.
@@ -849,18 +863,22 @@ struct Rules {
 struct Claim {
     expected: u32,
     last: NodeSet,
+    /// The ring of `last` (rule 3: a member that settled a newer one
+    /// lends its expected votes).
+    last_ring: RingId,
     unsettled: Vec<NodeSet>,
 }
 
 impl Claim {
     fn of(info: &NodeInfo) -> Option<Claim> {
-        info.quorate.then(|| Claim {
-            expected: info.expected_votes,
-            last: info
-                .last_quorate
-                .expect("checked: quorate has a ring")
-                .members,
-            unsettled: info.unsettled.clone(),
+        info.quorate.then(|| {
+            let last = info.last_quorate.expect("checked: quorate has a ring");
+            Claim {
+                expected: info.expected_votes,
+                last: last.members,
+                last_ring: last.ring,
+                unsettled: info.unsettled.clone(),
+            }
         })
     }
 }
@@ -1105,12 +1123,46 @@ impl Rules {
         // (rule 7) and are the only source of a tie-breaker (rule 9): a
         // stale membership remembered by a node that has since lost quorum
         // must not make a half quorate while the cluster moved on elsewhere.
+        //
+        // A claim must also survive in every quorate membership that a
+        // member present settled after the claim's own: the cluster moved
+        // on there, and its members elsewhere may carry quorum from it.
+        // Found by the quorum simulator (tests/quorum_sim.rs, seed 50036 of
+        // 100,000): four nodes, {1,2,4} quorate and lowered to 3 expected
+        // votes by last_man_standing; node 4 cut off for less than the
+        // detection time kept that claim while {1,2,3} settled; then
+        // {1,3} | {2,4}: {1,3} carried {1,2,3} on and node 4 {1,2,4}.
         let carriers: Vec<Claim> = infos
             .values()
             .filter_map(Claim::of)
-            .filter(|c| self.claim_survives(c, counted).0)
+            .filter(|c| {
+                self.claim_survives(c, counted).0
+                    && infos.values().all(|i| match i.last_quorate {
+                        Some(q) if q.ring.seq > c.last_ring.seq => {
+                            self.survives(i.expected_votes, q.members, counted).0
+                        }
+                        _ => true,
+                    })
+            })
             .collect();
-        let carried = carriers.iter().map(|c| c.expected).max();
+        // A member that settled a quorate membership newer than every
+        // carrier's saw the cluster move on from it: the carriers' expected
+        // votes may be stale (lowered by last_man_standing before), so its
+        // expected votes count too. Raising expected votes is always safe.
+        // Found by the quorum simulator (tests/quorum_sim.rs, seed 4950 of
+        // the long mode): in five nodes, {3,4,5} quorate and lowered to 3
+        // expected votes; node 4 cut off for less than the detection time
+        // kept that claim while {1,2,3,5} settled with 4; {1,4,5} then
+        // settled on node 4's 3, and {4,5} | {1,2,3} were both quorate.
+        let newest_carried = carriers.iter().map(|c| c.last_ring.seq).max();
+        let superseding = newest_carried.and_then(|newest| {
+            infos
+                .values()
+                .filter(|i| i.last_quorate.is_some_and(|q| q.ring.seq > newest))
+                .map(|i| i.expected_votes)
+                .max()
+        });
+        let carried = carriers.iter().map(|c| c.expected).max().max(superseding);
         let expected = carried.unwrap_or(highest_expected).max(total);
         let quorum = self.quorum_for(expected, counted.len());
         // "All nodes" are at least the configured expected votes: nodes cut
@@ -1539,13 +1591,11 @@ impl Quorum {
                     memberships: self.lineage.unsettled.len() as u32,
                 })
             } else {
+                let last = self.lineage.last_quorate.expect("quorate has a ring");
                 let claim = Claim {
                     expected: self.lineage.expected,
-                    last: self
-                        .lineage
-                        .last_quorate
-                        .expect("quorate has a ring")
-                        .members,
+                    last: last.members,
+                    last_ring: last.ring,
                     unsettled: self.lineage.unsettled.clone(),
                 };
                 let (ok, total, quorum) = self.rules.claim_survives(&claim, set);

@@ -367,8 +367,8 @@ impl TotemSim {
 ///
 /// `run(seed)` panics on a failure (its message says what went wrong) and
 /// otherwise returns a one-line summary. Seeds are 1..=`short`, or
-/// 1..=`long` with `HACTL_LONG=1`; `HACTL_SEED=N` runs seed N alone and
-/// prints its summary. `test` is the test binary's name, for the replay
+/// 1..=`long` with `HACTL_LONG=1`, or 1..=N with `HACTL_SEEDS=N`;
+/// `HACTL_SEED=N` runs seed N alone and prints its summary. `test` is the test binary's name, for the replay
 /// command.
 pub fn run_seeds(test: &str, short: u64, long: u64, run: impl Fn(u64) -> String + Sync) {
     use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -378,7 +378,9 @@ pub fn run_seeds(test: &str, short: u64, long: u64, run: impl Fn(u64) -> String 
     let seeds: Vec<u64> = match std::env::var("HACTL_SEED") {
         Ok(s) => vec![s.parse().expect("HACTL_SEED is a number")],
         Err(_) => {
-            let count = if std::env::var_os("HACTL_LONG").is_some() {
+            let count = if let Ok(n) = std::env::var("HACTL_SEEDS") {
+                n.parse().expect("HACTL_SEEDS is a number")
+            } else if std::env::var_os("HACTL_LONG").is_some() {
                 long
             } else {
                 short
