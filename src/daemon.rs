@@ -17,6 +17,7 @@ use sd_notify::NotifyState;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{self, Config, Diagnostic, LoadError, Node, Severity};
+use crate::controller::{self, Controller, Message, SERVICE_CONTROL};
 use crate::quorum::{NodeInfo, Quorum, QuorumError, QuorumEvent};
 use crate::totem::crypto::OpenError;
 use crate::totem::driver::{Driver, DriverSetup, LinkState};
@@ -254,6 +255,13 @@ const SERVICE_QUORUM: u8 = 1;
 /// membership summary and log why it left.
 const LEAVE_GRACE: Duration = Duration::from_millis(500);
 
+/// How long a stopping node waits for its resources to move away (the
+/// unit's TimeoutStopSec= is longer).
+const STOP_DEADLINE: Duration = Duration::from_secs(240);
+
+/// How often the controller looks at time-outs and pending work.
+const CONTROLLER_TICK: Duration = Duration::from_millis(100);
+
 /// How often STATUS= is looked at for changes that come without an event.
 const STATUS_REFRESH: Duration = Duration::from_secs(1);
 
@@ -486,7 +494,23 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     // The D-Bus API: a task beside this loop that serves what we publish;
     // it never makes this loop wait (see src/api/mod.rs).
     let api = crate::api::ApiHandle::start();
-    publish(&api, &started, &driver, &quorum);
+    // The local executor and every configured resource's agent.
+    let (executor, mut op_events) =
+        crate::executor::spawn(crate::executor::ExecutorConfig::new(&started.node.name));
+    for res in &started.config.resources {
+        match crate::agents::agent_from_config(res) {
+            Ok(agent) => executor.register(
+                &res.id,
+                agent,
+                crate::executor::ResourceSpec::from_config(res),
+            ),
+            Err(e) => error!(resource = %res.id, "resource {}: no agent: {e}", res.id),
+        }
+    }
+    let mut ctl = Controller::new(started.node.id);
+    let mut tick = tokio::time::interval(CONTROLLER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    publish(&api, &started, &driver, &quorum, &ctl);
     let text = describe(&started, &driver);
     info!(node = %started.node.name, node_id = started.node.id, cluster = %started.config.cluster.name, incarnation = started.incarnation, "started: {text}");
     status(&text);
@@ -518,6 +542,9 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     // Set when this node must leave the cluster (a membership configuration
     // that differs from a peer's that was running first): when, and why.
     let mut leaving: Option<(tokio::time::Instant, String)> = None;
+    // Set by SIGTERM: resources move away (or stop) before the node leaves;
+    // by then at the latest.
+    let mut stopping: Option<tokio::time::Instant> = None;
     // State service payloads totem pushed back, sent at the next turn.
     let mut state_out: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
 
@@ -527,12 +554,22 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             .map(|t| t.saturating_since(driver.now()));
         tokio::select! {
             _ = refresh.tick() => {
-                publish(&api, &started, &driver, &quorum);
+                publish(&api, &started, &driver, &quorum, &ctl);
                 let text = describe(&started, &driver);
                 if ready && text != shown {
                     status(&text);
                     shown = text;
                 }
+            }
+            _ = tick.tick() => {
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out);
+                flush_out(&mut driver, &mut state_out);
+            }
+            Some(ev) = op_events.recv() => {
+                controller_op_event(&mut ctl, &ev);
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out);
+                flush_out(&mut driver, &mut state_out);
+                publish(&api, &started, &driver, &quorum, &ctl);
             }
             _ = ping.tick() => {
                 if watchdog.is_some() {
@@ -549,7 +586,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     Ok(_) => error!("reload refused: node {} is not in the new configuration; keeping the old one", started.node.name),
                     Err(msg) => error!("reload refused, keeping the running configuration: {msg}"),
                 }
-                publish(&api, &started, &driver, &quorum);
+                publish(&api, &started, &driver, &quorum, &ctl);
                 let text = describe(&started, &driver);
                 notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
             }
@@ -561,7 +598,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             } => {
                 quorum.handle_timeout(driver.now());
                 quorum_events(&mut quorum, &mut started);
-                publish(&api, &started, &driver, &quorum);
+                publish(&api, &started, &driver, &quorum, &ctl);
             }
             _ = driver.turn() => {
                 while let Some(event) = driver.poll_event() {
@@ -569,6 +606,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     match event {
                         TotemEvent::Regular { ring, members, joined } => {
                             started.ring = Some((ring, members));
+                            ctl.handle_joined(joined);
                             let ids: Vec<u32> = members.iter().collect();
                             if let Err(e) = quorum.handle_membership(driver.now(), ring, &ids) {
                                 warn!(error = %e, "quorum: membership refused");
@@ -581,7 +619,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                                 }
                             }
                             quorum_events(&mut quorum, &mut started);
-                            publish(&api, &started, &driver, &quorum);
+                            publish(&api, &started, &driver, &quorum, &ctl);
                             let text = describe(&started, &driver);
                             info!(ring_rep = ring.rep, ring_seq = ring.seq, members = %member_names(&started.config, members), joined = %member_names(&started.config, joined), "membership: {text}");
                             if ready {
@@ -598,6 +636,16 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                             }
                         }
                         TotemEvent::Deliver { sender, payload, .. } => {
+                            if payload.first() == Some(&SERVICE_CONTROL) {
+                                match Message::from_bytes(&payload) {
+                                    Ok(Message::Execute(msg)) => ctl.handle_execute(sender, &msg, wall_now()),
+                                    Ok(Message::Leaving) => {
+                                        info!(node = %member_names(&started.config, NodeSet::single(sender)), "controller: node {} is shutting down; its resources move away", member_names(&started.config, NodeSet::single(sender)));
+                                        ctl.handle_leaving(sender);
+                                    }
+                                    Err(e) => warn!(sender, error = %e, "controller: message refused"),
+                                }
+                            }
                             if payload.first() == Some(&SERVICE_QUORUM) {
                                 match NodeInfo::from_bytes(&payload[1..]) {
                                     Ok(info) => {
@@ -613,7 +661,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                                 }
                                 let changed = quorum_events(&mut quorum, &mut started);
                                 // Votes and sync state change without a flip of quorate.
-                                publish(&api, &started, &driver, &quorum);
+                                publish(&api, &started, &driver, &quorum, &ctl);
                                 if changed {
                                     let text = describe(&started, &driver);
                                     info!(quorate = started.quorate, "quorum: {text}");
@@ -623,7 +671,11 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                         }
                     }
                 }
-                if let Err(refusal) = state_turn(&opts, &mut started, &mut driver, &mut state_out)
+                let state_result = state_turn(&opts, &mut started, &mut driver, &mut state_out, &mut ctl);
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out);
+                flush_out(&mut driver, &mut state_out);
+                publish(&api, &started, &driver, &quorum, &ctl);
+                if let Err(refusal) = state_result
                     && leaving.is_none()
                 {
                     // Stay a moment, so that the peers deliver this node's
@@ -644,8 +696,33 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                 notify(&[NotifyState::Stopping]);
                 return ExitCode::from(EXIT_CONFIG);
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => {
+                if begin_stop(&mut stopping, &mut ctl, &started) {
+                    break;
+                }
+            }
+            _ = int.recv() => {
+                if begin_stop(&mut stopping, &mut ctl, &started) {
+                    break;
+                }
+            }
+        }
+        if let Some(deadline) = stopping {
+            if !Controller::has_active_resources(
+                &started.config,
+                started.replica.state(),
+                started.node.id,
+            ) {
+                info!("stopping: no resource is active on this node any more; leaving the ring");
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                error!(
+                    "stopping: resources are still active on this node after {} s (the DC did not move or stop them); leaving anyway, they may keep running",
+                    STOP_DEADLINE.as_secs()
+                );
+                break;
+            }
         }
     }
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
@@ -663,6 +740,7 @@ fn state_turn(
     started: &mut Started,
     driver: &mut Driver,
     out: &mut std::collections::VecDeque<Vec<u8>>,
+    ctl: &mut Controller,
 ) -> Result<(), String> {
     while let Some(p) = started.replica.poll_broadcast() {
         out.push_back(p);
@@ -681,13 +759,22 @@ fn state_turn(
     while let Some(e) = started.replica.poll_event() {
         use crate::state::replica::ReplicaEvent;
         match e {
-            ReplicaEvent::Applied { origin, cmd } => debug!(origin, ?cmd, "state: applied"),
+            ReplicaEvent::Applied { origin, cmd } => {
+                debug!(origin, ?cmd, "state: applied");
+                if let crate::state::Command::Fenced(rec) = &cmd
+                    && rec.error.is_none()
+                {
+                    ctl.handle_fenced(rec.target);
+                }
+                ctl.handle_applied(&started.config, &cmd);
+            }
             ReplicaEvent::Refused {
                 origin,
                 cmd,
                 reason,
             } => warn!(origin, ?cmd, %reason, "state: command refused"),
             ReplicaEvent::Synced { ring, notes } => {
+                ctl.handle_state_synced();
                 info!(
                     ring_rep = ring.rep,
                     ring_seq = ring.seq,
@@ -722,9 +809,15 @@ fn state_turn(
 }
 
 /// Hands the API the current state; the API task wakes only if it changed.
-fn publish(api: &crate::api::ApiHandle, s: &Started, driver: &Driver, quorum: &Quorum) {
+fn publish(
+    api: &crate::api::ApiHandle,
+    s: &Started,
+    driver: &Driver,
+    quorum: &Quorum,
+    ctl: &Controller,
+) {
     let q = quorum.status();
-    let status = crate::api::ClusterStatus::build(
+    let mut status = crate::api::ClusterStatus::build(
         &s.config,
         s.node.id,
         s.ring,
@@ -732,7 +825,145 @@ fn publish(api: &crate::api::ApiHandle, s: &Started, driver: &Driver, quorum: &Q
         &driver.stats().dropped,
         &q,
     );
+    status.controller = Some(controller::summary::build(
+        &s.config,
+        s.replica.state(),
+        ctl,
+        s.ring.map_or(NodeSet::EMPTY, |(_, m)| m),
+        wall_now(),
+        driver.now(),
+    ));
     api.publish(status, q);
+}
+
+/// The first SIGTERM (or SIGINT): ask the cluster to move this node's
+/// resources away; true when the node can leave at once (a second signal,
+/// or nothing runs here).
+fn begin_stop(
+    stopping: &mut Option<tokio::time::Instant>,
+    ctl: &mut Controller,
+    started: &Started,
+) -> bool {
+    if stopping.is_some() {
+        warn!("stopping: a second signal; leaving now");
+        return true;
+    }
+    if !Controller::has_active_resources(&started.config, started.replica.state(), started.node.id)
+    {
+        return true;
+    }
+    info!("stopping: moving this node's resources away (or stopping them) before leaving the ring");
+    notify(&[NotifyState::Status("stopping: moving resources away")]);
+    ctl.begin_shutdown();
+    *stopping = Some(tokio::time::Instant::now() + STOP_DEADLINE);
+    false
+}
+
+/// Tells the controller where the ring stands, lets it work, and carries
+/// out what it asks for.
+fn controller_turn(
+    ctl: &mut Controller,
+    started: &mut Started,
+    driver: &Driver,
+    quorum: &Quorum,
+    executor: &crate::executor::ExecutorHandle,
+    out: &mut std::collections::VecDeque<Vec<u8>>,
+) {
+    let members = started.ring.map_or(NodeSet::EMPTY, |(_, m)| m);
+    let settled =
+        started.ring.is_some() && !quorum.status().syncing && !started.replica.is_syncing();
+    let fencing = !started.config.fence_devices.is_empty();
+    ctl.handle_ring(members, settled, quorum.is_quorate(), fencing);
+    ctl.tick(
+        &started.config,
+        started.replica.state(),
+        wall_now(),
+        driver.now(),
+    );
+    while let Some(o) = ctl.poll_output() {
+        match o {
+            controller::Output::Broadcast(p) => out.push_back(p),
+            controller::Output::Submit(cmd) => started.replica.submit(cmd, wall_now()),
+            controller::Output::Run {
+                resource,
+                op,
+                interval_ms,
+                timeout_ms,
+            } => {
+                let Some(res) = started.config.resources.iter().find(|r| r.id == resource) else {
+                    warn!(resource = %resource, "controller: asked to run {} on an unknown resource", op.as_str());
+                    continue;
+                };
+                info!(resource = %resource, operation = op.as_str(), interval_ms, "controller: running {} {resource}", op.as_str());
+                executor.execute(crate::agents::OpRequest {
+                    resource,
+                    action: agent_action(op),
+                    params: res.params.clone(),
+                    timeout: Duration::from_millis(timeout_ms),
+                    interval: Duration::from_millis(interval_ms),
+                    check_level: 0,
+                });
+            }
+            controller::Output::StartMonitors { resource, promoted } => {
+                executor.start_monitors(&resource, promoted)
+            }
+            controller::Output::Note(text) => info!("controller: {text}"),
+        }
+    }
+    while let Some(p) = started.replica.poll_broadcast() {
+        out.push_back(p);
+    }
+}
+
+/// Sends what is queued for totem, keeping what it pushes back.
+fn flush_out(driver: &mut Driver, out: &mut std::collections::VecDeque<Vec<u8>>) {
+    while let Some(p) = out.front() {
+        if driver.broadcast(p.clone()).is_err() {
+            break;
+        }
+        out.pop_front();
+    }
+}
+
+fn agent_action(op: config::OpName) -> crate::agents::AgentAction {
+    use crate::agents::AgentAction as A;
+    match op {
+        config::OpName::Start => A::Start,
+        config::OpName::Stop => A::Stop,
+        config::OpName::Monitor => A::Monitor,
+        config::OpName::Promote => A::Promote,
+        config::OpName::Demote => A::Demote,
+    }
+}
+
+/// A local operation's result (or a recurring monitor's change) goes to the
+/// controller, which records it in the replicated state.
+fn controller_op_event(ctl: &mut Controller, ev: &crate::executor::OpEvent) {
+    use crate::agents::AgentAction as A;
+    let op = match ev.action {
+        A::Start => config::OpName::Start,
+        A::Stop => config::OpName::Stop,
+        A::Monitor => config::OpName::Monitor,
+        A::Promote => config::OpName::Promote,
+        A::Demote => config::OpName::Demote,
+        A::MetaData | A::ValidateAll => return,
+    };
+    let rc = ev.code.code();
+    if ev.failed {
+        debug!(resource = %ev.resource, operation = op.as_str(), interval_ms = ev.interval.as_millis() as u64, rc, exit_reason = %ev.exit_reason, fail_count = ev.fail_count, "{} {} failed: rc {rc}{}", op.as_str(), ev.resource, if ev.exit_reason.is_empty() { String::new() } else { format!(" ({})", ev.exit_reason) });
+    } else {
+        info!(resource = %ev.resource, operation = op.as_str(), interval_ms = ev.interval.as_millis() as u64, rc, duration_ms = ev.duration.as_millis() as u64, "{} {}: rc {rc}", op.as_str(), ev.resource);
+    }
+    ctl.handle_op_result(
+        &ev.resource,
+        op,
+        ev.interval.as_millis() as u64,
+        rc,
+        &ev.exit_reason,
+        ev.failed,
+        ev.fail_count,
+        wall_now(),
+    );
 }
 
 /// Logs quorum events and tracks the quorate flag; true if it changed.

@@ -1,5 +1,852 @@
-//! The cluster controller: the DC (lowest node id of the quorate ring) runs
-//! the scheduler on every change and executes its transitions; every node
-//! runs the actions meant for it. See docs/controller.md.
+//! The cluster controller (Pacemaker's controld, reduced): a pure state
+//! machine that the daemon drives (no clock, no socket; `now` is an
+//! argument).
+//!
+//! - **DC.** Once a ring has settled (quorum and the replicated state have
+//!   synchronised), its lowest node id is the DC. A DC without quorum only
+//!   applies `no_quorum_policy` (the scheduler is told `has_quorum =
+//!   false`).
+//! - **Transitions.** The DC builds the scheduler's view from the
+//!   configuration, the membership and the replicated state
+//!   ([`build_view`]), runs the scheduler, and executes the transition: an
+//!   action runs once every action ordered before it succeeded; the DC
+//!   broadcasts it ([`wire::Execute`]) and the node it names runs it. The
+//!   node records the result in the replicated state (`Command::OpResult`),
+//!   where the DC (like everyone) sees it in agreed order. Pseudo-actions
+//!   complete by themselves; recurring monitors are the executor's own
+//!   business after a start (or after a probe found the resource running).
+//! - **Aborts.** Anything new (a command applied that is not an awaited
+//!   result, a failure, a membership or quorum change) aborts the
+//!   transition: nothing more is dispatched, the operations in flight are
+//!   awaited, then the DC computes again. An operation whose result does not
+//!   come within its timeout (plus [`RESULT_GRACE`]) counts as failed.
+//! - **Nothing run twice.** A node records an operation as pending (rc
+//!   [`RC_PENDING`]) before it runs it, so a DC that takes over sees a start
+//!   in flight as active on that node and never starts it elsewhere;
+//!   operations are queued per resource on the node (the executor runs one
+//!   at a time), so a stop sent after a start runs after it.
+//! - **Start-up.** A node that starts forgets its own operation history
+//!   (`Cleanup` of itself, once its state has synchronised): what ran before
+//!   it restarted is not running now, and the DC probes every resource on
+//!   it (the scheduler's probes) before anything starts there.
+//! - **Left nodes.** A node that leaves the ring is offline when fencing is
+//!   off (nothing configured), unclean when it is on (to be fenced before
+//!   its resources start elsewhere).
+//!
+//! docs/controller.md describes it for operators.
 
 pub mod summary;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use crate::config::{Config, OnFail, OpName, Role};
+use crate::scheduler::{self, ClusterView, Extensions, NodeState, NodeStatus, Task};
+use crate::state::{ClusterState, Command, OpRecord, WallMs};
+use crate::time::Instant;
+use crate::totem::NodeId;
+use crate::totem::wire::NodeSet;
+
+pub use wire::{Execute, Message, SERVICE_CONTROL};
+
+/// The return code recorded while an operation runs (Pacemaker's pending
+/// operations use 193 too).
+pub const RC_PENDING: i32 = 193;
+/// How long past an operation's timeout the DC waits for its result before
+/// it counts the operation as failed.
+pub const RESULT_GRACE: Duration = Duration::from_secs(10);
+/// Transitions in a row that change nothing before the DC stops computing
+/// (a scheduler that keeps asking for the same actions must not spin).
+pub const TRANSITIONS_PER_CHANGE_MAX: u32 = 32;
+
+/// What the controller asks the daemon to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Broadcast this payload on totem.
+    Broadcast(Vec<u8>),
+    /// Submit this command to the replicated state.
+    Submit(Command),
+    /// Run an operation on this node (through the executor).
+    Run {
+        resource: String,
+        op: OpName,
+        interval_ms: u64,
+        timeout_ms: u64,
+    },
+    /// Start the recurring monitors of a resource found running here.
+    StartMonitors { resource: String, promoted: bool },
+    /// Something for the journal (a transition started or ended, an
+    /// action failed).
+    Note(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ActionState {
+    Waiting,
+    InFlight { deadline: Instant },
+    Done,
+    Failed,
+}
+
+/// One action of the running transition, resolved for execution.
+#[derive(Clone, Debug)]
+struct Step {
+    /// None for pseudo-actions and recurring monitors (complete at once).
+    run: Option<(NodeId, String, OpName, u64, u64)>,
+    fence: Option<String>,
+    label: String,
+    state: ActionState,
+    preds: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+struct Run {
+    id: u64,
+    steps: Vec<Step>,
+    aborted: bool,
+}
+
+/// The controller of one node.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    me: NodeId,
+    /// The ring's members and whether it has settled (quorum synced, state
+    /// synced); quorate.
+    members: NodeSet,
+    settled: bool,
+    quorate: bool,
+    /// Nodes that left without a clean shutdown (to be fenced when fencing
+    /// is on).
+    unclean: NodeSet,
+    /// Whether this node has forgotten its own history since it started.
+    started_clean: bool,
+    /// Nodes shutting down cleanly (their resources move away; once they
+    /// leave the ring they are offline, not unclean).
+    shutting_down: NodeSet,
+    run: Option<Run>,
+    transitions: u64,
+    /// Something changed since the last transition was computed.
+    dirty: bool,
+    /// Transitions computed since the last change from outside.
+    spins: u32,
+    /// The last transition computed had nothing to do.
+    idle: bool,
+    /// Where the last transition puts every primitive: resource → node.
+    targets: BTreeMap<String, Option<String>>,
+    /// The DC waits for this node's probe of this resource.
+    waiting_for_probe: Option<(NodeId, String)>,
+    out: VecDeque<Output>,
+}
+
+/// What the controller knows of the ring, for [`build_view`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingView {
+    pub members: NodeSet,
+    /// Left without a clean shutdown, not fenced since.
+    pub unclean: NodeSet,
+    /// Shutting down cleanly: their resources move away.
+    pub shutting_down: NodeSet,
+    pub quorate: bool,
+}
+
+/// The scheduler's view of the cluster now, and the configuration with the
+/// migrate preferences added as location constraints.
+pub fn build_view(
+    config: &Config,
+    state: &ClusterState,
+    ring: &RingView,
+    now_wall: WallMs,
+    now: Instant,
+) -> (Config, ClusterView) {
+    let RingView {
+        members,
+        unclean,
+        shutting_down,
+        quorate,
+    } = *ring;
+    let mut cfg = config.clone();
+    state.add_migrate_locations(&mut cfg, now_wall);
+    let mut view = ClusterView {
+        nodes: config
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut s = NodeStatus::online(&n.name);
+                s.state = if members.contains(n.id) {
+                    NodeState::Online
+                } else if unclean.contains(n.id) {
+                    NodeState::Unclean
+                } else {
+                    NodeState::Offline
+                };
+                s
+            })
+            .collect(),
+        has_quorum: quorate,
+        resources: Vec::new(),
+    };
+    state.fill_view(&cfg, &mut view, now_wall, now);
+    for n in &mut view.nodes {
+        if config
+            .node_by_name(&n.name)
+            .is_some_and(|c| shutting_down.contains(c.id))
+        {
+            n.shutdown = true;
+        }
+    }
+    // A node that is cleanly down runs nothing, whatever its history says.
+    let offline: BTreeSet<String> = view
+        .nodes
+        .iter()
+        .filter(|n| n.state == NodeState::Offline)
+        .map(|n| n.name.clone())
+        .collect();
+    view.resources.retain(|r| !offline.contains(&r.node));
+    // Failures still in effect: the last result of a resource on a node.
+    for r in &mut view.resources {
+        let Some(node) = config.node_by_name(&r.node) else {
+            continue;
+        };
+        let primitive = primitive_of(&r.resource);
+        let Some(last) = state.op_history(primitive, node.id).into_iter().last() else {
+            continue;
+        };
+        if let Some(on_fail) = failure_of(config, last) {
+            r.failure = Some(on_fail);
+            if last.op == OpName::Start {
+                // A failed start may have left something behind: stop it.
+                r.role = r.role.max(Role::Started);
+            }
+        }
+    }
+    (cfg, view)
+}
+
+/// The primitive a scheduler resource name refers to (`ID:N` → `ID`).
+pub fn primitive_of(resource: &str) -> &str {
+    resource.split_once(':').map_or(resource, |(p, _)| p)
+}
+
+/// The configured response to a failed operation, if `rec` is a failure.
+fn failure_of(config: &Config, rec: &OpRecord) -> Option<OnFail> {
+    let failed = match (rec.op, rec.rc) {
+        (_, RC_PENDING) => false,
+        (OpName::Monitor, 0 | 8) => false,
+        // A probe finding it stopped is an answer, not a failure.
+        (OpName::Monitor, 7) => rec.interval_ms > 0,
+        (_, 0) => false,
+        _ => true,
+    };
+    if !failed {
+        return None;
+    }
+    let res = config.resources.iter().find(|r| r.id == rec.resource);
+    let configured = res.and_then(|r| {
+        r.ops
+            .iter()
+            .find(|o| o.name == rec.op && o.interval_ms == rec.interval_ms)
+            .map(|o| o.on_fail)
+    });
+    Some(configured.unwrap_or(match rec.op {
+        OpName::Stop => OnFail::Block,
+        _ => OnFail::Restart,
+    }))
+}
+
+/// The timeout of an operation of a resource, from its configuration.
+pub fn op_timeout_ms(config: &Config, resource: &str, op: OpName, interval_ms: u64) -> u64 {
+    config
+        .resources
+        .iter()
+        .find(|r| r.id == resource)
+        .and_then(|r| {
+            r.ops
+                .iter()
+                .find(|o| o.name == op && o.interval_ms == interval_ms)
+                .or_else(|| r.ops.iter().find(|o| o.name == op))
+        })
+        .map_or(config.cluster.op_defaults.timeout_ms, |o| o.timeout_ms)
+}
+
+fn op_of_task(task: Task) -> Option<OpName> {
+    Some(match task {
+        Task::Start => OpName::Start,
+        Task::Stop => OpName::Stop,
+        Task::Monitor => OpName::Monitor,
+        Task::Promote => OpName::Promote,
+        Task::Demote => OpName::Demote,
+        _ => return None,
+    })
+}
+
+impl Controller {
+    pub fn new(me: NodeId) -> Controller {
+        Controller {
+            me,
+            members: NodeSet::EMPTY,
+            settled: false,
+            quorate: false,
+            unclean: NodeSet::EMPTY,
+            started_clean: false,
+            shutting_down: NodeSet::EMPTY,
+            run: None,
+            transitions: 0,
+            dirty: true,
+            spins: 0,
+            idle: false,
+            targets: BTreeMap::new(),
+            waiting_for_probe: None,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The DC of the settled ring, if any.
+    pub fn dc(&self) -> Option<NodeId> {
+        if self.settled {
+            self.members.lowest()
+        } else {
+            None
+        }
+    }
+
+    pub fn is_dc(&self) -> bool {
+        self.dc() == Some(self.me)
+    }
+
+    /// No transition runs and the last one computed had nothing to do.
+    pub fn is_idle(&self) -> bool {
+        self.settled && self.run.is_none() && self.idle && !self.dirty
+    }
+
+    /// The ring as [`build_view`] takes it.
+    pub fn ring_view(&self) -> RingView {
+        RingView {
+            members: self.members,
+            unclean: self.unclean,
+            shutting_down: self.shutting_down,
+            quorate: self.quorate,
+        }
+    }
+
+    /// The probe the DC waits for before it places anything.
+    pub fn waiting_for_probe(&self) -> Option<(NodeId, &str)> {
+        self.waiting_for_probe
+            .as_ref()
+            .map(|(n, r)| (*n, r.as_str()))
+    }
+
+    pub fn transitions(&self) -> u64 {
+        self.transitions
+    }
+
+    /// Where the last transition puts `resource` (a primitive or `ID:N`).
+    pub fn target(&self, resource: &str) -> Option<Option<&str>> {
+        self.targets.get(resource).map(|t| t.as_deref())
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The ring, its state and quorum, whenever any of them changes.
+    /// `settled`: quorum and the replicated state have synchronised in this
+    /// ring. `fencing`: whether nodes that leave must be fenced.
+    pub fn handle_ring(&mut self, members: NodeSet, settled: bool, quorate: bool, fencing: bool) {
+        if members != self.members {
+            let left = self.members.minus(members);
+            if fencing {
+                for id in left.minus(self.shutting_down).iter() {
+                    self.unclean.insert(id);
+                }
+            }
+            self.shutting_down = self.shutting_down.intersect(members);
+            // A node back in the ring is no longer a danger.
+            self.unclean = self.unclean.minus(members);
+            if let Some(run) = &mut self.run {
+                // What was in flight on a node that left will not report.
+                for s in &mut run.steps {
+                    if let (ActionState::InFlight { .. }, Some((node, ..))) = (s.state, &s.run)
+                        && !members.contains(*node)
+                    {
+                        s.state = ActionState::Failed;
+                    }
+                }
+            }
+        }
+        if (members, settled, quorate) != (self.members, self.settled, self.quorate) {
+            self.members = members;
+            self.settled = settled;
+            self.quorate = quorate;
+            self.changed();
+        }
+        if !self.is_dc() {
+            // Only the DC runs transitions.
+            self.run = None;
+        }
+    }
+
+    /// This node begins a clean shutdown: tell the others (the DC moves its
+    /// resources away, or stops them when they can go nowhere).
+    pub fn begin_shutdown(&mut self) {
+        self.out
+            .push_back(Output::Broadcast(Message::leaving_bytes()));
+    }
+
+    /// Nodes that joined the ring (totem's regular configuration): a node
+    /// that restarted quickly may have left and joined in one ring change;
+    /// whatever it announced before is over.
+    pub fn handle_joined(&mut self, joined: NodeSet) {
+        if !self.shutting_down.intersect(joined).is_empty() {
+            self.shutting_down = self.shutting_down.minus(joined);
+            self.changed();
+        }
+    }
+
+    /// A node announced its clean shutdown.
+    pub fn handle_leaving(&mut self, node: NodeId) {
+        if !self.shutting_down.contains(node) {
+            self.shutting_down.insert(node);
+            self.changed();
+        }
+    }
+
+    /// Whether any resource is active (or an operation pending) on `node`
+    /// as the replicated state tells.
+    pub fn has_active_resources(config: &Config, state: &ClusterState, node: NodeId) -> bool {
+        config.resources.iter().any(|r| {
+            let mut active = false;
+            for rec in state.op_history(&r.id, node) {
+                if rec.rc == RC_PENDING {
+                    return true;
+                }
+                active = match (rec.op, rec.rc) {
+                    (OpName::Start | OpName::Promote | OpName::Demote, 0) => true,
+                    (OpName::Stop, 0) => false,
+                    (OpName::Monitor, 7) => false,
+                    (OpName::Monitor, 5) => false,
+                    (OpName::Monitor, _) => true,
+                    // A failed start may have left something; a failed stop
+                    // surely did.
+                    (OpName::Start | OpName::Stop, _) => true,
+                    _ => active,
+                };
+            }
+            active
+        })
+    }
+
+    /// A node was fenced: it is safe to start its resources elsewhere.
+    pub fn handle_fenced(&mut self, node: NodeId) {
+        if self.unclean.contains(node) {
+            self.unclean.remove(node);
+            self.changed();
+        }
+    }
+
+    fn changed(&mut self) {
+        self.dirty = true;
+        self.spins = 0;
+        if let Some(run) = &mut self.run {
+            run.aborted = true;
+        }
+    }
+
+    /// The replicated state applied a command (ours or another node's).
+    pub fn handle_applied(&mut self, config: &Config, cmd: &Command) {
+        if let Command::Cleanup { resource, node } = cmd
+            && node.is_none_or(|n| n == self.me)
+        {
+            // What this node knew of them is gone: probe them again (the
+            // DC waits for the answers before it places them).
+            for r in &config.resources {
+                if resource.as_ref().is_none_or(|x| *x == r.id) {
+                    self.out.push_back(Output::Run {
+                        resource: r.id.clone(),
+                        op: OpName::Monitor,
+                        interval_ms: 0,
+                        timeout_ms: op_timeout_ms(config, &r.id, OpName::Monitor, 0),
+                    });
+                }
+            }
+        }
+        if let Command::OpResult(rec) = cmd {
+            if rec.rc == RC_PENDING {
+                return;
+            }
+            if let Some(run) = &mut self.run {
+                let awaited = run.steps.iter_mut().find(|s| {
+                    matches!(s.state, ActionState::InFlight { .. })
+                        && s.run.as_ref().is_some_and(|(n, r, op, i, _)| {
+                            *n == rec.node
+                                && primitive_of(r) == rec.resource
+                                && *op == rec.op
+                                && *i == rec.interval_ms
+                        })
+                });
+                if let Some(step) = awaited {
+                    let ok = match (rec.op, rec.rc) {
+                        // A probe: any answer is an answer.
+                        (OpName::Monitor, 0 | 7 | 8) if rec.interval_ms == 0 => true,
+                        (_, 0) => true,
+                        _ => false,
+                    };
+                    step.state = if ok {
+                        ActionState::Done
+                    } else {
+                        ActionState::Failed
+                    };
+                    if !ok {
+                        let label = step.label.clone();
+                        self.out.push_back(Output::Note(format!(
+                            "transition {}: {label} failed (rc {}{})",
+                            run.id,
+                            rec.rc,
+                            if rec.exit_reason.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", rec.exit_reason)
+                            }
+                        )));
+                        run.aborted = true;
+                        self.dirty = true;
+                    } else if rec.op == OpName::Monitor && rec.interval_ms == 0 {
+                        // Probes change what the scheduler knows: compute
+                        // again once this transition is done.
+                        self.dirty = true;
+                    }
+                    return;
+                }
+            }
+            // A result nobody awaited: a recurring monitor that changed, a
+            // probe after a restart, an operation of an earlier DC.
+            self.changed();
+            return;
+        }
+        self.changed();
+    }
+
+    /// The state synchronised after a ring change. The first time, this node
+    /// forgets its own operation history: nothing runs here that the cluster
+    /// started before this process did.
+    pub fn handle_state_synced(&mut self) {
+        if !self.started_clean {
+            self.started_clean = true;
+            self.out.push_back(Output::Submit(Command::Cleanup {
+                resource: None,
+                node: Some(self.me),
+            }));
+        }
+        self.changed();
+    }
+
+    /// A controller message delivered by totem.
+    pub fn handle_execute(&mut self, sender: NodeId, msg: &Execute, now_wall: WallMs) {
+        if msg.node != self.me || Some(sender) != self.dc() || msg.dc != sender {
+            return;
+        }
+        let resource = primitive_of(&msg.resource).to_string();
+        if msg.op != OpName::Monitor {
+            // Recorded before it runs: a DC that takes over sees it.
+            self.out
+                .push_back(Output::Submit(Command::OpResult(OpRecord {
+                    resource: resource.clone(),
+                    node: self.me,
+                    op: msg.op,
+                    interval_ms: msg.interval_ms,
+                    rc: RC_PENDING,
+                    at: now_wall,
+                    exit_reason: String::new(),
+                })));
+        }
+        self.out.push_back(Output::Run {
+            resource,
+            op: msg.op,
+            interval_ms: msg.interval_ms,
+            timeout_ms: msg.timeout_ms,
+        });
+    }
+
+    /// A local operation ended (or a recurring monitor / agent notice
+    /// reported a change). `fail_count`: the executor's count for the
+    /// resource on this node after it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_op_result(
+        &mut self,
+        resource: &str,
+        op: OpName,
+        interval_ms: u64,
+        rc: i32,
+        exit_reason: &str,
+        failed: bool,
+        fail_count: u32,
+        now_wall: WallMs,
+    ) {
+        self.out
+            .push_back(Output::Submit(Command::OpResult(OpRecord {
+                resource: resource.to_string(),
+                node: self.me,
+                op,
+                interval_ms,
+                rc,
+                at: now_wall,
+                exit_reason: crate::state::truncate_utf8(
+                    exit_reason,
+                    crate::state::EXIT_REASON_BYTES_MAX,
+                )
+                .to_string(),
+            })));
+        if failed && fail_count > 0 {
+            self.out.push_back(Output::Submit(Command::FailCountSet {
+                resource: resource.to_string(),
+                node: self.me,
+                count: fail_count,
+            }));
+        }
+        if op == OpName::Monitor && interval_ms == 0 && (rc == 0 || rc == 8) {
+            self.out.push_back(Output::StartMonitors {
+                resource: resource.to_string(),
+                promoted: rc == 8,
+            });
+        }
+    }
+
+    /// Runs the DC's work: time-outs of awaited results, dispatch, and a new
+    /// transition when the last one is over and something changed.
+    pub fn tick(&mut self, config: &Config, state: &ClusterState, now_wall: WallMs, now: Instant) {
+        if !self.settled {
+            return;
+        }
+        if let Some(run) = &mut self.run {
+            for s in &mut run.steps {
+                if let ActionState::InFlight { deadline } = s.state
+                    && now >= deadline
+                {
+                    s.state = ActionState::Failed;
+                    run.aborted = true;
+                    self.dirty = true;
+                    self.out.push_back(Output::Note(format!(
+                        "transition {}: no result for {} in time; counted as failed",
+                        run.id, s.label
+                    )));
+                }
+            }
+        }
+        self.dispatch(now);
+        if self.run.is_some() || !self.dirty {
+            return;
+        }
+        if self.spins >= TRANSITIONS_PER_CHANGE_MAX {
+            return;
+        }
+        // Nothing is placed before every member has answered the probes of
+        // every resource (start-up, and after a cleanup).
+        let unprobed = self.members.iter().find_map(|id| {
+            config
+                .resources
+                .iter()
+                .find(|r| state.op_history(&r.id, id).is_empty())
+                .map(|r| (id, r.id.clone()))
+        });
+        if let Some((node, resource)) = unprobed {
+            self.waiting_for_probe = Some((node, resource));
+            return;
+        }
+        self.waiting_for_probe = None;
+        self.spins += 1;
+        self.dirty = false;
+        let (cfg, view) = build_view(config, state, &self.ring_view(), now_wall, now);
+        let t = scheduler::schedule_with(
+            &cfg,
+            &Extensions::for_config(config),
+            &view,
+            now,
+            scheduler::Options::default(),
+        );
+        self.targets = t
+            .placements
+            .iter()
+            .map(|p| (p.resource.clone(), p.node.clone()))
+            .collect();
+        let node_id = |name: &Option<String>| {
+            name.as_deref()
+                .and_then(|n| config.node_by_name(n))
+                .map(|n| n.id)
+        };
+        let mut steps: Vec<Step> = t
+            .actions
+            .iter()
+            .map(|a| {
+                let op = op_of_task(a.task);
+                let label = format!(
+                    "{} {}{}{}",
+                    a.task.as_str(),
+                    a.resource.as_deref().unwrap_or(""),
+                    if a.interval_ms > 0 {
+                        format!(" every {} ms", a.interval_ms)
+                    } else {
+                        String::new()
+                    },
+                    a.node
+                        .as_deref()
+                        .map(|n| format!(" on {n}"))
+                        .unwrap_or_default()
+                );
+                let run = match (op, &a.resource, node_id(&a.node)) {
+                    // Recurring monitors are the executor's, after a start.
+                    (Some(OpName::Monitor), _, _) if a.interval_ms > 0 => None,
+                    (Some(op), Some(r), Some(n)) => Some((
+                        n,
+                        r.clone(),
+                        op,
+                        a.interval_ms,
+                        op_timeout_ms(config, primitive_of(r), op, a.interval_ms),
+                    )),
+                    _ => None,
+                };
+                Step {
+                    run,
+                    fence: (a.task == Task::Fence).then(|| a.node.clone().unwrap_or_default()),
+                    label,
+                    state: ActionState::Waiting,
+                    preds: Vec::new(),
+                }
+            })
+            .collect();
+        for &(first, then) in &t.edges {
+            if first < steps.len() && then < steps.len() {
+                steps[then].preds.push(first);
+            }
+        }
+        let real = steps
+            .iter()
+            .filter(|s| s.run.is_some() || s.fence.is_some())
+            .count();
+        // Every node computes what the DC computes (the same inputs, in
+        // agreed order), so every node can tell whether the cluster has
+        // settled; only the DC acts on it.
+        let pending = self.members.iter().any(|id| {
+            config.resources.iter().any(|r| {
+                state
+                    .op_history(&r.id, id)
+                    .iter()
+                    .any(|rec| rec.rc == RC_PENDING)
+            })
+        });
+        self.idle = real == 0 && !pending;
+        if real == 0 || !self.is_dc() {
+            return;
+        }
+        self.transitions += 1;
+        self.out.push_back(Output::Note(format!(
+            "transition {}: {} action(s): {}",
+            self.transitions,
+            real,
+            if t.summary.is_empty() {
+                "probes".to_string()
+            } else {
+                t.summary.join("; ")
+            }
+        )));
+        self.run = Some(Run {
+            id: self.transitions,
+            steps,
+            aborted: false,
+        });
+        self.dispatch(now);
+    }
+
+    /// Starts every action whose predecessors succeeded; ends the run when
+    /// nothing more can happen.
+    fn dispatch(&mut self, now: Instant) {
+        let Some(run) = &mut self.run else { return };
+        loop {
+            let mut progressed = false;
+            for i in 0..run.steps.len() {
+                if run.steps[i].state != ActionState::Waiting || run.aborted {
+                    continue;
+                }
+                let preds = run.steps[i].preds.clone();
+                if preds
+                    .iter()
+                    .any(|p| run.steps[*p].state != ActionState::Done)
+                {
+                    continue;
+                }
+                let step = &mut run.steps[i];
+                if let Some(target) = &step.fence {
+                    // Fencing by the controller is not built yet: the node
+                    // stays unclean and its resources stay where they are.
+                    self.out.push_back(Output::Note(format!(
+                        "transition {}: cannot fence {target}: fencing from the controller is not implemented; its resources wait",
+                        run.id
+                    )));
+                    step.state = ActionState::Failed;
+                    continue;
+                }
+                match &step.run {
+                    None => step.state = ActionState::Done,
+                    Some((node, resource, op, interval_ms, timeout_ms)) => {
+                        let msg = Execute {
+                            dc: self.me,
+                            transition: run.id,
+                            action: i as u32,
+                            node: *node,
+                            resource: resource.clone(),
+                            op: *op,
+                            interval_ms: *interval_ms,
+                            timeout_ms: *timeout_ms,
+                        };
+                        self.out.push_back(Output::Broadcast(msg.to_bytes()));
+                        step.state = ActionState::InFlight {
+                            deadline: now + Duration::from_millis(*timeout_ms) + RESULT_GRACE,
+                        };
+                    }
+                }
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let in_flight = run
+            .steps
+            .iter()
+            .any(|s| matches!(s.state, ActionState::InFlight { .. }));
+        let runnable = !run.aborted
+            && run.steps.iter().any(|s| {
+                s.state == ActionState::Waiting
+                    && s.preds
+                        .iter()
+                        .all(|p| run.steps[*p].state == ActionState::Done)
+            });
+        if !in_flight && !runnable {
+            let failed = run
+                .steps
+                .iter()
+                .filter(|s| s.state == ActionState::Failed)
+                .count();
+            let done = run
+                .steps
+                .iter()
+                .filter(|s| s.state == ActionState::Done && s.run.is_some())
+                .count();
+            self.out.push_back(Output::Note(format!(
+                "transition {} {}: {done} action(s) done, {failed} failed",
+                run.id,
+                if run.aborted || failed > 0 {
+                    "ended early"
+                } else {
+                    "complete"
+                }
+            )));
+            self.run = None;
+            // Compute again: to confirm there is nothing left to do, or to
+            // recover from what went wrong.
+            self.dirty = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

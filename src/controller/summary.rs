@@ -89,3 +89,136 @@ pub struct FailedAction {
     /// When, in milliseconds since the Unix epoch.
     pub at_ms: u64,
 }
+
+use crate::config::Config;
+use crate::scheduler::Extensions;
+use crate::state::{ClusterState, MigrateTarget, WallMs};
+use crate::time::Instant;
+use crate::totem::wire::NodeSet;
+
+use super::{Controller, RingView, build_view};
+
+/// The OCF name of a return code, for people.
+pub fn rc_text(rc: i32) -> String {
+    if rc == super::RC_PENDING {
+        return "pending".to_string();
+    }
+    match crate::agents::OcfCode::from_code(rc) {
+        Some(c) => c.to_string(),
+        None => format!("unknown code {rc}"),
+    }
+}
+
+/// The summary from what this node holds: the configuration, the
+/// replicated state, the controller and the ring's members.
+pub fn build(
+    config: &Config,
+    state: &ClusterState,
+    ctl: &Controller,
+    members: NodeSet,
+    now_wall: WallMs,
+    now: Instant,
+) -> ControllerSummary {
+    let name_of = |id: u32| {
+        config
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map_or_else(|| format!("node{id}"), |n| n.name.clone())
+    };
+    let ring = RingView {
+        members,
+        ..ctl.ring_view()
+    };
+    let (cfg, view) = build_view(config, state, &ring, now_wall, now);
+    let outcome =
+        crate::scheduler::current_outcome(&cfg, &Extensions::for_config(config), &view, now);
+    let group_of = |id: &str| {
+        config
+            .groups
+            .iter()
+            .find(|g| g.members.iter().any(|m| m == id))
+            .map(|g| g.id.clone())
+    };
+    let resources = config
+        .resources
+        .iter()
+        .map(|r| {
+            let o = outcome.get(&r.id).cloned().unwrap_or_default();
+            let promoted: Vec<String> = o.promoted.iter().cloned().collect();
+            let running: Vec<String> = o.nodes.iter().cloned().collect();
+            ResourceSummary {
+                id: r.id.clone(),
+                agent: r.agent.to_string(),
+                group: group_of(&r.id),
+                running_on: running.clone(),
+                promoted_on: promoted,
+                target: match ctl.target(&r.id) {
+                    Some(t) => t.map(str::to_string),
+                    None => running.first().cloned(),
+                },
+            }
+        })
+        .collect();
+    let migrations = state
+        .migrate_locations(now_wall)
+        .into_iter()
+        .map(|(rsc, target)| {
+            let (to, away_from) = match target {
+                MigrateTarget::To(n) => (Some(name_of(n)), None),
+                MigrateTarget::AwayFrom(n) => (None, Some(name_of(n))),
+            };
+            MigrationSummary {
+                resource: rsc.to_string(),
+                to,
+                away_from,
+                expires_ms: state.migrates.get(rsc).and_then(|e| e.expires).map(|w| w.0),
+            }
+        })
+        .collect();
+    let mut fail_counts = Vec::new();
+    let mut failed_actions = Vec::new();
+    for n in &config.nodes {
+        for r in &config.resources {
+            let count = state.fail_count(&r.id, n.id);
+            if count > 0 {
+                fail_counts.push(FailCountSummary {
+                    resource: r.id.clone(),
+                    node: n.name.clone(),
+                    count,
+                    last_failure_ms: state
+                        .nodes
+                        .get(&n.id)
+                        .and_then(|f| f.fail_counts.get(&r.id))
+                        .and_then(|c| c.last_failure)
+                        .map(|w| w.0),
+                });
+            }
+            for rec in state.op_history(&r.id, n.id) {
+                if super::failure_of(config, rec).is_some() {
+                    failed_actions.push(FailedAction {
+                        resource: r.id.clone(),
+                        node: n.name.clone(),
+                        operation: rec.op.as_str().to_string(),
+                        interval_ms: rec.interval_ms,
+                        rc: rec.rc,
+                        rc_text: rc_text(rec.rc),
+                        reason: (!rec.exit_reason.is_empty()).then(|| rec.exit_reason.clone()),
+                        at_ms: rec.at.0,
+                    });
+                }
+            }
+        }
+    }
+    failed_actions.sort_by_key(|f| std::cmp::Reverse(f.at_ms));
+    ControllerSummary {
+        dc: ctl.dc().map(name_of),
+        idle: ctl.is_idle(),
+        transition: ctl.transitions(),
+        standby: state.standby_nodes().into_iter().map(name_of).collect(),
+        resources,
+        migrations,
+        fail_counts,
+        failed_actions,
+    }
+}

@@ -788,6 +788,14 @@ impl ClusterState {
                 history.sort_by_key(|(s, _)| *s);
                 for (_, rec) in history {
                     st.known = true;
+                    if rec.rc == crate::controller::RC_PENDING {
+                        // Still running: a start in flight counts as active
+                        // there, so that it is never started elsewhere too.
+                        if rec.op == OpName::Start {
+                            st.start_pending = true;
+                        }
+                        continue;
+                    }
                     st.role = role_after(st.role, rec);
                     match rec.rc {
                         // OCF_ERR_PERM, OCF_ERR_INSTALLED: not on this node.

@@ -1,0 +1,362 @@
+//! The controller's logic against its own inputs (no daemon): the real
+//! scheduler and replicated state, commands applied as totem would deliver
+//! them. tests/controller.rs runs it in real daemons.
+
+use super::*;
+use crate::config::parse_str;
+use crate::state::ClusterState;
+
+const CONFIG: &str = r#"
+[cluster]
+name = "c"
+[totem]
+authkey = "/nonexistent"
+[[node]]
+name = "n1"
+id = 1
+addresses = ["10.0.0.1"]
+[[node]]
+name = "n2"
+id = 2
+addresses = ["10.0.0.2"]
+[[node]]
+name = "n3"
+id = 3
+addresses = ["10.0.0.3"]
+
+[[resource]]
+id = "web"
+agent = "ocf:test:Marker"
+
+[[location]]
+resource = "web"
+node = "n2"
+score = 100
+"#;
+
+fn config() -> Config {
+    parse_str(CONFIG, std::path::Path::new("c.toml"))
+        .expect("valid")
+        .config
+}
+
+fn set(ids: &[NodeId]) -> NodeSet {
+    let mut s = NodeSet::EMPTY;
+    ids.iter().for_each(|i| s.insert(*i));
+    s
+}
+
+fn outputs(c: &mut Controller) -> Vec<Output> {
+    std::iter::from_fn(|| c.poll_output()).collect()
+}
+
+fn executes(out: &[Output]) -> Vec<Execute> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(b) => match Message::from_bytes(b) {
+                Ok(Message::Execute(e)) => Some(e),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// A cluster seen by one controller: the replicated state every node holds.
+struct World {
+    config: Config,
+    state: ClusterState,
+    clock: u64,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            config: config(),
+            state: ClusterState::new(),
+            clock: 1_000,
+        }
+    }
+
+    fn apply(&mut self, origin: NodeId, cmd: Command, ctls: &mut [&mut Controller]) {
+        self.clock += 1;
+        self.state
+            .apply(origin, &cmd, WallMs(self.clock))
+            .expect("applied");
+        for c in ctls.iter_mut() {
+            c.handle_applied(&self.config, &cmd);
+        }
+    }
+
+    fn result(&mut self, node: NodeId, op: OpName, rc: i32) -> Command {
+        Command::OpResult(OpRecord {
+            resource: "web".into(),
+            node,
+            op,
+            interval_ms: 0,
+            rc,
+            at: WallMs(self.clock),
+            exit_reason: String::new(),
+        })
+    }
+
+    fn tick(&self, c: &mut Controller) -> Vec<Output> {
+        c.tick(
+            &self.config,
+            &self.state,
+            WallMs(self.clock),
+            Instant::from_millis(self.clock),
+        );
+        outputs(c)
+    }
+}
+
+#[test]
+fn the_dc_is_the_lowest_member_of_a_settled_ring() {
+    let mut c = Controller::new(2);
+    assert_eq!(c.dc(), None);
+    c.handle_ring(set(&[2, 3]), false, true, false);
+    assert_eq!(c.dc(), None, "not before the ring settled");
+    c.handle_ring(set(&[2, 3]), true, true, false);
+    assert_eq!(c.dc(), Some(2));
+    assert!(c.is_dc());
+    c.handle_ring(set(&[1, 2, 3]), true, true, false);
+    assert_eq!(c.dc(), Some(1));
+    assert!(!c.is_dc());
+}
+
+#[test]
+fn a_node_forgets_its_history_once_and_probes_every_resource() {
+    let mut w = World::new();
+    let mut c = Controller::new(3);
+    c.handle_state_synced();
+    let out = outputs(&mut c);
+    let cleanup = Command::Cleanup {
+        resource: None,
+        node: Some(3),
+    };
+    assert_eq!(out, vec![Output::Submit(cleanup.clone())]);
+    c.handle_state_synced();
+    assert!(outputs(&mut c).is_empty(), "only the first sync");
+    // The cleanup, delivered back: probe everything here.
+    w.apply(3, cleanup, &mut [&mut c]);
+    let out = outputs(&mut c);
+    assert!(
+        out.contains(&Output::Run {
+            resource: "web".into(),
+            op: OpName::Monitor,
+            interval_ms: 0,
+            timeout_ms: w.config.cluster.op_defaults.timeout_ms,
+        }),
+        "{out:?}"
+    );
+    // Another node's cleanup is not this node's business.
+    w.apply(
+        1,
+        Command::Cleanup {
+            resource: None,
+            node: Some(1),
+        },
+        &mut [&mut c],
+    );
+    assert!(
+        !outputs(&mut c)
+            .iter()
+            .any(|o| matches!(o, Output::Run { .. }))
+    );
+}
+
+#[test]
+fn the_dc_places_nothing_before_every_member_answered_its_probes_then_starts_once() {
+    let mut w = World::new();
+    let mut dc = Controller::new(1);
+    let mut n2 = Controller::new(2);
+    for c in [&mut dc, &mut n2] {
+        c.handle_ring(set(&[1, 2, 3]), true, true, false);
+    }
+    assert!(executes(&w.tick(&mut dc)).is_empty(), "no probes yet");
+    assert_eq!(dc.waiting_for_probe(), Some((1, "web")));
+    for n in [1, 2] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut [&mut dc, &mut n2]);
+    }
+    assert!(
+        executes(&w.tick(&mut dc)).is_empty(),
+        "node 3 has not answered"
+    );
+    assert_eq!(dc.waiting_for_probe(), Some((3, "web")));
+    let cmd = w.result(3, OpName::Monitor, 7);
+    w.apply(3, cmd, &mut [&mut dc, &mut n2]);
+    let ex = executes(&w.tick(&mut dc));
+    assert_eq!(ex.len(), 1, "{ex:?}");
+    assert_eq!((ex[0].node, ex[0].op), (2, OpName::Start), "location n2");
+    assert!(!dc.is_idle());
+    // Nothing is dispatched twice while it runs.
+    assert!(executes(&w.tick(&mut dc)).is_empty());
+    // Node 2 records it pending, runs it and records the result.
+    n2.handle_execute(1, &ex[0], WallMs(w.clock));
+    let out = outputs(&mut n2);
+    let Output::Submit(pending) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert!(matches!(pending, Command::OpResult(r) if r.rc == RC_PENDING));
+    assert!(matches!(
+        &out[1],
+        Output::Run {
+            op: OpName::Start,
+            ..
+        }
+    ));
+    w.apply(2, pending.clone(), &mut [&mut dc, &mut n2]);
+    let done = w.result(2, OpName::Start, 0);
+    w.apply(2, done, &mut [&mut dc, &mut n2]);
+    // The transition is complete; the next computation has nothing to do.
+    w.tick(&mut dc);
+    w.tick(&mut dc);
+    assert!(dc.is_idle(), "the DC settled");
+    w.tick(&mut n2);
+    assert!(n2.is_idle(), "every node can tell the cluster settled");
+    assert_eq!(dc.target("web"), Some(Some("n2")));
+}
+
+#[test]
+fn an_execute_from_anyone_but_the_dc_or_for_another_node_is_ignored() {
+    let mut c = Controller::new(2);
+    c.handle_ring(set(&[1, 2]), true, true, false);
+    let e = Execute {
+        dc: 1,
+        transition: 1,
+        action: 0,
+        node: 2,
+        resource: "web".into(),
+        op: OpName::Start,
+        interval_ms: 0,
+        timeout_ms: 20_000,
+    };
+    c.handle_execute(3, &Execute { dc: 3, ..e.clone() }, WallMs(1));
+    c.handle_execute(
+        1,
+        &Execute {
+            node: 3,
+            ..e.clone()
+        },
+        WallMs(1),
+    );
+    assert!(outputs(&mut c).is_empty());
+    c.handle_execute(1, &e, WallMs(1));
+    assert_eq!(outputs(&mut c).len(), 2);
+}
+
+#[test]
+fn a_start_in_flight_is_active_where_it_runs_and_is_not_started_elsewhere() {
+    // A DC that takes over while node 3 runs a start (recorded pending).
+    let mut w = World::new();
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let pending = w.result(3, OpName::Start, RC_PENDING);
+    w.apply(3, pending, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, false);
+    let ex = executes(&w.tick(&mut dc));
+    assert!(
+        ex.iter().all(|e| !(e.op == OpName::Start && e.node != 3)),
+        "started elsewhere while a start runs on node 3: {ex:?}"
+    );
+    assert!(!dc.is_idle());
+}
+
+#[test]
+fn a_failed_action_ends_the_transition_and_the_dc_computes_again() {
+    let mut w = World::new();
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, false);
+    let ex = executes(&w.tick(&mut dc));
+    assert_eq!((ex[0].node, ex[0].op), (2, OpName::Start));
+    // The start fails on node 2 (and the executor bans it there).
+    let failed = w.result(2, OpName::Start, 1);
+    w.apply(2, failed, &mut [&mut dc]);
+    w.apply(
+        2,
+        Command::FailCountSet {
+            resource: "web".into(),
+            node: 2,
+            count: crate::scheduler::view::FAIL_COUNT_INFINITY,
+        },
+        &mut [&mut dc],
+    );
+    let out = w.tick(&mut dc);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Note(n) if n.contains("failed"))),
+        "{out:?}"
+    );
+    // Recovery: stop what the failed start may have left on node 2, then
+    // start it on another node.
+    let ex = executes(&out);
+    assert!(
+        ex.iter().any(|e| e.op == OpName::Stop && e.node == 2),
+        "{ex:?}"
+    );
+}
+
+#[test]
+fn a_node_that_leaves_is_unclean_with_fencing_unless_it_shut_down_cleanly() {
+    let mut c = Controller::new(1);
+    c.handle_ring(set(&[1, 2, 3]), true, true, true);
+    c.handle_leaving(3);
+    c.handle_ring(set(&[1]), true, false, true);
+    assert_eq!(c.ring_view().unclean, set(&[2]), "3 left cleanly");
+    c.handle_fenced(2);
+    assert_eq!(c.ring_view().unclean, NodeSet::EMPTY);
+    // Without fencing a node that left is simply offline.
+    let mut d = Controller::new(1);
+    d.handle_ring(set(&[1, 2]), true, true, false);
+    d.handle_ring(set(&[1]), true, false, false);
+    assert_eq!(d.ring_view().unclean, NodeSet::EMPTY);
+}
+
+#[test]
+fn a_shutting_down_node_has_its_resources_moved_away() {
+    let mut w = World::new();
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let started = w.result(2, OpName::Start, 0);
+    w.apply(2, started, &mut []);
+    assert!(Controller::has_active_resources(&w.config, &w.state, 2));
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, false);
+    w.tick(&mut dc);
+    assert!(dc.is_idle(), "web runs where it should");
+    dc.handle_leaving(2);
+    let ex = executes(&w.tick(&mut dc));
+    assert!(
+        ex.iter().any(|e| e.op == OpName::Stop && e.node == 2),
+        "{ex:?}"
+    );
+}
+
+#[test]
+fn a_node_that_restarts_within_one_ring_change_is_no_longer_shutting_down() {
+    let mut w = World::new();
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, false);
+    dc.handle_leaving(2);
+    w.tick(&mut dc);
+    assert_ne!(dc.target("web"), Some(Some("n2")), "n2 is shutting down");
+    assert_eq!(dc.ring_view().shutting_down, set(&[2]));
+    // It stopped and came back before the ring noticed it leave.
+    dc.handle_joined(set(&[2]));
+    assert_eq!(dc.ring_view().shutting_down, NodeSet::EMPTY);
+}
