@@ -62,7 +62,10 @@ fn the_bash_completion_offers_every_subcommand() {
         );
     }
     // Nested verbs and options are there too.
-    assert!(script.contains("hactl__subcmd__config,apply)"), "config apply");
+    assert!(
+        script.contains("hactl__subcmd__config,apply)"),
+        "config apply"
+    );
     assert!(script.contains("--lifetime"), "migrate --lifetime");
 }
 

@@ -79,7 +79,9 @@ pub enum Command {
     FenceDevice(fence::FenceCommand),
     /// Show this node's view of the cluster (asks the local hactld): the
     /// ring's members (online), configured nodes not in it (offline),
-    /// links, quorum. Exit 0 shown, 1 hactld failed to answer, 3 hactld is
+    /// links, quorum, and the controller's view (DC, standby nodes, where
+    /// every resource runs, migrations, fail counts, failed actions). Exit
+    /// 0 shown, 1 hactld failed to answer, 3 hactld is
     /// not running on this node.
     Status(status::StatusArgs),
     /// Show quorum information (asks the local hactld), in the layout of
