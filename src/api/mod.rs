@@ -7,12 +7,24 @@
 //! - property `ApiVersion` (u): [`API_VERSION`];
 //! - `Status() -> s`: [`ClusterStatus`] as JSON;
 //! - `Quorum() -> s`: [`crate::quorum::QuorumStatus`] as JSON;
+//! - `ConfigShow() -> s`: the running configuration without secrets;
+//! - the mutating methods, for root and the group [`ADMIN_GROUP`] only
+//!   ([`check_admin`], after the bus's policy): `Standby(s node)`,
+//!   `Online(s node)`, `Migrate(s resource, s node, t lifetime_seconds)`,
+//!   `Unmigrate(s resource)`, `Cleanup(s resource, s node)`,
+//!   `ConfigApply(s text, s file) -> s`;
 //! - signal `MembershipChanged(u ring_rep, t ring_seq, as members)` when a
 //!   new ring is installed, and `QuorumChanged(b quorate, u total_votes,
 //!   u expected_votes, u quorum)` when the quorum summary changes.
 //!
-//! docs/api.md is the reference for clients. The mutating verbs come with
-//! the controller; [`check_admin`] is the caller check they will use.
+//! docs/api.md is the reference for clients.
+//!
+//! The mutating methods check the caller, resolve names against the latest
+//! snapshot ([`resolve`]: an unknown node or resource is `InvalidArgs`
+//! listing the known ones), and hand a [`Request`] to the main loop
+//! through a bounded channel ([`ApiHandle::start_with_requests`]); the
+//! method returns when the main loop answers on the request's oneshot
+//! channel, or fails after [`REQUEST_TIMEOUT`].
 //!
 //! # How it fits the daemon's single-threaded main loop
 //!
@@ -27,12 +39,13 @@
 //! and retries quietly every [`RECONNECT_INTERVAL`]; the daemon runs on
 //! without the API meanwhile and never waits for it.
 
+pub mod resolve;
 pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 use zbus::object_server::SignalEmitter;
 
@@ -67,25 +80,114 @@ pub struct Snapshot {
     pub membership_generation: u64,
     /// Moves each time the quorum summary changes.
     pub quorum_generation: u64,
+    /// The running configuration in canonical form without secrets
+    /// ([`crate::config::canonical_redacted`]), what `ConfigShow()`
+    /// returns; None until the main loop gives it
+    /// ([`ApiHandle::publish_config`]).
+    pub config_text: Option<Arc<str>>,
 }
+
+/// A change a D-Bus caller asked for, handed to the main loop.
+#[derive(Debug)]
+pub enum Request {
+    /// Submit a command to the replicated state. Reply Ok once submitted,
+    /// Err(message for people) if refused (e.g. no quorum, unknown
+    /// node/resource).
+    Submit {
+        command: crate::state::Command,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// `hactl config apply`: the new configuration's text and the file name
+    /// for messages; the main loop runs [`crate::state::prepare_config`].
+    /// Reply Ok(summary line) or Err(all diagnostics).
+    ApplyConfig {
+        text: String,
+        file: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// How many requests may wait for the main loop; a call beyond that fails
+/// with "hactld is busy, try again".
+pub const REQUEST_QUEUE: usize = 64;
+/// How long a mutating method waits for the main loop's reply.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The main loop's side of the API.
 pub struct ApiHandle {
     tx: watch::Sender<Option<Arc<Snapshot>>>,
+    /// The last [`ApiHandle::publish_config`], kept for snapshots to come.
+    config_text: std::sync::Mutex<Option<Arc<str>>>,
 }
 
 impl ApiHandle {
     /// Starts the API task on the current tokio runtime. It serves nothing
-    /// until the first [`ApiHandle::publish`].
+    /// until the first [`ApiHandle::publish`]. Mutating methods fail with
+    /// "this hactld does not take changes" (nobody receives requests); see
+    /// [`ApiHandle::start_with_requests`].
     pub fn start() -> ApiHandle {
+        ApiHandle::start_with_requests().0
+    }
+
+    /// Starts the API task on the current tokio runtime, with the receiver
+    /// of the changes callers ask for: the main loop takes each
+    /// [`Request`], acts, and answers on its `reply` within
+    /// [`REQUEST_TIMEOUT`].
+    pub fn start_with_requests() -> (ApiHandle, mpsc::Receiver<Request>) {
+        ApiHandle::spawn(None)
+    }
+
+    /// [`ApiHandle::start_with_requests`] on the bus at `address` instead
+    /// of the system bus (for tests, which run several buses in one
+    /// process).
+    pub fn start_with_requests_at(address: &str) -> (ApiHandle, mpsc::Receiver<Request>) {
+        ApiHandle::spawn(Some(address.to_string()))
+    }
+
+    fn spawn(address: Option<String>) -> (ApiHandle, mpsc::Receiver<Request>) {
         let (tx, rx) = watch::channel(None);
-        tokio::spawn(serve_forever(rx));
-        ApiHandle { tx }
+        let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
+        tokio::spawn(serve_forever(rx, req_tx, address));
+        (
+            ApiHandle {
+                tx,
+                config_text: std::sync::Mutex::new(None),
+            },
+            req_rx,
+        )
+    }
+
+    fn config_text(&self) -> Option<Arc<str>> {
+        self.config_text
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Publishes the running configuration's canonical text without
+    /// secrets ([`crate::config::canonical_redacted`]), for `ConfigShow()`:
+    /// at start and after every configuration change.
+    pub fn publish_config(&self, redacted_canonical: String) {
+        let text: Arc<str> = Arc::from(redacted_canonical);
+        *self
+            .config_text
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text.clone());
+        self.tx.send_if_modified(|cur| match cur {
+            Some(old) if old.config_text.as_deref() != Some(&*text) => {
+                let mut new = Snapshot::clone(old);
+                new.config_text = Some(text);
+                *cur = Some(Arc::new(new));
+                true
+            }
+            _ => false,
+        });
     }
 
     /// Publishes the current state. Never blocks; wakes the API task only
     /// if something changed.
     pub fn publish(&self, status: ClusterStatus, quorum: QuorumStatus) {
+        let config_text = self.config_text();
         self.tx.send_if_modified(|cur| {
             let (mut membership_generation, mut quorum_generation) = (0, 0);
             if let Some(old) = cur.as_deref() {
@@ -104,6 +206,7 @@ impl ApiHandle {
                 quorum,
                 membership_generation,
                 quorum_generation,
+                config_text,
             }));
             true
         });
@@ -113,6 +216,7 @@ impl ApiHandle {
 /// The object served at [`OBJECT_PATH`].
 struct Cluster1 {
     rx: watch::Receiver<Option<Arc<Snapshot>>>,
+    requests: mpsc::Sender<Request>,
 }
 
 impl Cluster1 {
@@ -122,6 +226,67 @@ impl Cluster1 {
             zbus::fdo::Error::Failed("hactld is starting: no state yet, try again".to_string())
         })
     }
+
+    /// Hands `request` to the main loop and waits for its answer.
+    async fn ask<T>(&self, request: Request, answer: oneshot::Receiver<T>) -> zbus::fdo::Result<T> {
+        use mpsc::error::TrySendError;
+        match self.requests.try_send(request) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(zbus::fdo::Error::Failed(
+                    "hactld is busy, try again".to_string(),
+                ));
+            }
+            Err(TrySendError::Closed(_)) => {
+                return Err(zbus::fdo::Error::Failed(
+                    "this hactld does not take changes (its main loop does not read requests); \
+                     is hactld the same version as hactl? (hactld --version)"
+                        .to_string(),
+                ));
+            }
+        }
+        match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err(zbus::fdo::Error::Failed(
+                "hactld dropped the request without answering; check journalctl -u hactld"
+                    .to_string(),
+            )),
+            Err(_) => Err(zbus::fdo::Error::Failed(format!(
+                "hactld did not answer in {} s; check systemctl status hactld and journalctl -u hactld",
+                REQUEST_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Submits `command` to the replicated state through the main loop.
+    async fn submit(&self, command: crate::state::Command) -> zbus::fdo::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Request::Submit { command, reply }, answer)
+            .await?
+            .map_err(zbus::fdo::Error::Failed)
+    }
+
+    async fn set_standby(
+        &self,
+        conn: &zbus::Connection,
+        header: &zbus::message::Header<'_>,
+        node: &str,
+        standby: bool,
+    ) -> zbus::fdo::Result<()> {
+        check_admin(conn, header).await?;
+        let (node, _) = resolve::node(&self.snapshot()?.status, node)?;
+        self.submit(crate::state::Command::SetStandby { node, standby })
+            .await
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn wall_now() -> crate::state::WallMs {
+    crate::state::WallMs(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    )
 }
 
 #[zbus::interface(name = "org.hactl.Cluster1")]
@@ -140,6 +305,129 @@ impl Cluster1 {
     /// Quorum information, as JSON: the data of `hactl quorum`.
     fn quorum(&self) -> zbus::fdo::Result<String> {
         Ok(self.snapshot()?.quorum.render_json())
+    }
+
+    /// The running configuration in canonical form, without secrets.
+    fn config_show(&self) -> zbus::fdo::Result<String> {
+        self.snapshot()?
+            .config_text
+            .as_deref()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                zbus::fdo::Error::Failed(
+                    "hactld has not published its running configuration yet; try again in a moment"
+                        .to_string(),
+                )
+            })
+    }
+
+    /// Puts a node ("" = this node) in standby: its resources move away.
+    async fn standby(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        node: &str,
+    ) -> zbus::fdo::Result<()> {
+        self.set_standby(conn, &header, node, true).await
+    }
+
+    /// Brings a node ("" = this node) out of standby.
+    async fn online(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        node: &str,
+    ) -> zbus::fdo::Result<()> {
+        self.set_standby(conn, &header, node, false).await
+    }
+
+    /// Prefers `node` for `resource`, or ("") keeps it off the node it
+    /// runs on now; for `lifetime_seconds` (0: until `Unmigrate`).
+    async fn migrate(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        resource: &str,
+        node: &str,
+        lifetime_seconds: u64,
+    ) -> zbus::fdo::Result<()> {
+        use crate::state::MigrateTarget;
+        check_admin(conn, &header).await?;
+        let snap = self.snapshot()?;
+        let status = &snap.status;
+        let resource = resolve::resource(status, resource)?;
+        let target = if node.is_empty() {
+            MigrateTarget::AwayFrom(resolve::away_from(status, &resource)?)
+        } else {
+            MigrateTarget::To(resolve::node(status, node)?.0)
+        };
+        let expires = (lifetime_seconds > 0).then(|| {
+            crate::state::WallMs(
+                wall_now()
+                    .0
+                    .saturating_add(lifetime_seconds.saturating_mul(1000)),
+            )
+        });
+        self.submit(crate::state::Command::Migrate {
+            resource,
+            target,
+            expires,
+        })
+        .await
+    }
+
+    /// Forgets the migrate preference of `resource`.
+    async fn unmigrate(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        resource: &str,
+    ) -> zbus::fdo::Result<()> {
+        check_admin(conn, &header).await?;
+        let resource = resolve::resource(&self.snapshot()?.status, resource)?;
+        self.submit(crate::state::Command::Unmigrate { resource })
+            .await
+    }
+
+    /// Forgets fail counts and operation history of `resource` ("" = every
+    /// resource) on `node` ("" = every node).
+    async fn cleanup(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        resource: &str,
+        node: &str,
+    ) -> zbus::fdo::Result<()> {
+        check_admin(conn, &header).await?;
+        let snap = self.snapshot()?;
+        let resource = if resource.is_empty() {
+            None
+        } else {
+            Some(resolve::resource(&snap.status, resource)?)
+        };
+        let node = if node.is_empty() {
+            None
+        } else {
+            Some(resolve::node(&snap.status, node)?.0)
+        };
+        self.submit(crate::state::Command::Cleanup { resource, node })
+            .await
+    }
+
+    /// Validates and distributes a new configuration (`text`, named `file`
+    /// in messages); returns a summary line.
+    async fn config_apply(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        text: String,
+        file: String,
+    ) -> zbus::fdo::Result<String> {
+        check_admin(conn, &header).await?;
+        let (reply, answer) = oneshot::channel();
+        self.ask(Request::ApplyConfig { text, file, reply }, answer)
+            .await?
+            .map_err(zbus::fdo::Error::Failed)
     }
 
     /// A new ring was installed: its id and its members' names.
@@ -173,6 +461,13 @@ pub trait Cluster1Client {
     fn api_version(&self) -> zbus::Result<u32>;
     fn status(&self) -> zbus::Result<String>;
     fn quorum(&self) -> zbus::Result<String>;
+    fn config_show(&self) -> zbus::Result<String>;
+    fn standby(&self, node: &str) -> zbus::Result<()>;
+    fn online(&self, node: &str) -> zbus::Result<()>;
+    fn migrate(&self, resource: &str, node: &str, lifetime_seconds: u64) -> zbus::Result<()>;
+    fn unmigrate(&self, resource: &str) -> zbus::Result<()>;
+    fn cleanup(&self, resource: &str, node: &str) -> zbus::Result<()>;
+    fn config_apply(&self, text: &str, file: &str) -> zbus::Result<String>;
     #[zbus(signal)]
     fn membership_changed(
         &self,
@@ -192,10 +487,18 @@ pub trait Cluster1Client {
 
 /// Connects, serves, and reconnects when the bus goes away; ends when the
 /// main loop drops its [`ApiHandle`].
-async fn serve_forever(mut rx: watch::Receiver<Option<Arc<Snapshot>>>) {
+async fn serve_forever(
+    mut rx: watch::Receiver<Option<Arc<Snapshot>>>,
+    requests: mpsc::Sender<Request>,
+    address: Option<String>,
+) {
     let mut warned = false;
     loop {
-        match tokio::time::timeout(CONNECT_TIMEOUT, connect(rx.clone())).await {
+        let object = Cluster1 {
+            rx: rx.clone(),
+            requests: requests.clone(),
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect(object, address.as_deref())).await {
             Ok(Ok(conn)) => {
                 info!(
                     "D-Bus API: serving {BUS_NAME} at {OBJECT_PATH} on the system bus{}",
@@ -247,9 +550,13 @@ pub fn system_bus_address() -> String {
         .unwrap_or_else(|_| "unix:path=/var/run/dbus/system_bus_socket".to_string())
 }
 
-async fn connect(rx: watch::Receiver<Option<Arc<Snapshot>>>) -> zbus::Result<zbus::Connection> {
-    zbus::connection::Builder::system()
-        .serve_at(OBJECT_PATH, Cluster1 { rx })
+async fn connect(object: Cluster1, address: Option<&str>) -> zbus::Result<zbus::Connection> {
+    let builder = match address {
+        Some(a) => zbus::connection::Builder::address(a),
+        None => zbus::connection::Builder::system(),
+    };
+    builder
+        .serve_at(OBJECT_PATH, object)
         .name(BUS_NAME)
         // One hactld per host: never take the name from a running one, and
         // never hand it over.

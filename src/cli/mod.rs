@@ -1,13 +1,22 @@
 //! `hactl`, the command-line tool. Subcommands that need no daemon
 //! (`config check|show`, `keygen`, `simulate`, `ra`) run here directly;
-//! `status` and `quorum` ask the local `hactld` over D-Bus (docs/api.md);
-//! the mutating verbs come with the controller.
+//! `status`, `quorum` and the verbs that change the cluster (`standby`,
+//! `online`, `migrate`, `unmigrate`, `cleanup`, `config apply`) ask the
+//! local `hactld` over D-Bus (docs/api.md).
 //!
-//! Exit codes: 0 success; 1 the command ran and found a problem (an invalid
-//! configuration, a key that exists); 2 bad usage (from clap).
-//! `fence-device` adds 3 (the device reports the power off); see
-//! docs/fencing.md. `status` and `quorum` add 3: hactld is not running on
-//! this node.
+//! Exit codes:
+//!
+//! - 0: done (for the placement verbs: the cluster has settled, or
+//!   `--no-wait` and hactld took the change);
+//! - 1: the command ran and found a problem (an invalid configuration, a
+//!   key that exists), or hactld refused or failed (its message is shown);
+//! - 2: bad usage (from clap);
+//! - 3: hactld is not running on this node (`status`, `quorum`, the verbs);
+//!   for `fence-device`: the device reports the power off (docs/fencing.md);
+//! - 4: a placement verb timed out waiting for the cluster to settle
+//!   (`--timeout`); the change stays in force and the message says what is
+//!   still moving;
+//! - 130: interrupted (Ctrl-C) while waiting; the change stays in force.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,9 +28,12 @@ use crate::config::{
 };
 
 mod fence;
+mod generate;
 mod ra;
+mod show;
 mod simulate;
 mod status;
+pub mod verbs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,13 +79,37 @@ pub enum Command {
     FenceDevice(fence::FenceCommand),
     /// Show this node's view of the cluster (asks the local hactld): the
     /// ring's members (online), configured nodes not in it (offline),
-    /// links, quorum. Exit 0 shown, 1 hactld failed to answer, 3 hactld is
+    /// links, quorum, and the controller's view (DC, standby nodes, where
+    /// every resource runs, migrations, fail counts, failed actions). Exit
+    /// 0 shown, 1 hactld failed to answer, 3 hactld is
     /// not running on this node.
     Status(status::StatusArgs),
     /// Show quorum information (asks the local hactld), in the layout of
     /// corosync-quorumtool -s. Exit 0 shown, 1 hactld failed to answer, 3
     /// hactld is not running on this node.
     Quorum(status::QuorumArgs),
+    /// Put a node (default: this node) in standby: its resources move
+    /// away; waits until the cluster has settled.
+    Standby(verbs::NodeArgs),
+    /// Bring a node (default: this node) out of standby; waits until the
+    /// cluster has settled.
+    Online(verbs::NodeArgs),
+    /// Move a resource to NODE, or away from where it runs now; the
+    /// preference stays (for --lifetime) until `hactl unmigrate`. Waits
+    /// until the cluster has settled.
+    #[command(visible_alias = "move")]
+    Migrate(verbs::MigrateArgs),
+    /// Forget a resource's migrate preference; waits until the cluster has
+    /// settled.
+    #[command(visible_alias = "unmove")]
+    Unmigrate(verbs::UnmigrateArgs),
+    /// Forget fail counts and failed operations (of RESOURCE, on --node),
+    /// so that the scheduler looks afresh; waits until the cluster has
+    /// settled.
+    Cleanup(verbs::CleanupArgs),
+    /// Shell completions and man pages, for packagers (docs/api.md).
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,6 +129,17 @@ pub enum ConfigCommand {
         /// Include inline passwords (hidden by default).
         #[arg(long)]
         show_secrets: bool,
+        /// Print the configuration the local hactld runs (asks hactld;
+        /// secrets are never shown).
+        #[arg(long, conflicts_with_all = ["file", "digest", "show_secrets"])]
+        running: bool,
+    },
+    /// Validate FILE and distribute it to every node as the running
+    /// configuration (asks the local hactld; root or group haclient). The
+    /// membership part (nodes, totem, quorum) must stay as it is.
+    Apply {
+        /// The new configuration.
+        file: PathBuf,
     },
 }
 
@@ -101,11 +148,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCommand::Check { file }) => {
             config_check(file.as_deref().unwrap_or(&cli.config))
         }
+        Command::Config(ConfigCommand::Show { running: true, .. }) => verbs::config_show_running(),
         Command::Config(ConfigCommand::Show {
             file,
             digest,
             show_secrets,
+            running: false,
         }) => config_show(file.as_deref().unwrap_or(&cli.config), digest, show_secrets),
+        Command::Config(ConfigCommand::Apply { file }) => verbs::config_apply(&file),
         Command::Keygen {
             output,
             force,
@@ -116,6 +166,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::FenceDevice(cmd) => fence::run(&cli.config, &cmd),
         Command::Status(args) => status::status(&args),
         Command::Quorum(args) => status::quorum(&args),
+        Command::Standby(args) => verbs::run(verbs::Verb::Standby(&args)),
+        Command::Online(args) => verbs::run(verbs::Verb::Online(&args)),
+        Command::Migrate(args) => verbs::run(verbs::Verb::Migrate(&args)),
+        Command::Unmigrate(args) => verbs::run(verbs::Verb::Unmigrate(&args)),
+        Command::Cleanup(args) => verbs::run(verbs::Verb::Cleanup(&args)),
+        Command::Generate(cmd) => generate::run(&cmd),
     }
 }
 

@@ -42,7 +42,7 @@ pub struct StatusArgs {
 }
 
 /// Why a call did not produce an answer.
-enum Failure {
+pub(super) enum Failure {
     /// Exit 3: no system bus, or no owner of the name on it.
     NotRunning(String),
     /// Exit 1.
@@ -50,7 +50,7 @@ enum Failure {
 }
 
 impl Failure {
-    fn report(self) -> ExitCode {
+    pub(super) fn report(self) -> ExitCode {
         match self {
             Failure::NotRunning(msg) => {
                 eprintln!("hactl: {msg}");
@@ -66,7 +66,7 @@ impl Failure {
 
 const NOT_RUNNING: &str = "hactld is not running on this node (no owner of org.hactl.Cluster1 on the system bus); start it with systemctl start hactld";
 
-async fn connect() -> Result<Cluster1ClientProxy<'static>, Failure> {
+pub(super) async fn connect() -> Result<Cluster1ClientProxy<'static>, Failure> {
     let built = tokio::time::timeout(
         CALL_TIMEOUT,
         zbus::connection::Builder::system()
@@ -98,7 +98,7 @@ async fn connect() -> Result<Cluster1ClientProxy<'static>, Failure> {
 }
 
 /// Turns a failed call into what to tell the user.
-fn call_failure(method: &str, e: zbus::Error) -> Failure {
+pub(super) fn call_failure(method: &str, e: zbus::Error) -> Failure {
     use zbus::fdo::Error as Fdo;
     match &e {
         zbus::Error::FDO(fdo) => match fdo.as_ref() {
@@ -130,11 +130,22 @@ fn unreadable(method: &str, e: serde_json::Error) -> Failure {
     ))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+/// `Status()`, read.
+pub(super) async fn fetch_status(
+    proxy: &Cluster1ClientProxy<'static>,
+) -> Result<ClusterStatus, Failure> {
+    let json = proxy
+        .status()
+        .await
+        .map_err(|e| call_failure("Status", e))?;
+    serde_json::from_str(&json).map_err(|e| unreadable("Status", e))
 }
 
 /// `hactl quorum [--json]`.
@@ -182,7 +193,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         } else {
             let s: ClusterStatus =
                 serde_json::from_str(&json).map_err(|e| unreadable("Status", e))?;
-            print!("{}", s.render_text());
+            print!("{}", super::show::status_text(&s));
         }
         Ok(())
     });
@@ -209,7 +220,7 @@ async fn watch(proxy: &Cluster1ClientProxy<'static>) -> Result<(), Failure> {
     loop {
         let text = match proxy.status().await {
             Ok(json) => match serde_json::from_str::<ClusterStatus>(&json) {
-                Ok(s) => s.render_text(),
+                Ok(s) => super::show::status_text(&s),
                 Err(e) => return Err(unreadable("Status", e)),
             },
             Err(e) => match call_failure("Status", e) {

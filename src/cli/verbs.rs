@@ -1,0 +1,700 @@
+//! The verbs that change the cluster, after crmsh: `standby [NODE]`,
+//! `online [NODE]`, `migrate RESOURCE [NODE] [--lifetime D]`,
+//! `unmigrate RESOURCE`, `cleanup [RESOURCE] [--node NODE]` and
+//! `config apply FILE`. Each asks the local hactld over D-Bus
+//! (docs/api.md); hactld checks the caller (root or group haclient) and the
+//! names.
+//!
+//! The placement verbs then wait until the cluster has settled (see
+//! [`Waiter`]): they poll `Status()` every 100 ms until the controller is
+//! idle after a new transition (or stayed idle for 1 s: nothing needed to
+//! change), show what is still moving on stderr when it is a terminal,
+//! and print where the affected resources run. `--no-wait` returns once
+//! hactld has taken the change; `--timeout` bounds the wait.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::show::placement;
+use super::status::{Failure, call_failure, connect, fetch_status, runtime};
+use crate::api::{Cluster1ClientProxy, ClusterStatus};
+use crate::controller::summary::{ControllerSummary, ResourceSummary};
+
+/// Exit status when the cluster did not settle within `--timeout`.
+pub const EXIT_TIMEOUT: u8 = 4;
+/// Exit status when interrupted (Ctrl-C) while waiting: 128 + SIGINT.
+pub const EXIT_INTERRUPTED: u8 = 130;
+/// How often the wait polls `Status()`.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// An idle controller whose transition counter did not move is taken as
+/// "nothing needed to change" after this long.
+pub const IDLE_GRACE: Duration = Duration::from_secs(1);
+
+/// Waiting for the cluster to settle.
+#[derive(Args, Debug, Clone)]
+pub struct WaitArgs {
+    /// Return once hactld has taken the change, without waiting for the
+    /// cluster to settle.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for the cluster to settle; past it hactl exits 4
+    /// saying what is still moving (the change stays in force).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// The node (default: this node).
+    pub node: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// The resource, clone or group to move.
+    pub resource: String,
+    /// Where to move it (default: away from the node it runs on now).
+    pub node: Option<String>,
+    /// How long the preference lasts, e.g. 30s, 10m, 1h30m, 2d or ISO 8601
+    /// (PT10M); default: until `hactl unmigrate`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
+    pub lifetime: Option<Duration>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct UnmigrateArgs {
+    /// The resource, clone or group whose migrate preference to forget.
+    pub resource: String,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    /// The resource (default: every resource).
+    pub resource: Option<String>,
+    /// Only on this node (default: every node).
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// One placement verb, as given.
+pub enum Verb<'a> {
+    Standby(&'a NodeArgs),
+    Online(&'a NodeArgs),
+    Migrate(&'a MigrateArgs),
+    Unmigrate(&'a UnmigrateArgs),
+    Cleanup(&'a CleanupArgs),
+}
+
+impl Verb<'_> {
+    fn wait(&self) -> &WaitArgs {
+        match self {
+            Verb::Standby(a) | Verb::Online(a) => &a.wait,
+            Verb::Migrate(a) => &a.wait,
+            Verb::Unmigrate(a) => &a.wait,
+            Verb::Cleanup(a) => &a.wait,
+        }
+    }
+
+    fn method(&self) -> &'static str {
+        match self {
+            Verb::Standby(_) => "Standby",
+            Verb::Online(_) => "Online",
+            Verb::Migrate(_) => "Migrate",
+            Verb::Unmigrate(_) => "Unmigrate",
+            Verb::Cleanup(_) => "Cleanup",
+        }
+    }
+
+    /// The resource whose placement to print afterwards; None: whatever
+    /// moved.
+    fn resource(&self) -> Option<&str> {
+        match self {
+            Verb::Standby(_) | Verb::Online(_) => None,
+            Verb::Migrate(a) => Some(&a.resource),
+            Verb::Unmigrate(a) => Some(&a.resource),
+            Verb::Cleanup(a) => a.resource.as_deref(),
+        }
+    }
+
+    async fn call(&self, proxy: &Cluster1ClientProxy<'static>) -> zbus::Result<()> {
+        let or_empty = |s: &Option<String>| s.clone().unwrap_or_default();
+        match self {
+            Verb::Standby(a) => proxy.standby(&or_empty(&a.node)).await,
+            Verb::Online(a) => proxy.online(&or_empty(&a.node)).await,
+            Verb::Migrate(a) => {
+                let secs = a.lifetime.map_or(0, |d| d.as_secs());
+                proxy.migrate(&a.resource, &or_empty(&a.node), secs).await
+            }
+            Verb::Unmigrate(a) => proxy.unmigrate(&a.resource).await,
+            Verb::Cleanup(a) => {
+                proxy
+                    .cleanup(&or_empty(&a.resource), &or_empty(&a.node))
+                    .await
+            }
+        }
+    }
+
+    /// What hactld was asked, for the first output line.
+    fn done_text(&self, local: &str) -> String {
+        let node = |n: &Option<String>| n.clone().unwrap_or_else(|| local.to_string());
+        match self {
+            Verb::Standby(a) => format!("{} is in standby", node(&a.node)),
+            Verb::Online(a) => format!("{} is online", node(&a.node)),
+            Verb::Migrate(a) => {
+                let whither = a.node.as_ref().map_or_else(
+                    || "away from where it ran".to_string(),
+                    |n| format!("to {n}"),
+                );
+                let how_long = a.lifetime.map_or_else(
+                    || "until hactl unmigrate".to_string(),
+                    |d| format!("for {}", human(d)),
+                );
+                format!("{} migrates {whither}, {how_long}", a.resource)
+            }
+            Verb::Unmigrate(a) => format!("{}: migrate preference removed", a.resource),
+            Verb::Cleanup(a) => format!(
+                "cleaned up {} on {}",
+                a.resource.as_deref().unwrap_or("every resource"),
+                a.node.as_deref().unwrap_or("every node")
+            ),
+        }
+    }
+}
+
+/// A failed mutating call, for people.
+fn verb_failure(method: &str, e: zbus::Error) -> Failure {
+    use zbus::fdo::Error as Fdo;
+    if let zbus::Error::FDO(fdo) = &e {
+        match fdo.as_ref() {
+            Fdo::AccessDenied(m) => {
+                return Failure::Failed(format!(
+                    "permission denied: only root and members of the group haclient may change the cluster ({m}); use sudo, or add the user to haclient"
+                ));
+            }
+            Fdo::InvalidArgs(m) | Fdo::Failed(m) => {
+                return Failure::Failed(format!("{method} refused: {m}"));
+            }
+            _ => {}
+        }
+    }
+    call_failure(method, e)
+}
+
+/// Runs a placement verb.
+pub fn run(verb: Verb<'_>) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(f) => return f.report(),
+    };
+    rt.block_on(async {
+        let proxy = match connect().await {
+            Ok(p) => p,
+            Err(f) => return f.report(),
+        };
+        let before = match fetch_status(&proxy).await {
+            Ok(s) => s,
+            Err(f) => return f.report(),
+        };
+        if let Err(e) = verb.call(&proxy).await {
+            return verb_failure(verb.method(), e).report();
+        }
+        println!("{}", verb.done_text(&before.node.name));
+        let wait = verb.wait();
+        if wait.no_wait {
+            return ExitCode::SUCCESS;
+        }
+        wait_settled(
+            &proxy,
+            &before,
+            verb.resource(),
+            Duration::from_secs(wait.timeout),
+        )
+        .await
+    })
+}
+
+/// Polls until settled, then prints the placement.
+async fn wait_settled(
+    proxy: &Cluster1ClientProxy<'static>,
+    before: &ClusterStatus,
+    resource: Option<&str>,
+    timeout: Duration,
+) -> ExitCode {
+    let start = Instant::now();
+    let mut waiter = Waiter::new(before.controller.as_ref().map(|c| c.transition));
+    let mut progress = Progress::new(std::io::stderr().is_terminal());
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let (settle, now) = match fetch_status(proxy).await {
+            Ok(s) => (
+                waiter.observe(s.controller.as_ref(), start.elapsed()),
+                Some(s),
+            ),
+            Err(Failure::NotRunning(m) | Failure::Failed(m)) => {
+                (Settle::Waiting(format!("hactld did not answer: {m}")), None)
+            }
+        };
+        match settle {
+            Settle::Done => {
+                progress.clear();
+                let after = now.and_then(|s| s.controller);
+                for line in placement_lines(before.controller.as_ref(), after.as_ref(), resource) {
+                    println!("{line}");
+                }
+                return ExitCode::SUCCESS;
+            }
+            Settle::Waiting(msg) => {
+                if start.elapsed() >= timeout {
+                    progress.clear();
+                    eprintln!(
+                        "hactl: the cluster did not settle within {} s: {msg}; the change stays in force; check hactl status",
+                        timeout.as_secs()
+                    );
+                    return ExitCode::from(EXIT_TIMEOUT);
+                }
+                progress.show(&msg);
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                    _ = &mut ctrl_c => {
+                        progress.clear();
+                        eprintln!("hactl: interrupted; the change was made and stays in force, the cluster may still be settling: {msg}");
+                        return ExitCode::from(EXIT_INTERRUPTED);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `waiting for the cluster: …` on one stderr line, redrawn in place;
+/// nothing when stderr is not a terminal.
+struct Progress {
+    tty: bool,
+    shown: Option<String>,
+}
+
+impl Progress {
+    fn new(tty: bool) -> Progress {
+        Progress { tty, shown: None }
+    }
+
+    fn show(&mut self, msg: &str) {
+        if !self.tty || self.shown.as_deref() == Some(msg) {
+            return;
+        }
+        let mut err = std::io::stderr();
+        let _ = write!(err, "\r\x1b[Kwaiting for the cluster: {msg} …");
+        let _ = err.flush();
+        self.shown = Some(msg.to_string());
+    }
+
+    fn clear(&mut self) {
+        if self.shown.take().is_some() {
+            let mut err = std::io::stderr();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
+        }
+    }
+}
+
+/// What the wait concluded from one status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// The cluster has settled.
+    Done,
+    /// Still moving: what, for people.
+    Waiting(String),
+}
+
+/// Decides from successive controller summaries whether the cluster has
+/// settled after a change: the controller is idle and its transition
+/// counter moved past the value seen before the call, or it stayed idle
+/// with the same counter for [`IDLE_GRACE`] (nothing needed to change).
+/// A partition without a DC (no quorum) never settles.
+#[derive(Clone, Debug)]
+pub struct Waiter {
+    before: Option<u64>,
+    idle_since: Option<Duration>,
+}
+
+impl Waiter {
+    /// `before`: the transition counter seen before the call (None: the
+    /// controller had no state then).
+    pub fn new(before: Option<u64>) -> Waiter {
+        Waiter {
+            before,
+            idle_since: None,
+        }
+    }
+
+    /// One observation, `at` after the call.
+    pub fn observe(&mut self, now: Option<&ControllerSummary>, at: Duration) -> Settle {
+        let Some(c) = now else {
+            self.idle_since = None;
+            return Settle::Waiting("hactld's controller has no state yet".to_string());
+        };
+        if c.dc.is_none() {
+            self.idle_since = None;
+            return Settle::Waiting(
+                "no DC: this node's partition has no quorum, nothing can move".to_string(),
+            );
+        }
+        if !c.idle {
+            self.idle_since = None;
+            return Settle::Waiting(moving(c));
+        }
+        if self.before.is_some_and(|b| c.transition != b) {
+            return Settle::Done;
+        }
+        let since = *self.idle_since.get_or_insert(at);
+        if at.saturating_sub(since) >= IDLE_GRACE {
+            Settle::Done
+        } else {
+            Settle::Waiting(format!(
+                "the DC ({}) has not taken up the change yet",
+                c.dc.as_deref().unwrap_or("?")
+            ))
+        }
+    }
+}
+
+/// What is moving, for people: `web-ip moving node2 → node1; db starting
+/// on node3`.
+pub fn moving(c: &ControllerSummary) -> String {
+    let parts: Vec<String> = c
+        .resources
+        .iter()
+        .filter_map(|r| match (&r.target, r.running_on.as_slice()) {
+            (Some(t), []) => Some(format!("{} starting on {t}", r.id)),
+            (Some(t), on) if !on.contains(t) => {
+                Some(format!("{} moving {} → {t}", r.id, on.join(", ")))
+            }
+            (None, on) if !on.is_empty() => Some(format!("{} stopping on {}", r.id, on.join(", "))),
+            _ => None,
+        })
+        .collect();
+    if parts.is_empty() {
+        format!("transition {} in progress", c.transition)
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Whether `r` is `name`, one of its clone instances, or in group `name`.
+fn belongs(r: &ResourceSummary, name: &str) -> bool {
+    r.id == name || r.id.split(':').next() == Some(name) || r.group.as_deref() == Some(name)
+}
+
+/// The lines printed once settled: the named resource's primitives, or
+/// (`resource` None) those whose placement changed; `web-ip: Started node1`.
+pub fn placement_lines(
+    before: Option<&ControllerSummary>,
+    after: Option<&ControllerSummary>,
+    resource: Option<&str>,
+) -> Vec<String> {
+    let Some(after) = after else {
+        return vec![];
+    };
+    let lines: Vec<String> = after
+        .resources
+        .iter()
+        .filter(|r| match resource {
+            Some(name) => belongs(r, name),
+            None => {
+                let was = before
+                    .and_then(|b| b.resources.iter().find(|o| o.id == r.id))
+                    .map(|o| &o.running_on);
+                was != Some(&r.running_on)
+            }
+        })
+        .map(|r| format!("{}: {}", r.id, placement(r)))
+        .collect();
+    if lines.is_empty() && resource.is_none() {
+        vec!["no resource moved".to_string()]
+    } else {
+        lines
+    }
+}
+
+/// `--lifetime`: `30s`, `10m`, `1h30m`, `2d`, a plain number of seconds, or
+/// ISO 8601 (`PT10M`, `P1DT2H`, as crmsh's `lifetime=`). Zero is refused
+/// (no lifetime means until `hactl unmigrate`).
+pub fn parse_lifetime(s: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "{s:?} is not a duration: use a number with a unit, e.g. 30s, 10m, 1h30m, 2d, or ISO 8601 like PT10M"
+        )
+    };
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    if let Ok(n) = t.parse::<u64>() {
+        total = n;
+    } else {
+        let (iso, body) = match t.strip_prefix(['P', 'p']) {
+            Some(rest) => (true, rest),
+            None => (false, t),
+        };
+        let mut in_time = !iso;
+        let mut digits = String::new();
+        let mut any = false;
+        for ch in body.chars() {
+            if ch.is_ascii_digit() {
+                digits.push(ch);
+                continue;
+            }
+            if iso && (ch == 'T' || ch == 't') && digits.is_empty() && !in_time {
+                in_time = true;
+                continue;
+            }
+            let n: u64 = digits.parse().map_err(|_| bad())?;
+            digits.clear();
+            let unit = match (ch.to_ascii_lowercase(), in_time) {
+                ('w', false) if iso => 7 * 86_400,
+                ('d', _) => 86_400,
+                ('h', true) => 3600,
+                ('m', true) => 60,
+                ('s', true) => 1,
+                _ => return Err(bad()),
+            };
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(bad)?;
+            any = true;
+        }
+        if !digits.is_empty() || !any {
+            return Err(bad());
+        }
+    }
+    if total == 0 {
+        return Err(format!(
+            "{s:?}: a lifetime must be longer than 0 s (leave --lifetime out to keep the preference until hactl unmigrate)"
+        ));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// `1h30m`, `10m`, `45s`.
+fn human(d: Duration) -> String {
+    let mut s = d.as_secs();
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if s >= len {
+            out.push_str(&format!("{}{unit}", s / len));
+            s %= len;
+        }
+    }
+    out
+}
+
+/// `hactl config apply FILE`: sends the file to hactld, which validates it
+/// and distributes it to every node.
+pub fn config_apply(file: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("hactl: cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = std::path::absolute(file).unwrap_or_else(|_| PathBuf::from(file));
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(f) => return f.report(),
+    };
+    let result = rt.block_on(async {
+        let proxy = connect().await?;
+        proxy
+            .config_apply(&text, &name.display().to_string())
+            .await
+            .map_err(|e| verb_failure("ConfigApply", e))
+    });
+    match result {
+        Ok(summary) => {
+            println!("{}", summary.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(f) => f.report(),
+    }
+}
+
+/// `hactl config show --running`: the configuration hactld runs.
+pub fn config_show_running() -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(f) => return f.report(),
+    };
+    let result = rt.block_on(async {
+        let proxy = connect().await?;
+        proxy
+            .config_show()
+            .await
+            .map_err(|e| verb_failure("ConfigShow", e))
+    });
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(f) => f.report(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rsc(id: &str, on: &[&str], target: Option<&str>) -> ResourceSummary {
+        ResourceSummary {
+            id: id.to_string(),
+            agent: "ipaddr".to_string(),
+            group: Some("web".to_string()),
+            running_on: on.iter().map(|s| s.to_string()).collect(),
+            promoted_on: vec![],
+            target: target.map(str::to_string),
+        }
+    }
+
+    fn summary(idle: bool, transition: u64, resources: Vec<ResourceSummary>) -> ControllerSummary {
+        ControllerSummary {
+            dc: Some("node1".to_string()),
+            idle,
+            transition,
+            resources,
+            ..Default::default()
+        }
+    }
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn settled_after_a_new_transition_ends() {
+        let mut w = Waiter::new(Some(7));
+        // The DC has not seen the change yet: idle, same counter.
+        let s0 = summary(true, 7, vec![rsc("web-ip", &["node2"], Some("node2"))]);
+        assert!(matches!(w.observe(Some(&s0), MS(100)), Settle::Waiting(_)));
+        // The transition runs: web-ip moves.
+        let s1 = summary(false, 8, vec![rsc("web-ip", &["node2"], Some("node1"))]);
+        assert_eq!(
+            w.observe(Some(&s1), MS(200)),
+            Settle::Waiting("web-ip moving node2 → node1".to_string())
+        );
+        let s2 = summary(false, 8, vec![rsc("web-ip", &[], Some("node1"))]);
+        assert_eq!(
+            w.observe(Some(&s2), MS(300)),
+            Settle::Waiting("web-ip starting on node1".to_string())
+        );
+        let s3 = summary(true, 8, vec![rsc("web-ip", &["node1"], Some("node1"))]);
+        assert_eq!(w.observe(Some(&s3), MS(400)), Settle::Done);
+    }
+
+    #[test]
+    fn nothing_to_change_settles_after_the_grace() {
+        let mut w = Waiter::new(Some(3));
+        let s = summary(true, 3, vec![rsc("web-ip", &["node1"], Some("node1"))]);
+        assert!(matches!(w.observe(Some(&s), MS(100)), Settle::Waiting(_)));
+        assert!(matches!(w.observe(Some(&s), MS(900)), Settle::Waiting(_)));
+        assert_eq!(w.observe(Some(&s), MS(1100)), Settle::Done);
+        // A busy spell resets the grace.
+        let mut w = Waiter::new(Some(3));
+        assert!(matches!(w.observe(Some(&s), MS(0)), Settle::Waiting(_)));
+        let busy = summary(false, 3, vec![rsc("web-ip", &["node1"], None)]);
+        assert_eq!(
+            w.observe(Some(&busy), MS(500)),
+            Settle::Waiting("web-ip stopping on node1".to_string())
+        );
+        assert!(matches!(w.observe(Some(&s), MS(1200)), Settle::Waiting(_)));
+        assert_eq!(w.observe(Some(&s), MS(2200)), Settle::Done);
+    }
+
+    #[test]
+    fn no_dc_or_no_controller_never_settles() {
+        let mut w = Waiter::new(Some(1));
+        let mut s = summary(true, 2, vec![]);
+        s.dc = None;
+        for t in [0, 5000, 60_000] {
+            let Settle::Waiting(m) = w.observe(Some(&s), MS(t)) else {
+                panic!("settled without a DC")
+            };
+            assert!(m.contains("no quorum"), "{m}");
+            assert!(matches!(w.observe(None, MS(t)), Settle::Waiting(_)));
+        }
+    }
+
+    #[test]
+    fn placement_lines_name_the_resource_or_what_moved() {
+        let before = summary(
+            true,
+            1,
+            vec![
+                rsc("web-ip", &["node2"], Some("node2")),
+                rsc("db", &["node3"], Some("node3")),
+            ],
+        );
+        let after = summary(
+            true,
+            2,
+            vec![
+                rsc("web-ip", &["node1"], Some("node1")),
+                rsc("db", &["node3"], Some("node3")),
+            ],
+        );
+        assert_eq!(
+            placement_lines(Some(&before), Some(&after), None),
+            ["web-ip: Started node1"]
+        );
+        assert_eq!(
+            placement_lines(Some(&before), Some(&after), Some("web")),
+            ["web-ip: Started node1", "db: Started node3"]
+        );
+        assert_eq!(
+            placement_lines(Some(&after), Some(&after), None),
+            ["no resource moved"]
+        );
+    }
+
+    #[test]
+    fn lifetimes() {
+        let s = |n| Ok(Duration::from_secs(n));
+        assert_eq!(parse_lifetime("30s"), s(30));
+        assert_eq!(parse_lifetime("10m"), s(600));
+        assert_eq!(parse_lifetime("1h"), s(3600));
+        assert_eq!(parse_lifetime("1h30m"), s(5400));
+        assert_eq!(parse_lifetime("2d"), s(172_800));
+        assert_eq!(parse_lifetime("90"), s(90));
+        assert_eq!(parse_lifetime("PT10M"), s(600));
+        assert_eq!(parse_lifetime("P1DT2H"), s(93_600));
+        assert_eq!(parse_lifetime("P1W"), s(604_800));
+        for bad in [
+            "",
+            "m",
+            "10x",
+            "1h30",
+            "PT",
+            "P10M",
+            "-5m",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_lifetime(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_lifetime("0").unwrap_err().contains("longer than 0"));
+        assert!(parse_lifetime("0m").is_err());
+        assert_eq!(human(Duration::from_secs(5400)), "1h30m");
+    }
+}
