@@ -493,7 +493,13 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     };
     // The D-Bus API: a task beside this loop that serves what we publish;
     // it never makes this loop wait (see src/api/mod.rs).
-    let api = crate::api::ApiHandle::start();
+    let (api, mut requests) = crate::api::ApiHandle::start_with_requests();
+    // The resource configuration in force: the replicated one once `hactl
+    // config apply` made one, else the file's.
+    if let Some(config) = replicated_config(&started) {
+        started.config = config;
+    }
+    api.publish_config(config::canonical_redacted(&started.config));
     // The local executor and every configured resource's agent.
     let (executor, mut op_events) =
         crate::executor::spawn(crate::executor::ExecutorConfig::new(&started.node.name));
@@ -560,6 +566,11 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     status(&text);
                     shown = text;
                 }
+            }
+            Some(req) = requests.recv() => {
+                handle_request(req, &mut started, &quorum, &ctl);
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out);
+                flush_out(&mut driver, &mut state_out);
             }
             _ = tick.tick() => {
                 controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out);
@@ -672,6 +683,12 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     }
                 }
                 let state_result = state_turn(&opts, &mut started, &mut driver, &mut state_out, &mut ctl);
+                if let Some(config) = replicated_config(&started)
+                    && config != started.config
+                {
+                    apply_resource_config(&mut started, config, &executor);
+                    api.publish_config(config::canonical_redacted(&started.config));
+                }
                 controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out);
                 flush_out(&mut driver, &mut state_out);
                 publish(&api, &started, &driver, &quorum, &ctl);
@@ -834,6 +851,127 @@ fn publish(
         driver.now(),
     ));
     api.publish(status, q);
+}
+
+/// The replicated resource configuration, if `hactl config apply` made one
+/// and it parses (it was validated when applied; a failure is logged).
+fn replicated_config(started: &Started) -> Option<Config> {
+    let epoch = started.replica.state().config.as_ref()?;
+    match epoch.parse() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            error!(
+                epoch = epoch.epoch,
+                "state: the replicated configuration does not parse; keeping the one in force: {e}"
+            );
+            None
+        }
+    }
+}
+
+/// Switches to a new resource configuration: agents of new or changed
+/// resources are registered with the executor, those of removed ones
+/// dropped (the DC has stopped them or stops them now: they are orphans).
+fn apply_resource_config(
+    started: &mut Started,
+    config: Config,
+    executor: &crate::executor::ExecutorHandle,
+) {
+    for old in &started.config.resources {
+        if !config.resources.iter().any(|r| r.id == old.id) {
+            info!(resource = %old.id, "configuration: resource {} removed", old.id);
+        }
+    }
+    for res in &config.resources {
+        let before = started.config.resources.iter().find(|r| r.id == res.id);
+        if before == Some(res) {
+            continue;
+        }
+        match crate::agents::agent_from_config(res) {
+            Ok(agent) => executor.register(
+                &res.id,
+                agent,
+                crate::executor::ResourceSpec::from_config(res),
+            ),
+            Err(e) => error!(resource = %res.id, "resource {}: no agent: {e}", res.id),
+        }
+        info!(resource = %res.id, "configuration: resource {} {}", res.id, if before.is_some() { "changed" } else { "added" });
+    }
+    let epoch = started
+        .replica
+        .state()
+        .config
+        .as_ref()
+        .map_or(0, |e| e.epoch);
+    info!(
+        epoch,
+        "configuration: epoch {epoch} in force ({} resources)",
+        config.resources.len()
+    );
+    started.config = config;
+}
+
+/// A change asked for over D-Bus. Refused unless this node is in a settled,
+/// quorate ring: a command made in a minority partition would be lost or
+/// fight the majority's when the partition heals.
+fn handle_request(
+    req: crate::api::Request,
+    started: &mut Started,
+    quorum: &Quorum,
+    ctl: &Controller,
+) {
+    use crate::api::Request;
+    let refusal = if ctl.dc().is_none() {
+        Some("this node has not joined a settled ring yet; try again in a moment".to_string())
+    } else if !quorum.is_quorate() {
+        Some("this node's partition has no quorum: changes are refused here; run the command on a node of the quorate partition".to_string())
+    } else {
+        None
+    };
+    match req {
+        Request::Submit { command, reply } => {
+            if let Some(r) = refusal {
+                let _ = reply.send(Err(r));
+                return;
+            }
+            info!(?command, "api: submitting");
+            started.replica.submit(command, wall_now());
+            let _ = reply.send(Ok(()));
+        }
+        Request::ApplyConfig { text, file, reply } => {
+            if let Some(r) = refusal {
+                let _ = reply.send(Err(r));
+                return;
+            }
+            // The first apply is compared with the file's configuration in
+            // force (epoch 0).
+            let running = crate::state::ConfigEpoch {
+                epoch: 0,
+                text: config::canonical(&started.config),
+                digest: crate::state::config_digest(&config::canonical(&started.config)),
+                stamp: Default::default(),
+            };
+            let current = started.replica.state().config.clone().unwrap_or(running);
+            match crate::state::prepare_config(&text, Path::new(&file), Some(&current)) {
+                Ok(cmd) => {
+                    let epoch = match &cmd {
+                        crate::state::Command::Configure { epoch, .. } => *epoch,
+                        _ => 0,
+                    };
+                    let count = crate::config::parse_str(&text, Path::new(&file))
+                        .map_or(0, |l| l.config.resources.len());
+                    info!(epoch, file = %file, "api: applying configuration epoch {epoch}");
+                    started.replica.submit(cmd, wall_now());
+                    let _ = reply.send(Ok(format!(
+                        "{file}: applied as configuration epoch {epoch} ({count} resources); every node takes it in agreed order"
+                    )));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
 }
 
 /// The first SIGTERM (or SIGINT): ask the cluster to move this node's

@@ -10,6 +10,8 @@
 //! recovered by the survivors; without quorum the last node stops
 //! everything (no_quorum_policy = "stop").
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,19 +39,19 @@ name = "ctl"
 [totem]
 authkey = "DIR/authkey"
 [[totem.link]]
-port = 15520
+port = PORT
 [[node]]
 name = "node1"
 id = 1
-addresses = ["127.0.0.41"]
+addresses = ["127.0.0.NET1"]
 [[node]]
 name = "node2"
 id = 2
-addresses = ["127.0.0.42"]
+addresses = ["127.0.0.NET2"]
 [[node]]
 name = "node3"
 id = 3
-addresses = ["127.0.0.43"]
+addresses = ["127.0.0.NET3"]
 
 [[resource]]
 id = "alpha"
@@ -72,12 +74,15 @@ score = 100
 "#;
 
 struct Cluster {
-    dir: tempfile::TempDir,
     daemons: Vec<Option<Child>>,
+    /// One private system-like bus per node (the D-Bus API), if asked for.
+    buses: Vec<common::Bus>,
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
-    fn new() -> Cluster {
+    /// `port`: totem's; `net`: the loopback addresses 127.0.0.{net}1..3.
+    fn new(port: u16, net: u8, with_buses: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let agent_dir = dir.path().join("ocf/resource.d/test");
         std::fs::create_dir_all(&agent_dir).unwrap();
@@ -88,16 +93,52 @@ impl Cluster {
         hactl::config::authkey::generate(&dir.path().join("authkey"), 64, false).unwrap();
         std::fs::write(
             dir.path().join("cluster.toml"),
-            CONFIG.replace("DIR", dir.path().to_str().unwrap()),
+            CONFIG
+                .replace("DIR", dir.path().to_str().unwrap())
+                .replace("PORT", &port.to_string())
+                .replace("NET", &net.to_string()),
         )
         .unwrap();
         for n in 1..=3 {
             std::fs::create_dir_all(dir.path().join(format!("node{n}"))).unwrap();
         }
+        let buses = if with_buses {
+            (1..=3)
+                .map(|n| common::start_policy_bus_in(&dir.path().join(format!("bus{n}"))))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Cluster {
-            dir,
             daemons: vec![None, None, None],
+            buses,
+            dir,
         }
+    }
+
+    /// The D-Bus address node `n`'s daemon serves on.
+    fn bus(&self, n: usize) -> String {
+        match self.buses.get(n - 1) {
+            Some(b) => b.address.clone(),
+            // No bus: the API retries quietly.
+            None => format!("unix:path={}/no-bus", self.dir.path().display()),
+        }
+    }
+
+    /// Runs `hactl ARGS` on node `n` (against its daemon's bus).
+    fn hactl(&self, n: usize, args: &[&str]) -> (i32, String, String, Duration) {
+        let start = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_hactl"))
+            .args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus(n))
+            .output()
+            .expect("run hactl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            start.elapsed(),
+        )
     }
 
     fn node_dir(&self, n: usize) -> PathBuf {
@@ -114,11 +155,7 @@ impl Cluster {
             .env("OCF_ROOT", self.dir.path().join("ocf"))
             .env("HACTL_TEST_NODE_DIR", self.node_dir(n))
             .env("RUST_LOG", "info")
-            // No system bus for these daemons: the API retries quietly.
-            .env(
-                "DBUS_SYSTEM_BUS_ADDRESS",
-                format!("unix:path={}/no-bus", self.dir.path().display()),
-            )
+            .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus(n))
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
             .env_remove("WATCHDOG_USEC")
@@ -195,7 +232,7 @@ fn three_daemons_place_probe_restart_move_and_recover_resources() {
         eprintln!("skipped: the key must be root-owned, run as root");
         return;
     }
-    let mut c = Cluster::new();
+    let mut c = Cluster::new(15520, 4, false);
     // beta already runs on node3 before the cluster starts (say, started by
     // hand): the start-up probe must find it there.
     std::fs::write(marker(&c.node_dir(3), "beta"), "").unwrap();
@@ -265,4 +302,86 @@ fn three_daemons_place_probe_restart_move_and_recover_resources() {
     c.wait_for("the last node without quorum stops everything", 30, |c| {
         c.running("alpha").is_empty() && c.running("beta").is_empty()
     });
+}
+
+/// `hactl VERB` as an operator runs it: the command returns once the
+/// cluster has settled, so what it changed is already true when it returns.
+fn run_ok(c: &Cluster, n: usize, args: &[&str]) -> (String, Duration) {
+    let (code, out, err, took) = c.hactl(n, args);
+    assert_eq!(
+        code,
+        0,
+        "hactl {args:?} on node{n}: exit {code}\nstdout: {out}\nstderr: {err}\n{}",
+        c.logs()
+    );
+    (out, took)
+}
+
+#[test]
+fn hactl_verbs_change_placement_and_return_once_the_cluster_settled() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the key must be root-owned, run as root");
+        return;
+    }
+    let mut c = Cluster::new(15530, 5, true);
+    for n in 1..=3 {
+        c.start(n);
+    }
+    c.wait_for("alpha on node2", 30, |c| c.running("alpha") == vec![2]);
+    c.wait_for("the API answers on every node", 30, |c| {
+        (1..=3).all(|n| c.hactl(n, &["status"]).0 == 0)
+    });
+
+    // standby node2: alpha leaves it before the command returns.
+    let (out, took) = run_ok(&c, 1, &["standby", "node2"]);
+    let now = c.running("alpha");
+    assert!(
+        now.len() == 1 && now[0] != 2,
+        "alpha on {now:?} when `hactl standby node2` returned ({took:?}):\n{out}"
+    );
+    assert!(out.contains("alpha"), "{out}");
+    eprintln!("standby node2 returned in {took:?}");
+    // online node2: back to the preferred node (no stickiness).
+    let (_, took) = run_ok(&c, 3, &["online", "node2"]);
+    assert_eq!(c.running("alpha"), vec![2], "after online ({took:?})");
+
+    // migrate to node3, then unmigrate: back to node2.
+    let (_, took) = run_ok(&c, 2, &["migrate", "alpha", "node3"]);
+    assert_eq!(c.running("alpha"), vec![3], "after migrate ({took:?})");
+    eprintln!("migrate alpha node3 returned in {took:?}");
+    let (status, _) = run_ok(&c, 1, &["status"]);
+    assert!(status.contains("alpha"), "{status}");
+    let (_, took) = run_ok(&c, 1, &["unmigrate", "alpha"]);
+    assert_eq!(c.running("alpha"), vec![2], "after unmigrate ({took:?})");
+
+    // A failure: counted, shown, and cleaned up.
+    std::fs::remove_file(marker(&c.node_dir(2), "alpha")).unwrap();
+    c.wait_for("alpha restarted on node2", 20, |c| {
+        c.running("alpha") == vec![2]
+    });
+    let json = |c: &Cluster| -> serde_json::Value {
+        let (out, _) = run_ok(c, 3, &["status", "--json"]);
+        serde_json::from_str(&out).expect("status --json is JSON")
+    };
+    c.wait_for("the fail count reaches every node", 10, |c| {
+        json(c)["controller"]["fail_counts"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|f| f["resource"] == "alpha" && f["node"] == "node2")
+            })
+    });
+    run_ok(&c, 1, &["cleanup", "alpha"]);
+    let after = json(&c);
+    assert_eq!(
+        after["controller"]["fail_counts"].as_array().map(Vec::len),
+        Some(0),
+        "{after:#}"
+    );
+    assert_eq!(
+        c.running("alpha"),
+        vec![2],
+        "cleanup re-probes, nothing moves"
+    );
+    assert_eq!(after["controller"]["dc"], "node1", "{after:#}");
 }

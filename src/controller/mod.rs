@@ -734,10 +734,15 @@ impl Controller {
             })
         });
         self.idle = real == 0 && !pending;
-        if real == 0 || !self.is_dc() {
+        if real == 0 {
             return;
         }
+        // Counted on every node (they compute alike), so that a client on
+        // any node sees a new transition begin.
         self.transitions += 1;
+        if !self.is_dc() {
+            return;
+        }
         self.out.push_back(Output::Note(format!(
             "transition {}: {} action(s): {}",
             self.transitions,

@@ -111,3 +111,52 @@ pub fn system_bus_config(socket: &Path, extra: &str, include: &str) -> String {
         socket = socket.display(),
     )
 }
+
+/// A private dbus-daemon configured like a system bus, with the project's
+/// policy (conf/dbus/org.hactl.Cluster1.conf) included. Killed on drop.
+pub struct Bus {
+    child: std::process::Child,
+    /// For DBUS_SYSTEM_BUS_ADDRESS.
+    pub address: String,
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a [`Bus`] whose socket is DIR/bus (DIR outlives it).
+pub fn start_policy_bus_in(dir: &Path) -> Bus {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.join("bus");
+    let _ = std::fs::remove_file(&socket);
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/dbus/org.hactl.Cluster1.conf");
+    let config = system_bus_config(
+        &socket,
+        "",
+        &format!("<include>{}</include>", policy.display()),
+    );
+    let config_path = dir.join("bus.conf");
+    std::fs::write(&config_path, config).unwrap();
+    let child = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", config_path.display()))
+        .args(["--nofork", "--nopidfile"])
+        .spawn()
+        .expect("dbus-daemon (package dbus; scripts/setup.sh installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "dbus-daemon did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Bus {
+        child,
+        address: format!("unix:path={}", socket.display()),
+    }
+}
