@@ -514,6 +514,8 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
         }
     }
     let mut ctl = Controller::new(started.node.id);
+    // Outcomes of fencing this node ran as the DC.
+    let (fence_tx, mut fence_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut tick = tokio::time::interval(CONTROLLER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     publish(&api, &started, &driver, &quorum, &ctl);
@@ -567,18 +569,28 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     shown = text;
                 }
             }
+            Some(rec) = fence_rx.recv() => {
+                let rec: crate::state::FenceRecord = rec;
+                match &rec.error {
+                    None => warn!(target = rec.target, device = %rec.device, "fencing: node {} fenced with {}", member_names(&started.config, NodeSet::single(rec.target)), rec.device),
+                    Some(e) => error!(target = rec.target, "fencing: node {} could not be fenced: {e}; its resources stay where they are until it is", member_names(&started.config, NodeSet::single(rec.target))),
+                }
+                started.replica.submit(crate::state::Command::Fenced(rec), wall_now());
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
+                flush_out(&mut driver, &mut state_out);
+            }
             Some(req) = requests.recv() => {
                 handle_request(req, &mut started, &quorum, &ctl);
-                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out);
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
                 flush_out(&mut driver, &mut state_out);
             }
             _ = tick.tick() => {
-                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out);
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
                 flush_out(&mut driver, &mut state_out);
             }
             Some(ev) = op_events.recv() => {
                 controller_op_event(&mut ctl, &ev);
-                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out);
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
                 flush_out(&mut driver, &mut state_out);
                 publish(&api, &started, &driver, &quorum, &ctl);
             }
@@ -689,7 +701,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     apply_resource_config(&mut started, config, &executor);
                     api.publish_config(config::canonical_redacted(&started.config));
                 }
-                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out);
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
                 flush_out(&mut driver, &mut state_out);
                 publish(&api, &started, &driver, &quorum, &ctl);
                 if let Err(refusal) = state_result
@@ -853,6 +865,75 @@ fn publish(
     api.publish(status, q);
 }
 
+/// Fences node `target` with its fence levels, in order: a level succeeds
+/// when every device in it reboots (or powers off) the node; the first
+/// level that succeeds ends it.
+async fn fence_node(
+    config: &Config,
+    me: crate::totem::NodeId,
+    target: crate::totem::NodeId,
+) -> crate::state::FenceRecord {
+    use crate::state::{FenceAction, FenceRecord};
+    let record = |device: String, error: Option<String>| FenceRecord {
+        at: wall_now(),
+        target,
+        device,
+        action: FenceAction::Reboot,
+        error,
+        executor: me,
+    };
+    let Some(node) = config.nodes.iter().find(|n| n.id == target) else {
+        return record(
+            String::new(),
+            Some(format!("node {target} is not configured")),
+        );
+    };
+    if node.fence_levels.is_empty() {
+        return record(
+            String::new(),
+            Some(format!(
+                "node {} has no fence_levels: add fence_levels = [[\"DEVICE\"]] to its [[node]]",
+                node.name
+            )),
+        );
+    }
+    let mut errors = Vec::new();
+    for level in &node.fence_levels {
+        let mut failed = None;
+        for id in level {
+            let Some(dev) = config.fence_devices.iter().find(|d| d.id == *id) else {
+                failed = Some(format!("fence device {id} is not configured"));
+                break;
+            };
+            let device = match crate::fencing::device_from_config(dev) {
+                Ok(d) => d,
+                Err(e) => {
+                    failed = Some(format!("{id}: {e}"));
+                    break;
+                }
+            };
+            if dev.delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(dev.delay_ms)).await;
+            }
+            if let Err(e) = device.reboot(device.timeout()).await {
+                failed = Some(format!("{id}: {e}"));
+                break;
+            }
+        }
+        match failed {
+            None => return record(level.join("+"), None),
+            Some(e) => errors.push(e),
+        }
+    }
+    record(
+        node.fence_levels
+            .last()
+            .map(|l| l.join("+"))
+            .unwrap_or_default(),
+        Some(errors.join("; ")),
+    )
+}
+
 /// The replicated resource configuration, if `hactl config apply` made one
 /// and it parses (it was validated when applied; a failure is logged).
 fn replicated_config(started: &Started) -> Option<Config> {
@@ -1006,6 +1087,7 @@ fn controller_turn(
     quorum: &Quorum,
     executor: &crate::executor::ExecutorHandle,
     out: &mut std::collections::VecDeque<Vec<u8>>,
+    fence_tx: &tokio::sync::mpsc::UnboundedSender<crate::state::FenceRecord>,
 ) {
     let members = started.ring.map_or(NodeSet::EMPTY, |(_, m)| m);
     let settled =
@@ -1040,6 +1122,16 @@ fn controller_turn(
                     timeout: Duration::from_millis(timeout_ms),
                     interval: Duration::from_millis(interval_ms),
                     check_level: 0,
+                });
+            }
+            controller::Output::Fence { target } => {
+                let tx = fence_tx.clone();
+                let config = started.config.clone();
+                let me = started.node.id;
+                warn!(target = %member_names(&started.config, NodeSet::single(target)), "fencing: fencing node {}", member_names(&started.config, NodeSet::single(target)));
+                tokio::spawn(async move {
+                    let rec = fence_node(&config, me, target).await;
+                    let _ = tx.send(rec);
                 });
             }
             controller::Output::StartMonitors { resource, promoted } => {

@@ -56,6 +56,9 @@ pub const RC_PENDING: i32 = 193;
 /// How long past an operation's timeout the DC waits for its result before
 /// it counts the operation as failed.
 pub const RESULT_GRACE: Duration = Duration::from_secs(10);
+/// How long the DC waits for the outcome of fencing (every level of every
+/// device, each bounded by its own timeout) before it counts it as failed.
+pub const FENCE_RESULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Transitions in a row that change nothing before the DC stops computing
 /// (a scheduler that keeps asking for the same actions must not spin).
 pub const TRANSITIONS_PER_CHANGE_MAX: u32 = 32;
@@ -74,6 +77,9 @@ pub enum Output {
         interval_ms: u64,
         timeout_ms: u64,
     },
+    /// Fence this node (the DC asks its own daemon, which runs the node's
+    /// fence levels and records the outcome with `Command::Fenced`).
+    Fence { target: NodeId },
     /// Start the recurring monitors of a resource found running here.
     StartMonitors { resource: String, promoted: bool },
     /// Something for the journal (a transition started or ended, an
@@ -94,7 +100,8 @@ enum ActionState {
 struct Step {
     /// None for pseudo-actions and recurring monitors (complete at once).
     run: Option<(NodeId, String, OpName, u64, u64)>,
-    fence: Option<String>,
+    /// The node to fence, for fencing actions.
+    fence: Option<NodeId>,
     label: String,
     state: ActionState,
     preds: Vec<usize>,
@@ -454,6 +461,18 @@ impl Controller {
 
     /// The replicated state applied a command (ours or another node's).
     pub fn handle_applied(&mut self, config: &Config, cmd: &Command) {
+        if let Command::Fenced(rec) = cmd
+            && let Some(run) = &mut self.run
+            && let Some(step) = run.steps.iter_mut().find(|s| {
+                matches!(s.state, ActionState::InFlight { .. }) && s.fence == Some(rec.target)
+            })
+        {
+            step.state = if rec.error.is_none() {
+                ActionState::Done
+            } else {
+                ActionState::Failed
+            };
+        }
         if let Command::Cleanup { resource, node } = cmd
             && node.is_none_or(|n| n == self.me)
         {
@@ -706,7 +725,11 @@ impl Controller {
                 };
                 Step {
                     run,
-                    fence: (a.task == Task::Fence).then(|| a.node.clone().unwrap_or_default()),
+                    fence: if a.task == Task::Fence {
+                        node_id(&a.node)
+                    } else {
+                        None
+                    },
                     label,
                     state: ActionState::Waiting,
                     preds: Vec::new(),
@@ -779,14 +802,12 @@ impl Controller {
                     continue;
                 }
                 let step = &mut run.steps[i];
-                if let Some(target) = &step.fence {
-                    // Fencing by the controller is not built yet: the node
-                    // stays unclean and its resources stay where they are.
-                    self.out.push_back(Output::Note(format!(
-                        "transition {}: cannot fence {target}: fencing from the controller is not implemented; its resources wait",
-                        run.id
-                    )));
-                    step.state = ActionState::Failed;
+                if let Some(target) = step.fence {
+                    self.out.push_back(Output::Fence { target });
+                    step.state = ActionState::InFlight {
+                        deadline: now + FENCE_RESULT_TIMEOUT,
+                    };
+                    progressed = true;
                     continue;
                 }
                 match &step.run {

@@ -360,3 +360,62 @@ fn a_node_that_restarts_within_one_ring_change_is_no_longer_shutting_down() {
     dc.handle_joined(set(&[2]));
     assert_eq!(dc.ring_view().shutting_down, NodeSet::EMPTY);
 }
+
+#[test]
+fn with_fencing_a_lost_node_is_fenced_before_its_resources_start_elsewhere() {
+    let text = CONFIG.replace(
+        "[[resource]]",
+        "[[fence_device]]\nid = \"f3\"\nkind = \"libvirt\"\nuri = \"qemu:///system\"\ndomain = \"n3\"\n\n[[resource]]",
+    ) + "\n";
+    let text = text.replace(
+        "addresses = [\"10.0.0.3\"]",
+        "addresses = [\"10.0.0.3\"]\nfence_levels = [[\"f3\"]]",
+    );
+    let mut w = World::new();
+    w.config = parse_str(&text, std::path::Path::new("c.toml"))
+        .expect("valid")
+        .config;
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    // web runs on node 3 (say node 2 was in standby when it started).
+    let started = w.result(3, OpName::Start, 0);
+    w.apply(3, started, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, true);
+    w.tick(&mut dc);
+    // Node 3 is lost.
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = w.tick(&mut dc);
+    assert!(out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    assert!(
+        executes(&out).iter().all(|e| e.op != OpName::Start),
+        "started before node 3 was fenced: {out:?}"
+    );
+    // Fenced: its resources are stopped for good, web starts elsewhere.
+    let fenced = Command::Fenced(crate::state::FenceRecord {
+        at: WallMs(w.clock),
+        target: 3,
+        device: "f3".into(),
+        action: crate::state::FenceAction::Reboot,
+        error: None,
+        executor: 1,
+    });
+    dc.handle_fenced(3);
+    w.apply(1, fenced, &mut [&mut dc]);
+    let mut started_on = None;
+    for _ in 0..3 {
+        if let Some(e) = executes(&w.tick(&mut dc))
+            .into_iter()
+            .find(|e| e.op == OpName::Start)
+        {
+            started_on = Some(e.node);
+        }
+    }
+    assert_eq!(
+        started_on,
+        Some(2),
+        "web starts on node 2 once node 3 is fenced"
+    );
+}
