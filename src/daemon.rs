@@ -1134,6 +1134,9 @@ fn controller_turn(
                     let _ = tx.send(rec);
                 });
             }
+            controller::Output::ForgetFailures { resource } => {
+                executor.cleanup(resource.as_deref())
+            }
             controller::Output::StartMonitors { resource, promoted } => {
                 executor.start_monitors(&resource, promoted)
             }

@@ -384,4 +384,14 @@ fn hactl_verbs_change_placement_and_return_once_the_cluster_settled() {
         "cleanup re-probes, nothing moves"
     );
     assert_eq!(after["controller"]["dc"], "node1", "{after:#}");
+    // The cleanup reached node2's executor too: the next failure counts 1.
+    std::fs::remove_file(marker(&c.node_dir(2), "alpha")).unwrap();
+    c.wait_for("a new failure counted from 1", 20, |c| {
+        json(c)["controller"]["fail_counts"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|f| f["resource"] == "alpha" && f["count"] == 1)
+            })
+    });
 }

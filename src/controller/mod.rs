@@ -80,6 +80,9 @@ pub enum Output {
     /// Fence this node (the DC asks its own daemon, which runs the node's
     /// fence levels and records the outcome with `Command::Fenced`).
     Fence { target: NodeId },
+    /// Clear the executor's fail counts of a resource (every resource for
+    /// None): a cleanup reached this node.
+    ForgetFailures { resource: Option<String> },
     /// Start the recurring monitors of a resource found running here.
     StartMonitors { resource: String, promoted: bool },
     /// Something for the journal (a transition started or ended, an
@@ -476,8 +479,12 @@ impl Controller {
         if let Command::Cleanup { resource, node } = cmd
             && node.is_none_or(|n| n == self.me)
         {
-            // What this node knew of them is gone: probe them again (the
-            // DC waits for the answers before it places them).
+            // What this node knew of them is gone: its executor's fail
+            // counts too, and it probes them again (the DC waits for the
+            // answers before it places them).
+            self.out.push_back(Output::ForgetFailures {
+                resource: resource.clone(),
+            });
             for r in &config.resources {
                 if resource.as_ref().is_none_or(|x| *x == r.id) {
                     self.out.push_back(Output::Run {

@@ -142,6 +142,10 @@ fn a_node_forgets_its_history_once_and_probes_every_resource() {
     w.apply(3, cleanup, &mut [&mut c]);
     let out = outputs(&mut c);
     assert!(
+        out.contains(&Output::ForgetFailures { resource: None }),
+        "{out:?}"
+    );
+    assert!(
         out.contains(&Output::Run {
             resource: "web".into(),
             op: OpName::Monitor,
