@@ -382,7 +382,7 @@ pub fn run(opts: Options) -> ExitCode {
     runtime.block_on(main_loop(opts, started))
 }
 
-fn describe(s: &Started, driver: &Driver) -> String {
+fn describe(s: &Started, driver: &Driver, ctl: &Controller) -> String {
     let membership = match s.ring {
         None => "forming a membership".to_string(),
         Some((ring, members)) => format!(
@@ -395,12 +395,37 @@ fn describe(s: &Started, driver: &Driver) -> String {
             if s.quorate { "quorate" } else { "not quorate" }
         ),
     };
+    let here = s
+        .config
+        .resources
+        .iter()
+        .filter(|r| {
+            s.replica
+                .state()
+                .op_history(&r.id, s.node.id)
+                .last()
+                .is_some_and(|rec| {
+                    rec.rc == 0 && rec.op != config::OpName::Stop
+                        || rec.rc == controller::RC_PENDING
+                })
+        })
+        .count();
+    let dc = match ctl.dc() {
+        Some(id) if id == s.node.id => " (this node is the DC)".to_string(),
+        Some(id) => format!(" (DC {})", member_names(&s.config, NodeSet::single(id))),
+        None => String::new(),
+    };
     let mut text = format!(
-        "node {} (id {}) of cluster {}: {membership}; {} resources, configuration {}",
+        "node {} (id {}) of cluster {}: {membership}; {} resources, {here} active here{dc}{}, configuration {}",
         s.node.name,
         s.node.id,
         s.config.cluster.name,
         s.config.resources.len(),
+        if ctl.dc().is_some() && !ctl.is_idle() {
+            ", moving resources"
+        } else {
+            ""
+        },
         &config::membership_digest(&s.config)[..12]
     );
     let links = driver.links();
@@ -519,7 +544,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     let mut tick = tokio::time::interval(CONTROLLER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     publish(&api, &started, &driver, &quorum, &ctl);
-    let text = describe(&started, &driver);
+    let text = describe(&started, &driver, &ctl);
     info!(node = %started.node.name, node_id = started.node.id, cluster = %started.config.cluster.name, incarnation = started.incarnation, "started: {text}");
     status(&text);
     let mut ready = false;
@@ -563,7 +588,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
         tokio::select! {
             _ = refresh.tick() => {
                 publish(&api, &started, &driver, &quorum, &ctl);
-                let text = describe(&started, &driver);
+                let text = describe(&started, &driver, &ctl);
                 if ready && text != shown {
                     status(&text);
                     shown = text;
@@ -610,7 +635,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     Err(msg) => error!("reload refused, keeping the running configuration: {msg}"),
                 }
                 publish(&api, &started, &driver, &quorum, &ctl);
-                let text = describe(&started, &driver);
+                let text = describe(&started, &driver, &ctl);
                 notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
             }
             _ = async {
@@ -643,7 +668,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                             }
                             quorum_events(&mut quorum, &mut started);
                             publish(&api, &started, &driver, &quorum, &ctl);
-                            let text = describe(&started, &driver);
+                            let text = describe(&started, &driver, &ctl);
                             info!(ring_rep = ring.rep, ring_seq = ring.seq, members = %member_names(&started.config, members), joined = %member_names(&started.config, joined), "membership: {text}");
                             if ready {
                                 status(&text);
@@ -686,7 +711,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                                 // Votes and sync state change without a flip of quorate.
                                 publish(&api, &started, &driver, &quorum, &ctl);
                                 if changed {
-                                    let text = describe(&started, &driver);
+                                    let text = describe(&started, &driver, &ctl);
                                     info!(quorate = started.quorate, "quorum: {text}");
                                     status(&text);
                                 }
