@@ -245,7 +245,23 @@ struct Started {
     /// The installed ring and its members, once there is one.
     ring: Option<(RingId, NodeSet)>,
     quorate: bool,
+    /// Moves whenever something the controller summary shows may have
+    /// changed (a replicated command, a ring, an operation result).
+    changes: u64,
+    /// The summary last built, and what it was built from.
+    summary: Option<(SummaryKey, crate::controller::summary::ControllerSummary)>,
 }
+
+/// What a controller summary depends on besides [`Started::changes`].
+type SummaryKey = (
+    u64,
+    Option<u32>,
+    bool,
+    u64,
+    bool,
+    Option<(RingId, NodeSet)>,
+    u64,
+);
 
 /// First byte of a totem message: which service it belongs to. (The
 /// replicated state and the controller add theirs.)
@@ -260,7 +276,7 @@ const LEAVE_GRACE: Duration = Duration::from_millis(500);
 const STOP_DEADLINE: Duration = Duration::from_secs(240);
 
 /// How often the controller looks at time-outs and pending work.
-const CONTROLLER_TICK: Duration = Duration::from_millis(100);
+const CONTROLLER_TICK: Duration = Duration::from_millis(250);
 
 /// How often STATUS= is looked at for changes that come without an event.
 const STATUS_REFRESH: Duration = Duration::from_secs(1);
@@ -326,6 +342,8 @@ fn start(opts: &Options) -> Result<Started, String> {
         replica,
         ring: None,
         quorate: false,
+        changes: 0,
+        summary: None,
     })
 }
 
@@ -543,7 +561,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     let (fence_tx, mut fence_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut tick = tokio::time::interval(CONTROLLER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    publish(&api, &started, &driver, &quorum, &ctl);
+    publish(&api, &mut started, &driver, &quorum, &ctl);
     let text = describe(&started, &driver, &ctl);
     info!(node = %started.node.name, node_id = started.node.id, cluster = %started.config.cluster.name, incarnation = started.incarnation, "started: {text}");
     status(&text);
@@ -587,7 +605,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             .map(|t| t.saturating_since(driver.now()));
         tokio::select! {
             _ = refresh.tick() => {
-                publish(&api, &started, &driver, &quorum, &ctl);
+                publish(&api, &mut started, &driver, &quorum, &ctl);
                 let text = describe(&started, &driver, &ctl);
                 if ready && text != shown {
                     status(&text);
@@ -614,10 +632,11 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                 flush_out(&mut driver, &mut state_out);
             }
             Some(ev) = op_events.recv() => {
+                started.changes += 1;
                 controller_op_event(&mut ctl, &ev);
                 controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
                 flush_out(&mut driver, &mut state_out);
-                publish(&api, &started, &driver, &quorum, &ctl);
+                publish(&api, &mut started, &driver, &quorum, &ctl);
             }
             _ = ping.tick() => {
                 if watchdog.is_some() {
@@ -634,7 +653,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     Ok(_) => error!("reload refused: node {} is not in the new configuration; keeping the old one", started.node.name),
                     Err(msg) => error!("reload refused, keeping the running configuration: {msg}"),
                 }
-                publish(&api, &started, &driver, &quorum, &ctl);
+                publish(&api, &mut started, &driver, &quorum, &ctl);
                 let text = describe(&started, &driver, &ctl);
                 notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
             }
@@ -646,10 +665,15 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             } => {
                 quorum.handle_timeout(driver.now());
                 quorum_events(&mut quorum, &mut started);
-                publish(&api, &started, &driver, &quorum, &ctl);
+                publish(&api, &mut started, &driver, &quorum, &ctl);
             }
             _ = driver.turn() => {
+                // Most turns are a token passing by on an idle ring: only
+                // events and state changes need the controller and the API.
+                let changes_before = started.changes;
+                let mut events = 0u32;
                 while let Some(event) = driver.poll_event() {
+                    events += 1;
                     started.replica.handle_event(&event);
                     match event {
                         TotemEvent::Regular { ring, members, joined } => {
@@ -667,7 +691,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                                 }
                             }
                             quorum_events(&mut quorum, &mut started);
-                            publish(&api, &started, &driver, &quorum, &ctl);
+                            publish(&api, &mut started, &driver, &quorum, &ctl);
                             let text = describe(&started, &driver, &ctl);
                             info!(ring_rep = ring.rep, ring_seq = ring.seq, members = %member_names(&started.config, members), joined = %member_names(&started.config, joined), "membership: {text}");
                             if ready {
@@ -709,7 +733,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                                 }
                                 let changed = quorum_events(&mut quorum, &mut started);
                                 // Votes and sync state change without a flip of quorate.
-                                publish(&api, &started, &driver, &quorum, &ctl);
+                                publish(&api, &mut started, &driver, &quorum, &ctl);
                                 if changed {
                                     let text = describe(&started, &driver, &ctl);
                                     info!(quorate = started.quorate, "quorum: {text}");
@@ -720,15 +744,18 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     }
                 }
                 let state_result = state_turn(&opts, &mut started, &mut driver, &mut state_out, &mut ctl);
-                if let Some(config) = replicated_config(&started)
-                    && config != started.config
-                {
-                    apply_resource_config(&mut started, config, &executor);
-                    api.publish_config(config::canonical_redacted(&started.config));
+                if events > 0 || started.changes != changes_before {
+                    if let Some(config) = replicated_config(&started)
+                        && config != started.config
+                    {
+                        apply_resource_config(&mut started, config, &executor);
+                        started.changes += 1;
+                        api.publish_config(config::canonical_redacted(&started.config));
+                    }
+                    controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
+                    publish(&api, &mut started, &driver, &quorum, &ctl);
                 }
-                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
                 flush_out(&mut driver, &mut state_out);
-                publish(&api, &started, &driver, &quorum, &ctl);
                 if let Err(refusal) = state_result
                     && leaving.is_none()
                 {
@@ -811,6 +838,7 @@ fn state_turn(
         error!(error = %e, "state: cannot save the cluster state");
     }
     while let Some(e) = started.replica.poll_event() {
+        started.changes += 1;
         use crate::state::replica::ReplicaEvent;
         match e {
             ReplicaEvent::Applied { origin, cmd } => {
@@ -865,7 +893,7 @@ fn state_turn(
 /// Hands the API the current state; the API task wakes only if it changed.
 fn publish(
     api: &crate::api::ApiHandle,
-    s: &Started,
+    s: &mut Started,
     driver: &Driver,
     quorum: &Quorum,
     ctl: &Controller,
@@ -879,14 +907,35 @@ fn publish(
         &driver.stats().dropped,
         &q,
     );
-    status.controller = Some(controller::summary::build(
-        &s.config,
-        s.replica.state(),
-        ctl,
-        s.ring.map_or(NodeSet::EMPTY, |(_, m)| m),
-        wall_now(),
-        driver.now(),
-    ));
+    // Building the summary runs the scheduler's view: only when something
+    // it shows may have changed (at least every minute, for migrate
+    // lifetimes that end), not at every token.
+    let now_wall = wall_now();
+    let key: SummaryKey = (
+        s.changes,
+        ctl.dc(),
+        ctl.is_idle(),
+        ctl.transitions(),
+        quorum.is_quorate(),
+        s.ring,
+        now_wall.0 / 60_000,
+    );
+    let fresh = match &s.summary {
+        Some((k, summary)) if *k == key => summary.clone(),
+        _ => {
+            let summary = controller::summary::build(
+                &s.config,
+                s.replica.state(),
+                ctl,
+                s.ring.map_or(NodeSet::EMPTY, |(_, m)| m),
+                now_wall,
+                driver.now(),
+            );
+            s.summary = Some((key, summary.clone()));
+            summary
+        }
+    };
+    status.controller = Some(fresh);
     api.publish(status, q);
 }
 
