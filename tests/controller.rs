@@ -427,6 +427,10 @@ fn hactl_resource_stop_start_restart_change_where_alpha_runs_and_return_once_set
         status.contains("alpha (ocf:test:Marker): Stopped"),
         "{status}"
     );
+    assert!(
+        status.contains("Target roles:\n  * alpha: stopped (hactl resource start alpha)"),
+        "{status}"
+    );
 
     // start: back on node2 (its location) when the command returns.
     let (out, took) = run_ok(&c, 3, &["resource", "start", "alpha"]);
