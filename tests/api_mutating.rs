@@ -20,6 +20,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hactl::api::{ApiHandle, Cluster1ClientProxy, ClusterStatus, Request};
+use hactl::config::Role;
 use hactl::controller::summary::{ControllerSummary, ResourceSummary};
 use hactl::quorum::{Quorum, QuorumStatus};
 use hactl::state::{Command as StateCommand, MigrateTarget, WallMs};
@@ -175,6 +176,9 @@ impl Server {
 /// - `SetStandby node2 on`: OK, then the cluster moves web to node1
 ///   (a busy snapshot, 300 ms later a settled one with a new transition);
 /// - `SetStandby node3 on`: OK, then the cluster is busy forever;
+/// - `SetTargetRole web Stopped`: OK, then web stops (busy, 300 ms later
+///   settled with web stopped); `SetTargetRole web Started`: OK, then web
+///   starts on node2 the same way;
 /// - `ApplyConfig`: refused if the text contains "bad", else a summary;
 /// - anything else: OK, nothing changes.
 async fn main_loop(
@@ -209,6 +213,28 @@ async fn main_loop(
                         let mut settled = summary(true, 6, &["node1"], "node1");
                         settled.standby = vec!["node2".to_string()];
                         status.controller = Some(settled);
+                        api.publish(status.clone(), quorum.clone());
+                    }
+                    StateCommand::SetTargetRole { resource, role } if resource == "web" => {
+                        let _ = reply.send(Ok(()));
+                        let stop = role == Some(hactl::config::Role::Stopped);
+                        let prev = status.controller.as_ref().unwrap();
+                        let (was_on, transition) =
+                            (prev.resources[0].running_on.clone(), prev.transition + 1);
+                        let was_on: Vec<&str> = was_on.iter().map(String::as_str).collect();
+                        let web = |idle, on: &[&str]| {
+                            let mut s = summary(idle, transition, on, "node2");
+                            for r in s.resources.iter_mut().filter(|r| r.group.is_some()) {
+                                if stop {
+                                    r.target = None;
+                                }
+                            }
+                            s
+                        };
+                        status.controller = Some(web(false, &was_on));
+                        api.publish(status.clone(), quorum.clone());
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        status.controller = Some(web(true, if stop { &[] } else { &["node2"] }));
                         api.publish(status.clone(), quorum.clone());
                     }
                     StateCommand::SetStandby {
@@ -386,6 +412,23 @@ fn every_method_hands_the_main_loop_its_request_and_returns_its_answer() {
             })
         );
 
+        p.resource_stop("web-ip").await.unwrap();
+        assert_eq!(
+            server.next(),
+            submit(StateCommand::SetTargetRole {
+                resource: "web-ip".to_string(),
+                role: Some(Role::Stopped)
+            })
+        );
+        p.resource_start("db").await.unwrap();
+        assert_eq!(
+            server.next(),
+            submit(StateCommand::SetTargetRole {
+                resource: "db".to_string(),
+                role: Some(Role::Started)
+            })
+        );
+
         // The main loop's refusal reaches the caller as its message.
         let m = failed(p.unmigrate("db").await);
         assert!(m.contains("no quorum"), "{m}");
@@ -444,6 +487,12 @@ fn unknown_nodes_and_resources_are_invalid_args_listing_the_known_ones() {
             ("unmigrate", p.unmigrate("nosuch").await, resources),
             ("cleanup resource", p.cleanup("nosuch", "").await, resources),
             ("cleanup node", p.cleanup("", "node9").await, nodes),
+            ("resource stop", p.resource_stop("nosuch").await, resources),
+            (
+                "resource start",
+                p.resource_start("nosuch").await,
+                resources,
+            ),
         ] {
             let m = invalid_args(r);
             assert!(m.contains(list), "{what}: {m}");
@@ -508,12 +557,14 @@ fn dbus_send(bus: &Bus, who: Option<&[u32]>, method: &str, args: &[&str]) -> (bo
     (o.status.success(), text(&o))
 }
 
-const MUTATING: [(&str, &[&str]); 6] = [
+const MUTATING: [(&str, &[&str]); 8] = [
     ("Standby", &["string:node2"]),
     ("Online", &["string:node2"]),
     ("Migrate", &["string:web", "string:node1", "uint64:0"]),
     ("Unmigrate", &["string:web"]),
     ("Cleanup", &["string:", "string:"]),
+    ("ResourceStop", &["string:web"]),
+    ("ResourceStart", &["string:web"]),
     ("ConfigApply", &["string:x", "string:f.toml"]),
 ];
 
@@ -690,12 +741,84 @@ fn hactl_verbs_wait_until_the_cluster_settled_and_exit_4_when_it_does_not() {
 }
 
 #[test]
+fn hactl_resource_stop_start_restart_wait_and_restart_starts_only_after_the_stop() {
+    if !is_root() {
+        panic!("needs root (the shipped policy lets only root own org.hactl.Cluster1)");
+    }
+    let bus = start_bus(true);
+    let server = start_server(&bus);
+    rt().block_on(client(&bus));
+    let role = |resource: &str, role| {
+        Seen::Submit(StateCommand::SetTargetRole {
+            resource: resource.to_string(),
+            role: Some(role),
+        })
+    };
+
+    let o = hactl(&bus, false, &["resource", "stop", "web"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("web: stopping (target role Stopped)"), "{out}");
+    assert!(
+        out.contains("web-ip: Stopped\nweb-server: Stopped\n"),
+        "{out}"
+    );
+    assert_eq!(server.next(), role("web", Role::Stopped));
+
+    let o = hactl(&bus, false, &["resource", "start", "web"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("web-ip: Started node2"), "{out}");
+    assert_eq!(server.next(), role("web", Role::Started));
+
+    // restart: the stop, settled with web stopped, then the start.
+    let o = hactl(&bus, false, &["resource", "restart", "web"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let stopped = out.find("web-ip: Stopped").expect(&out);
+    let starting = out.find("web: starting").expect(&out);
+    let started = out.find("web-ip: Started node2").expect(&out);
+    assert!(stopped < starting && starting < started, "{out}");
+    assert_eq!(server.next(), role("web", Role::Stopped));
+    assert_eq!(server.next(), role("web", Role::Started));
+
+    // db does not stop (the stand-in changes nothing): not started again.
+    let o = hactl(&bus, false, &["resource", "restart", "db", "--no-wait"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("db did not stop (still active on node3), so it was not started again"),
+        "{out}"
+    );
+    assert_eq!(server.next(), role("db", Role::Stopped));
+    server.none();
+
+    // --no-wait and refusals as the other verbs.
+    let o = hactl(&bus, false, &["resource", "stop", "db", "--no-wait"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(server.next(), role("db", Role::Stopped));
+    let o = hactl(&bus, false, &["resource", "start", "nosuch"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("the resources are: web, web-ip, web-server, db"),
+        "{out}"
+    );
+    let o = hactl(&bus, true, &["resource", "restart", "web"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("permission denied"), "{out}");
+    server.none();
+}
+
+#[test]
 fn hactl_verbs_without_a_daemon_exit_3() {
     let bus = start_bus(true);
     for args in [
         &["standby"][..],
         &["migrate", "web"],
         &["cleanup"],
+        &["resource", "restart", "web"],
         &["config", "show", "--running"],
     ] {
         let o = hactl(&bus, false, args);

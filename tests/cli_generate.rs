@@ -36,6 +36,7 @@ fn the_bash_completion_offers_every_subcommand() {
         "migrate",
         "unmigrate",
         "cleanup",
+        "resource",
         "config",
     ] {
         assert!(subs.iter().any(|s| s == verb), "{verb} is not a subcommand");

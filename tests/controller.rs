@@ -8,7 +8,9 @@
 //! resource that fails its monitor is restarted; `SIGTERM` moves a node's
 //! resources away before the daemon exits; a killed node's resources are
 //! recovered by the survivors; without quorum the last node stops
-//! everything (no_quorum_policy = "stop").
+//! everything (no_quorum_policy = "stop"). With a D-Bus API per node: the
+//! placement verbs return once the cluster settled, and `hactl resource
+//! stop|start|restart` stop, start and restart a resource.
 
 mod common;
 
@@ -535,4 +537,85 @@ fn measure_failover_migrate_standby_and_idle_cost() {
         ms(*failover.iter().min().unwrap()),
         ms(*failover.iter().max().unwrap())
     );
+}
+
+/// The marker's modification time: a start after a stop makes a new one.
+fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn hactl_resource_stop_start_restart_change_where_alpha_runs_and_return_once_settled() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the key must be root-owned, run as root");
+        return;
+    }
+    let mut c = Cluster::new(15540, 6, true);
+    for n in 1..=3 {
+        c.start(n);
+    }
+    c.wait_for("alpha on node2", 30, |c| c.running("alpha") == vec![2]);
+    c.wait_for("the API answers on every node", 30, |c| {
+        (1..=3).all(|n| c.hactl(n, &["status"]).0 == 0)
+    });
+
+    // stop: alpha runs nowhere when the command returns, and stays so.
+    let (out, took) = run_ok(&c, 1, &["resource", "stop", "alpha"]);
+    assert!(
+        c.running("alpha").is_empty(),
+        "alpha on {:?} when `hactl resource stop alpha` returned ({took:?}):\n{out}",
+        c.running("alpha")
+    );
+    assert!(out.contains("alpha: Stopped"), "{out}");
+    eprintln!("resource stop alpha returned in {took:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(c.running("alpha").is_empty(), "{}", c.logs());
+    assert_eq!(c.running("beta").len(), 1, "beta runs on: {}", c.logs());
+    let (status, _) = run_ok(&c, 3, &["status"]);
+    assert!(
+        status.contains("alpha (ocf:test:Marker): Stopped"),
+        "{status}"
+    );
+    assert!(
+        status.contains("Target roles:\n  * alpha: stopped (hactl resource start alpha)"),
+        "{status}"
+    );
+
+    // start: back on node2 (its location) when the command returns.
+    let (out, took) = run_ok(&c, 3, &["resource", "start", "alpha"]);
+    assert_eq!(
+        c.running("alpha"),
+        vec![2],
+        "after start ({took:?}):\n{out}"
+    );
+    assert!(out.contains("alpha: Started node2"), "{out}");
+    eprintln!("resource start alpha returned in {took:?}");
+
+    // restart: stopped, then started again on node2; the marker is a new
+    // one (the agent's stop removed it, its start made it again).
+    let before = mtime(&marker(&c.node_dir(2), "alpha"));
+    std::thread::sleep(Duration::from_millis(20));
+    let (out, took) = run_ok(&c, 2, &["resource", "restart", "alpha"]);
+    assert_eq!(
+        c.running("alpha"),
+        vec![2],
+        "after restart ({took:?}):\n{out}"
+    );
+    let after = mtime(&marker(&c.node_dir(2), "alpha"));
+    assert!(
+        after > before,
+        "alpha's marker was not made again by restart ({before:?} → {after:?}):\n{out}\n{}",
+        c.logs()
+    );
+    let stopped = out.find("alpha: Stopped").expect(&out);
+    let started = out.find("alpha: Started node2").expect(&out);
+    assert!(stopped < started, "{out}");
+    eprintln!("resource restart alpha returned in {took:?}");
+
+    // An unknown resource is refused with the known ones listed.
+    let (code, out, err, _) = c.hactl(1, &["resource", "stop", "nosuch"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("the resources are: alpha, beta"), "{err}");
 }

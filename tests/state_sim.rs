@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use hactl::config::Role;
 use hactl::sim::{NetFaults, Rng, TotemSim, run_seeds, srp_config};
 use hactl::state::codec::encode_snapshot;
 use hactl::state::membership::Summary;
@@ -36,7 +37,7 @@ fn ms(v: u64) -> Instant {
 fn random_command(rng: &mut Rng, n: u64, wall: u64, epoch: &mut u64) -> Command {
     let node = rng.range(1, n) as u32;
     let rsc = format!("r{}", rng.range(0, 4));
-    match rng.range(0, 8) {
+    match rng.range(0, 9) {
         0 => Command::SetStandby {
             node,
             standby: rng.chance(500_000),
@@ -75,6 +76,10 @@ fn random_command(rng: &mut Rng, n: u64, wall: u64, epoch: &mut u64) -> Command 
             error: None,
             executor: rng.range(1, n) as u32,
         }),
+        7 => Command::SetTargetRole {
+            resource: rsc,
+            role: [None, Some(Role::Stopped), Some(Role::Started)][rng.range(0, 2) as usize],
+        },
         _ => {
             // Each node proposes the epoch after the highest it has seen;
             // concurrent proposals collide (one refused, or a merge

@@ -12,6 +12,7 @@
 //!   ([`check_admin`], after the bus's policy): `Standby(s node)`,
 //!   `Online(s node)`, `Migrate(s resource, s node, t lifetime_seconds)`,
 //!   `Unmigrate(s resource)`, `Cleanup(s resource, s node)`,
+//!   `ResourceStop(s resource)`, `ResourceStart(s resource)`,
 //!   `ConfigApply(s text, s file) -> s`;
 //! - signal `MembershipChanged(u ring_rep, t ring_seq, as members)` when a
 //!   new ring is installed, and `QuorumChanged(b quorate, u total_votes,
@@ -278,6 +279,22 @@ impl Cluster1 {
         self.submit(crate::state::Command::SetStandby { node, standby })
             .await
     }
+
+    async fn set_target_role(
+        &self,
+        conn: &zbus::Connection,
+        header: &zbus::message::Header<'_>,
+        resource: &str,
+        role: crate::config::Role,
+    ) -> zbus::fdo::Result<()> {
+        check_admin(conn, header).await?;
+        let resource = resolve::resource(&self.snapshot()?.status, resource)?;
+        self.submit(crate::state::Command::SetTargetRole {
+            resource,
+            role: Some(role),
+        })
+        .await
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -414,6 +431,32 @@ impl Cluster1 {
             .await
     }
 
+    /// Stops `resource` (primitive, group or clone) wherever it runs and
+    /// keeps it stopped: its target role becomes Stopped (crmsh's
+    /// `resource stop`, Pacemaker's `target-role=Stopped`).
+    async fn resource_stop(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        resource: &str,
+    ) -> zbus::fdo::Result<()> {
+        self.set_target_role(conn, &header, resource, crate::config::Role::Stopped)
+            .await
+    }
+
+    /// Lets `resource` run again: its target role becomes Started (crmsh's
+    /// `resource start`), which also overrides a configuration's
+    /// `meta.target_role = "stopped"`.
+    async fn resource_start(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        resource: &str,
+    ) -> zbus::fdo::Result<()> {
+        self.set_target_role(conn, &header, resource, crate::config::Role::Started)
+            .await
+    }
+
     /// Validates and distributes a new configuration (`text`, named `file`
     /// in messages); returns a summary line.
     async fn config_apply(
@@ -467,6 +510,8 @@ pub trait Cluster1Client {
     fn migrate(&self, resource: &str, node: &str, lifetime_seconds: u64) -> zbus::Result<()>;
     fn unmigrate(&self, resource: &str) -> zbus::Result<()>;
     fn cleanup(&self, resource: &str, node: &str) -> zbus::Result<()>;
+    fn resource_stop(&self, resource: &str) -> zbus::Result<()>;
+    fn resource_start(&self, resource: &str) -> zbus::Result<()>;
     fn config_apply(&self, text: &str, file: &str) -> zbus::Result<String>;
     #[zbus(signal)]
     fn membership_changed(

@@ -1,7 +1,8 @@
 //! `hactl`, the command-line tool. Subcommands that need no daemon
 //! (`config check|show`, `keygen`, `simulate`, `ra`) run here directly;
 //! `status`, `quorum` and the verbs that change the cluster (`standby`,
-//! `online`, `migrate`, `unmigrate`, `cleanup`, `config apply`) ask the
+//! `online`, `migrate`, `unmigrate`, `cleanup`, `resource start|stop|restart`,
+//! `config apply`) ask the
 //! local `hactld` over D-Bus (docs/api.md).
 //!
 //! Exit codes:
@@ -107,6 +108,10 @@ pub enum Command {
     /// so that the scheduler looks afresh; waits until the cluster has
     /// settled.
     Cleanup(verbs::CleanupArgs),
+    /// Stop, start or restart a resource (its target role, as crmsh's
+    /// `resource stop|start|restart`); waits until the cluster has settled.
+    #[command(subcommand)]
+    Resource(verbs::ResourceCommand),
     /// Shell completions and man pages, for packagers (docs/api.md).
     #[command(subcommand, hide = true)]
     Generate(generate::GenerateCommand),
@@ -171,6 +176,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Migrate(args) => verbs::run(verbs::Verb::Migrate(&args)),
         Command::Unmigrate(args) => verbs::run(verbs::Verb::Unmigrate(&args)),
         Command::Cleanup(args) => verbs::run(verbs::Verb::Cleanup(&args)),
+        Command::Resource(cmd) => verbs::resource(&cmd),
         Command::Generate(cmd) => generate::run(&cmd),
     }
 }

@@ -103,6 +103,17 @@ pub fn controller_text(c: &ControllerSummary) -> String {
             let _ = writeln!(out, "  * {}: {what}, {until}", m.resource);
         }
     }
+    if !c.target_roles.is_empty() {
+        let _ = writeln!(out, "\nTarget roles:");
+        for t in &c.target_roles {
+            let hint = if t.role == "stopped" {
+                format!(" (hactl resource start {})", t.resource)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  * {}: {}{hint}", t.resource, t.role);
+        }
+    }
     if !c.fail_counts.is_empty() {
         let _ = writeln!(out, "\nFail counts:");
         for f in &c.fail_counts {
@@ -189,7 +200,9 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::summary::{FailCountSummary, FailedAction, MigrationSummary};
+    use crate::controller::summary::{
+        FailCountSummary, FailedAction, MigrationSummary, TargetRoleSummary,
+    };
 
     fn rsc(id: &str, group: Option<&str>, on: &[&str], target: Option<&str>) -> ResourceSummary {
         ResourceSummary {
@@ -200,6 +213,14 @@ mod tests {
             promoted_on: vec![],
             target: target.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn a_summary_from_a_daemon_before_target_roles_still_reads() {
+        let old = r#"{"dc":"node1","idle":true,"transition":1,"standby":[],"resources":[],
+            "migrations":[],"fail_counts":[],"failed_actions":[]}"#;
+        let c: ControllerSummary = serde_json::from_str(old).expect("reads");
+        assert!(c.target_roles.is_empty());
     }
 
     #[test]
@@ -227,6 +248,10 @@ mod tests {
                 away_from: None,
                 expires_ms: None,
             }],
+            target_roles: vec![TargetRoleSummary {
+                resource: "spare".to_string(),
+                role: "stopped".to_string(),
+            }],
             fail_counts: vec![FailCountSummary {
                 resource: "web-server".to_string(),
                 node: "node2".to_string(),
@@ -253,6 +278,7 @@ mod tests {
             "    * web-server (ipaddr): Started node2, moving to node1",
             "  * spare (ipaddr): Stopped",
             "Migrations:\n  * web: prefer node1, until unmigrate",
+            "Target roles:\n  * spare: stopped (hactl resource start spare)",
             "Fail counts:\n  * web-server on node2: fail count 2 (last 1970-01-01 00:00:00 UTC)",
             "Failed actions:\n  * web-server monitor (every 10 s) on node2: not running (rc 7) at 1970-01-01 00:00:00 UTC: nginx.service is inactive",
         ] {

@@ -1,7 +1,7 @@
 //! The verbs that change the cluster, after crmsh: `standby [NODE]`,
 //! `online [NODE]`, `migrate RESOURCE [NODE] [--lifetime D]`,
-//! `unmigrate RESOURCE`, `cleanup [RESOURCE] [--node NODE]` and
-//! `config apply FILE`. Each asks the local hactld over D-Bus
+//! `unmigrate RESOURCE`, `cleanup [RESOURCE] [--node NODE]`,
+//! `resource stop|start|restart RESOURCE` and `config apply FILE`. Each asks the local hactld over D-Bus
 //! (docs/api.md); hactld checks the caller (root or group haclient) and the
 //! names.
 //!
@@ -11,13 +11,19 @@
 //! change), show what is still moving on stderr when it is a terminal,
 //! and print where the affected resources run. `--no-wait` returns once
 //! hactld has taken the change; `--timeout` bounds the wait.
+//!
+//! `resource restart` is done here, as crmsh does it: `ResourceStop`, wait
+//! until the cluster settled with the resource stopped everywhere, then
+//! `ResourceStart` and wait again (`--no-wait` skips only that last wait;
+//! `--timeout` bounds each wait). If the resource did not stop, it is not
+//! started again: it stays stopped and hactl exits 1 saying so.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::show::placement;
 use super::status::{Failure, call_failure, connect, fetch_status, runtime};
@@ -88,6 +94,28 @@ pub struct CleanupArgs {
     pub wait: WaitArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct ResourceArgs {
+    /// The resource, clone or group.
+    pub resource: String,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `hactl resource …`.
+#[derive(Subcommand, Debug)]
+pub enum ResourceCommand {
+    /// Stop RESOURCE wherever it runs and keep it stopped (its target role
+    /// becomes Stopped, on every node, until `hactl resource start`).
+    Stop(ResourceArgs),
+    /// Let RESOURCE run again (its target role becomes Started, also over
+    /// a configuration's meta target_role = "stopped").
+    Start(ResourceArgs),
+    /// Stop RESOURCE, wait until it is stopped everywhere, then start it
+    /// again (--timeout bounds each wait; --no-wait skips only the last).
+    Restart(ResourceArgs),
+}
+
 /// One placement verb, as given.
 pub enum Verb<'a> {
     Standby(&'a NodeArgs),
@@ -95,6 +123,8 @@ pub enum Verb<'a> {
     Migrate(&'a MigrateArgs),
     Unmigrate(&'a UnmigrateArgs),
     Cleanup(&'a CleanupArgs),
+    ResourceStop(&'a ResourceArgs),
+    ResourceStart(&'a ResourceArgs),
 }
 
 impl Verb<'_> {
@@ -104,6 +134,7 @@ impl Verb<'_> {
             Verb::Migrate(a) => &a.wait,
             Verb::Unmigrate(a) => &a.wait,
             Verb::Cleanup(a) => &a.wait,
+            Verb::ResourceStop(a) | Verb::ResourceStart(a) => &a.wait,
         }
     }
 
@@ -114,6 +145,8 @@ impl Verb<'_> {
             Verb::Migrate(_) => "Migrate",
             Verb::Unmigrate(_) => "Unmigrate",
             Verb::Cleanup(_) => "Cleanup",
+            Verb::ResourceStop(_) => "ResourceStop",
+            Verb::ResourceStart(_) => "ResourceStart",
         }
     }
 
@@ -125,6 +158,7 @@ impl Verb<'_> {
             Verb::Migrate(a) => Some(&a.resource),
             Verb::Unmigrate(a) => Some(&a.resource),
             Verb::Cleanup(a) => a.resource.as_deref(),
+            Verb::ResourceStop(a) | Verb::ResourceStart(a) => Some(&a.resource),
         }
     }
 
@@ -143,6 +177,8 @@ impl Verb<'_> {
                     .cleanup(&or_empty(&a.resource), &or_empty(&a.node))
                     .await
             }
+            Verb::ResourceStop(a) => proxy.resource_stop(&a.resource).await,
+            Verb::ResourceStart(a) => proxy.resource_start(&a.resource).await,
         }
     }
 
@@ -169,6 +205,8 @@ impl Verb<'_> {
                 a.resource.as_deref().unwrap_or("every resource"),
                 a.node.as_deref().unwrap_or("every node")
             ),
+            Verb::ResourceStop(a) => format!("{}: stopping (target role Stopped)", a.resource),
+            Verb::ResourceStart(a) => format!("{}: starting (target role Started)", a.resource),
         }
     }
 }
@@ -203,35 +241,88 @@ pub fn run(verb: Verb<'_>) -> ExitCode {
             Ok(p) => p,
             Err(f) => return f.report(),
         };
-        let before = match fetch_status(&proxy).await {
-            Ok(s) => s,
-            Err(f) => return f.report(),
-        };
-        if let Err(e) = verb.call(&proxy).await {
-            return verb_failure(verb.method(), e).report();
+        match run_on(&proxy, &verb, verb.wait().no_wait).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(code) => code,
         }
-        println!("{}", verb.done_text(&before.node.name));
-        let wait = verb.wait();
-        if wait.no_wait {
-            return ExitCode::SUCCESS;
-        }
-        wait_settled(
-            &proxy,
-            &before,
-            verb.resource(),
-            Duration::from_secs(wait.timeout),
-        )
-        .await
     })
 }
 
-/// Polls until settled, then prints the placement.
+/// Calls `verb`, prints what hactld was asked, and (unless `no_wait`)
+/// waits until settled and prints the placement. Returns the controller's
+/// summary once settled (None with `no_wait`), or the exit code of a
+/// failure already reported.
+async fn run_on(
+    proxy: &Cluster1ClientProxy<'static>,
+    verb: &Verb<'_>,
+    no_wait: bool,
+) -> Result<Option<ControllerSummary>, ExitCode> {
+    let before = fetch_status(proxy).await.map_err(Failure::report)?;
+    if let Err(e) = verb.call(proxy).await {
+        return Err(verb_failure(verb.method(), e).report());
+    }
+    println!("{}", verb.done_text(&before.node.name));
+    if no_wait {
+        return Ok(None);
+    }
+    let after = wait_settled(proxy, &before, Duration::from_secs(verb.wait().timeout)).await?;
+    for line in placement_lines(before.controller.as_ref(), after.as_ref(), verb.resource()) {
+        println!("{line}");
+    }
+    Ok(after)
+}
+
+/// `hactl resource stop|start|restart RESOURCE`.
+pub fn resource(cmd: &ResourceCommand) -> ExitCode {
+    let args = match cmd {
+        ResourceCommand::Stop(a) => return run(Verb::ResourceStop(a)),
+        ResourceCommand::Start(a) => return run(Verb::ResourceStart(a)),
+        ResourceCommand::Restart(a) => a,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(f) => return f.report(),
+    };
+    rt.block_on(async {
+        let proxy = match connect().await {
+            Ok(p) => p,
+            Err(f) => return f.report(),
+        };
+        // The stop is always waited for: the start must come after it.
+        let stopped = match run_on(&proxy, &Verb::ResourceStop(args), false).await {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        let still: Vec<&str> = stopped
+            .iter()
+            .flat_map(|c| &c.resources)
+            .filter(|r| belongs(r, &args.resource))
+            .flat_map(|r| r.running_on.iter().map(String::as_str))
+            .collect();
+        if !still.is_empty() {
+            eprintln!(
+                "hactl: {} did not stop (still active on {}), so it was not started again; it stays \
+                 stopped (target role Stopped): check hactl status, then hactl resource start {}",
+                args.resource,
+                still.join(", "),
+                args.resource
+            );
+            return ExitCode::FAILURE;
+        }
+        match run_on(&proxy, &Verb::ResourceStart(args), args.wait.no_wait).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(code) => code,
+        }
+    })
+}
+
+/// Polls until settled; returns the controller's summary then, or the exit
+/// code after saying why it did not settle.
 async fn wait_settled(
     proxy: &Cluster1ClientProxy<'static>,
     before: &ClusterStatus,
-    resource: Option<&str>,
     timeout: Duration,
-) -> ExitCode {
+) -> Result<Option<ControllerSummary>, ExitCode> {
     let start = Instant::now();
     let mut waiter = Waiter::new(before.controller.as_ref().map(|c| c.transition));
     let mut progress = Progress::new(std::io::stderr().is_terminal());
@@ -250,11 +341,7 @@ async fn wait_settled(
         match settle {
             Settle::Done => {
                 progress.clear();
-                let after = now.and_then(|s| s.controller);
-                for line in placement_lines(before.controller.as_ref(), after.as_ref(), resource) {
-                    println!("{line}");
-                }
-                return ExitCode::SUCCESS;
+                return Ok(now.and_then(|s| s.controller));
             }
             Settle::Waiting(msg) => {
                 if start.elapsed() >= timeout {
@@ -263,7 +350,7 @@ async fn wait_settled(
                         "hactl: the cluster did not settle within {} s: {msg}; the change stays in force; check hactl status",
                         timeout.as_secs()
                     );
-                    return ExitCode::from(EXIT_TIMEOUT);
+                    return Err(ExitCode::from(EXIT_TIMEOUT));
                 }
                 progress.show(&msg);
                 tokio::select! {
@@ -271,7 +358,7 @@ async fn wait_settled(
                     _ = &mut ctrl_c => {
                         progress.clear();
                         eprintln!("hactl: interrupted; the change was made and stays in force, the cluster may still be settling: {msg}");
-                        return ExitCode::from(EXIT_INTERRUPTED);
+                        return Err(ExitCode::from(EXIT_INTERRUPTED));
                     }
                 }
             }

@@ -177,6 +177,9 @@ pub fn build_view(
     } = *ring;
     let mut cfg = config.clone();
     state.add_migrate_locations(&mut cfg, now_wall);
+    // `hactl resource start|stop`: the replicated target roles override
+    // the configuration's meta.target_role.
+    state.apply_target_roles(&mut cfg);
     let mut view = ClusterView {
         nodes: config
             .nodes

@@ -24,6 +24,10 @@ pub struct ControllerSummary {
     pub resources: Vec<ResourceSummary>,
     /// Migrate preferences in force.
     pub migrations: Vec<MigrationSummary>,
+    /// Target roles set by `hactl resource stop|start` (absent in the JSON
+    /// of a daemon from before them: empty).
+    #[serde(default)]
+    pub target_roles: Vec<TargetRoleSummary>,
     /// Non-zero fail counts.
     pub fail_counts: Vec<FailCountSummary>,
     /// The last failed operation per resource, node and operation.
@@ -60,6 +64,16 @@ pub struct MigrationSummary {
     /// When it ends, in milliseconds since the Unix epoch; None: until
     /// `hactl unmigrate`.
     pub expires_ms: Option<u64>,
+}
+
+/// A target role (`hactl resource stop|start`), overriding the
+/// configuration's `meta.target_role`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRoleSummary {
+    /// A resource, group or clone id.
+    pub resource: String,
+    /// `stopped`, `started` (`unpromoted`, `promoted`).
+    pub role: String,
 }
 
 /// A fail count.
@@ -176,6 +190,14 @@ pub fn build(
             }
         })
         .collect();
+    let target_roles = state
+        .target_roles()
+        .into_iter()
+        .map(|(rsc, role)| TargetRoleSummary {
+            resource: rsc.to_string(),
+            role: role.as_str().to_string(),
+        })
+        .collect();
     let mut fail_counts = Vec::new();
     let mut failed_actions = Vec::new();
     for n in &config.nodes {
@@ -218,6 +240,7 @@ pub fn build(
         standby: state.standby_nodes().into_iter().map(name_of).collect(),
         resources,
         migrations,
+        target_roles,
         fail_counts,
         failed_actions,
     }

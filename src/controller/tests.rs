@@ -310,6 +310,51 @@ fn a_failed_action_ends_the_transition_and_the_dc_computes_again() {
 }
 
 #[test]
+fn a_resource_with_target_role_stopped_is_stopped_and_starts_again_once_forgotten() {
+    let mut w = World::new();
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let started = w.result(2, OpName::Start, 0);
+    w.apply(2, started, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, false);
+    w.tick(&mut dc);
+    assert!(dc.is_idle(), "web runs where it should");
+
+    // hactl resource stop web: stopped on node 2, started nowhere.
+    let role = |role| Command::SetTargetRole {
+        resource: "web".into(),
+        role,
+    };
+    w.apply(1, role(Some(Role::Stopped)), &mut [&mut dc]);
+    let ex = executes(&w.tick(&mut dc));
+    assert!(
+        ex.iter().any(|e| e.op == OpName::Stop && e.node == 2),
+        "{ex:?}"
+    );
+    assert!(ex.iter().all(|e| e.op != OpName::Start), "{ex:?}");
+    let stopped = w.result(2, OpName::Stop, 0);
+    w.apply(2, stopped, &mut [&mut dc]);
+    for _ in 0..5 {
+        let ex = executes(&w.tick(&mut dc));
+        assert!(ex.iter().all(|e| e.op != OpName::Start), "{ex:?}");
+    }
+    assert!(dc.is_idle(), "stopped and settled");
+    assert!(!Controller::has_active_resources(&w.config, &w.state, 2));
+
+    // Forgotten (the configuration has no target role): started on node 2
+    // again.
+    w.apply(1, role(None), &mut [&mut dc]);
+    let ex = executes(&w.tick(&mut dc));
+    assert!(
+        ex.iter().any(|e| e.op == OpName::Start && e.node == 2),
+        "{ex:?}"
+    );
+}
+
+#[test]
 fn a_node_that_leaves_is_unclean_with_fencing_unless_it_shut_down_cleanly() {
     let mut c = Controller::new(1);
     c.handle_ring(set(&[1, 2, 3]), true, true, true);

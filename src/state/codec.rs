@@ -27,8 +27,14 @@ pub const SERVICE_STATE: u8 = 2;
 /// Version of the message encoding ([`Message`]).
 pub const WIRE_VERSION: u8 = 1;
 /// Version of the snapshot encoding ([`encode_snapshot`]), also the
-/// persisted format's body.
-pub const SNAPSHOT_VERSION: u8 = 1;
+/// persisted format's body. Version 2 adds the target roles after the
+/// configuration. A state without target roles is written as version 1,
+/// byte for byte what nodes before version 2 write and read, so such nodes
+/// keep syncing with this one until someone runs `hactl resource
+/// start|stop`; both versions are read.
+pub const SNAPSHOT_VERSION: u8 = 2;
+/// The snapshot version written when the state holds no target roles.
+pub const SNAPSHOT_VERSION_V1: u8 = 1;
 /// Bytes before the chunk in each payload.
 pub const FRAGMENT_HEADER_BYTES: usize = 6;
 /// Chunk bytes per payload.
@@ -282,6 +288,32 @@ fn op_from(tag: u8) -> Result<OpName, DecodeError> {
     })
 }
 
+fn put_role(w: &mut W, role: Option<Role>) {
+    w.u8(match role {
+        None => 0,
+        Some(Role::Stopped) => 1,
+        Some(Role::Started) => 2,
+        Some(Role::Unpromoted) => 3,
+        Some(Role::Promoted) => 4,
+    });
+}
+
+fn get_role(r: &mut R) -> Result<Option<Role>, DecodeError> {
+    Ok(match r.u8("target role")? {
+        0 => None,
+        1 => Some(Role::Stopped),
+        2 => Some(Role::Started),
+        3 => Some(Role::Unpromoted),
+        4 => Some(Role::Promoted),
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                what: "target role",
+                tag,
+            });
+        }
+    })
+}
+
 fn put_target(w: &mut W, t: MigrateTarget) {
     match t {
         MigrateTarget::To(n) => {
@@ -464,6 +496,13 @@ fn put_command(w: &mut W, c: &Command) {
             w.str(text);
             w.0.extend_from_slice(digest);
         }
+        // A node before this command reports tag 10 as an unknown command
+        // (ReplicaEvent::Malformed, logged) and does not apply it.
+        Command::SetTargetRole { resource, role } => {
+            w.u8(10);
+            w.str(resource);
+            put_role(w, *role);
+        }
     }
 }
 
@@ -510,6 +549,10 @@ fn get_command(r: &mut R) -> Result<Command, DecodeError> {
             text: r.str("configuration text", CONFIG_TEXT_BYTES_MAX)?,
             digest: r.take(32, "configuration digest")?.try_into().expect("32"),
         },
+        10 => Command::SetTargetRole {
+            resource: r.name("resource id")?,
+            role: get_role(r)?,
+        },
         tag => {
             return Err(DecodeError::UnknownTag {
                 what: "command",
@@ -532,7 +575,12 @@ fn get_stamp(r: &mut R) -> Result<Stamp, DecodeError> {
 }
 
 fn put_state(w: &mut W, s: &ClusterState) {
-    w.u8(SNAPSHOT_VERSION);
+    let version = if s.target_roles.is_empty() {
+        SNAPSHOT_VERSION_V1
+    } else {
+        SNAPSHOT_VERSION
+    };
+    w.u8(version);
     w.u64(s.clock.0);
     w.len(s.nodes.len());
     for (id, f) in &s.nodes {
@@ -580,11 +628,19 @@ fn put_state(w: &mut W, s: &ClusterState) {
             put_stamp(w, c.stamp);
         }
     }
+    if version >= 2 {
+        w.len(s.target_roles.len());
+        for (rsc, e) in &s.target_roles {
+            w.str(rsc);
+            put_role(w, e.role);
+            put_stamp(w, e.stamp);
+        }
+    }
 }
 
 fn get_state(r: &mut R) -> Result<ClusterState, DecodeError> {
     let v = r.u8("snapshot version")?;
-    if v != SNAPSHOT_VERSION {
+    if !(SNAPSHOT_VERSION_V1..=SNAPSHOT_VERSION).contains(&v) {
         return Err(DecodeError::UnknownVersion {
             what: "snapshot",
             found: v,
@@ -658,6 +714,14 @@ fn get_state(r: &mut R) -> Result<ClusterState, DecodeError> {
             stamp: get_stamp(r)?,
         });
     }
+    if v >= 2 {
+        for _ in 0..r.count("target roles")? {
+            let rsc = r.name("resource id")?;
+            let role = get_role(r)?;
+            let stamp = get_stamp(r)?;
+            s.target_roles.insert(rsc, TargetRoleEntry { role, stamp });
+        }
+    }
     check_state(&s)?;
     Ok(s)
 }
@@ -686,6 +750,9 @@ fn check_state(s: &ClusterState) -> Result<(), DecodeError> {
     }
     if s.migrates.len() > MIGRATE_ENTRIES_MAX {
         return bad(format!("{} migrate entries", s.migrates.len()));
+    }
+    if s.target_roles.len() > TARGET_ROLE_ENTRIES_MAX {
+        return bad(format!("{} target role entries", s.target_roles.len()));
     }
     for (id, f) in &s.nodes {
         if !(1..=32).contains(id) {

@@ -19,6 +19,8 @@
 //! 4. **Fencing history**: the union, sorted, the most recent
 //!    [`FENCE_HISTORY_MAX`] kept.
 //! 5. **Clock**: the highest.
+//! 6. **Target roles**: per resource, the entry with the greatest stamp,
+//!    forget tombstones included (as migrate preferences).
 //!
 //! The result depends on the set of sides only, not on their order, so
 //! every node that merges the same snapshots gets the same state.
@@ -130,6 +132,18 @@ pub fn merge(sides: &[Side]) -> Merged {
                 Some(have) if have.stamp >= e.stamp => {}
                 _ => {
                     out.migrates.insert(rsc.clone(), e.clone());
+                }
+            }
+        }
+    }
+
+    // 6. Target roles: the greatest stamp per resource.
+    for s in &sides {
+        for (rsc, e) in &s.state.target_roles {
+            match out.target_roles.get(rsc) {
+                Some(have) if have.stamp >= e.stamp => {}
+                _ => {
+                    out.target_roles.insert(rsc.clone(), e.clone());
                 }
             }
         }

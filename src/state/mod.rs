@@ -1,6 +1,6 @@
 //! The replicated cluster state: node standby flags, migrate preferences,
-//! fail counts, operation history, fencing history and the resource
-//! configuration with its epoch. A pure state machine: commands travel
+//! target roles (`hactl resource start|stop`), fail counts, operation
+//! history, fencing history and the resource configuration with its epoch. A pure state machine: commands travel
 //! through totem in agreed order and every node applies them in that order
 //! with [`ClusterState::apply`], so every node holds the same state.
 //!
@@ -10,8 +10,8 @@
 //!   message, so every node applies the same value);
 //! - queries for the controller and the scheduler ([`ClusterState::standby_nodes`],
 //!   [`ClusterState::migrate_locations`], [`ClusterState::fail_count`], …) and
-//!   [`ClusterState::fill_view`] / [`ClusterState::add_migrate_locations`],
-//!   which fill the scheduler's inputs;
+//!   [`ClusterState::fill_view`] / [`ClusterState::add_migrate_locations`] /
+//!   [`ClusterState::apply_target_roles`], which fill the scheduler's inputs;
 //! - [`codec`]: the versioned encoding of state messages on totem (service
 //!   byte [`codec::SERVICE_STATE`]) and of snapshots;
 //! - [`merge`]: the rules by which the states of two (or more) sides of a
@@ -48,6 +48,8 @@ pub const OP_RECORDS_PER_NODE_MAX: usize = 512;
 pub const FENCE_HISTORY_MAX: usize = 64;
 /// Migrate entries (preferences and unmigrate tombstones) kept.
 pub const MIGRATE_ENTRIES_MAX: usize = 256;
+/// Target role entries (roles and forget tombstones) kept.
+pub const TARGET_ROLE_ENTRIES_MAX: usize = 256;
 /// Longest resource id, device name or exit reason accepted, in bytes.
 pub const NAME_BYTES_MAX: usize = 256;
 /// Longest exit reason kept, in bytes (longer ones are cut at a char
@@ -147,6 +149,15 @@ pub enum Command {
     },
     /// Forget the migrate preference of a resource.
     Unmigrate { resource: String },
+    /// `hactl resource stop|start`: the role the resource (primitive,
+    /// group or clone) should have, as Pacemaker's `target-role` meta
+    /// attribute that crmsh sets; it overrides the configuration's
+    /// `meta.target_role` of that resource. `None` forgets it: the
+    /// configuration's own meta decides again.
+    SetTargetRole {
+        resource: String,
+        role: Option<Role>,
+    },
     /// Count `by` more failures of `resource` on `node` (saturating at
     /// [`FAIL_COUNT_INFINITY`]).
     FailCountAdd {
@@ -228,6 +239,16 @@ pub struct MigrateEntry {
     pub stamp: Stamp,
 }
 
+/// A target role entry: a role, or the tombstone of a forget (kept so
+/// that a forget on one side of a partition beats an older role set on
+/// the other).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetRoleEntry {
+    /// `None`: forgotten (the configuration decides).
+    pub role: Option<Role>,
+    pub stamp: Stamp,
+}
+
 /// A fail count and when the last failure was counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailCount {
@@ -285,6 +306,8 @@ pub struct ClusterState {
     pub clock: WallMs,
     pub nodes: BTreeMap<NodeId, NodeFacts>,
     pub migrates: BTreeMap<String, MigrateEntry>,
+    /// Per resource id, at most [`TARGET_ROLE_ENTRIES_MAX`].
+    pub target_roles: BTreeMap<String, TargetRoleEntry>,
     /// Sorted (oldest first), at most [`FENCE_HISTORY_MAX`].
     pub fencing: Vec<FenceRecord>,
     pub config: Option<ConfigEpoch>,
@@ -446,6 +469,10 @@ impl ClusterState {
                     },
                 );
             }
+            Command::SetTargetRole { resource, role } => {
+                self.target_roles
+                    .insert(resource.clone(), TargetRoleEntry { role: *role, stamp });
+            }
             Command::FailCountAdd { by: 0, .. } => {
                 // Nothing to count (a zero entry would break the rule that
                 // kept fail counts are positive).
@@ -554,7 +581,9 @@ impl ClusterState {
                     MigrateTarget::To(n) | MigrateTarget::AwayFrom(n) => check_node(*n),
                 }
             }
-            Command::Unmigrate { resource } => check_name("resource id", resource),
+            Command::Unmigrate { resource } | Command::SetTargetRole { resource, .. } => {
+                check_name("resource id", resource)
+            }
             Command::FailCountAdd { resource, node, .. }
             | Command::FailCountSet { resource, node, .. } => {
                 check_name("resource id", resource)?;
@@ -644,6 +673,15 @@ impl ClusterState {
                 .expect("not empty");
             self.migrates.remove(&victim);
         }
+        while self.target_roles.len() > TARGET_ROLE_ENTRIES_MAX {
+            let victim = self
+                .target_roles
+                .iter()
+                .min_by_key(|(k, e)| (e.role.is_some(), e.stamp, (*k).clone()))
+                .map(|(k, _)| k.clone())
+                .expect("not empty");
+            self.target_roles.remove(&victim);
+        }
     }
 
     /// The invariants every state keeps; a broken one is a bug.
@@ -651,6 +689,7 @@ impl ClusterState {
         assert!(self.fencing.len() <= FENCE_HISTORY_MAX);
         assert!(self.fencing.windows(2).all(|w| w[0] < w[1]));
         assert!(self.migrates.len() <= MIGRATE_ENTRIES_MAX);
+        assert!(self.target_roles.len() <= TARGET_ROLE_ENTRIES_MAX);
         for f in self.nodes.values() {
             assert!(f.ops.len() <= OP_RECORDS_PER_NODE_MAX);
             assert!(f.ops.values().all(|(s, _)| *s < f.op_seq));
@@ -679,6 +718,14 @@ impl ClusterState {
             .iter()
             .filter(|(_, e)| e.expires.is_none_or(|x| x > now))
             .filter_map(|(r, e)| e.target.map(|t| (r.as_str(), t)))
+            .collect()
+    }
+
+    /// Target roles in force: resource → role (forgotten ones left out).
+    pub fn target_roles(&self) -> BTreeMap<&str, Role> {
+        self.target_roles
+            .iter()
+            .filter_map(|(r, e)| e.role.map(|role| (r.as_str(), role)))
             .collect()
     }
 
@@ -743,6 +790,24 @@ impl ClusterState {
                     node: node.name.clone(),
                     score,
                 });
+            }
+        }
+    }
+
+    /// Sets the target roles in force ([`Command::SetTargetRole`]) as the
+    /// `meta.target_role` of the resource, group or clone of that id,
+    /// overriding the configuration's own. Roles for ids the configuration
+    /// does not know are left out. (The scheduler reads the nearest
+    /// `target_role` from the primitive up through its group and clone, as
+    /// Pacemaker does.)
+    pub fn apply_target_roles(&self, config: &mut Config) {
+        for (rsc, role) in self.target_roles() {
+            if let Some(r) = config.resources.iter_mut().find(|r| r.id == rsc) {
+                r.meta.target_role = Some(role);
+            } else if let Some(g) = config.groups.iter_mut().find(|g| g.id == rsc) {
+                g.meta.target_role = Some(role);
+            } else if let Some(c) = config.clones.iter_mut().find(|c| c.id == rsc) {
+                c.meta.target_role = Some(role);
             }
         }
     }

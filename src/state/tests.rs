@@ -119,6 +119,53 @@ fn unmigrate_forgets_the_preference() {
     assert!(s.migrate_locations(t(5)).is_empty());
 }
 
+fn role(resource: &str, role: Option<Role>) -> Command {
+    Command::SetTargetRole {
+        resource: resource.into(),
+        role,
+    }
+}
+
+#[test]
+fn target_roles_are_set_forgotten_and_bounded() {
+    let mut s = ClusterState::new();
+    s.apply(1, &role("web", Some(Role::Stopped)), t(1)).unwrap();
+    s.apply(2, &role("db", Some(Role::Started)), t(2)).unwrap();
+    assert_eq!(
+        s.target_roles(),
+        [("db", Role::Started), ("web", Role::Stopped)].into()
+    );
+    s.apply(3, &role("web", None), t(3)).unwrap();
+    assert_eq!(s.target_roles(), [("db", Role::Started)].into());
+    assert_eq!(
+        s.target_roles["web"],
+        TargetRoleEntry {
+            role: None,
+            stamp: Stamp {
+                at: t(3),
+                origin: 3
+            }
+        },
+        "a forget is kept as a tombstone"
+    );
+    // Over the bound, tombstones go first, then the oldest roles.
+    for i in 0..TARGET_ROLE_ENTRIES_MAX {
+        s.apply(
+            1,
+            &role(&format!("r{i}"), Some(Role::Stopped)),
+            t(10 + i as u64),
+        )
+        .unwrap();
+    }
+    assert_eq!(s.target_roles.len(), TARGET_ROLE_ENTRIES_MAX);
+    assert!(
+        !s.target_roles.contains_key("web"),
+        "the tombstone went first"
+    );
+    assert!(!s.target_roles.contains_key("db"), "then the oldest role");
+    assert!(s.target_roles.contains_key("r0"));
+}
+
 #[test]
 fn fail_counts_add_set_and_cleanup() {
     let mut s = ClusterState::new();
@@ -266,6 +313,14 @@ fn bad_node_ids_and_long_names_are_refused() {
         s.apply(1, &long, t(1)),
         Err(Refused::TooLong { .. })
     ));
+    let long = role(&"x".repeat(NAME_BYTES_MAX + 1), Some(Role::Stopped));
+    assert_eq!(
+        s.apply(1, &long, t(1)),
+        Err(Refused::TooLong {
+            what: "resource id",
+            len: NAME_BYTES_MAX + 1
+        })
+    );
     assert_eq!(s, ClusterState::new());
 }
 
@@ -443,6 +498,67 @@ fn standby_and_migrate_from_the_state_move_a_group_in_the_scheduler() {
 }
 
 #[test]
+fn target_roles_become_meta_and_stop_a_group_in_the_scheduler() {
+    let config = web();
+    let view = ClusterView {
+        nodes: config
+            .nodes
+            .iter()
+            .map(|n| NodeStatus::online(&n.name))
+            .collect(),
+        has_quorum: true,
+        resources: Vec::new(),
+    };
+    let now = Instant::from_millis(50_000);
+    let schedule = |s: &ClusterState, config: &Config| {
+        let mut c = config.clone();
+        s.apply_target_roles(&mut c);
+        (crate::scheduler::schedule(&c, &view, now), c)
+    };
+    let mut s = ClusterState::new();
+    let (tr, _) = schedule(&s, &config);
+    assert!(!tr.outcome["web"].nodes.is_empty(), "{:#?}", tr.summary);
+    s.apply(1, &role("web", Some(Role::Stopped)), t(1)).unwrap();
+    s.apply(1, &role("no-such", Some(Role::Stopped)), t(1))
+        .unwrap();
+    let (tr, c) = schedule(&s, &config);
+    assert_eq!(
+        c.groups
+            .iter()
+            .find(|g| g.id == "web")
+            .unwrap()
+            .meta
+            .target_role,
+        Some(Role::Stopped)
+    );
+    assert!(tr.outcome["web"].nodes.is_empty(), "{:#?}", tr.summary);
+    assert!(
+        !tr.outcome["nfs-client-clone"].nodes.is_empty(),
+        "only web stops: {:#?}",
+        tr.summary
+    );
+    // Forgotten: the configuration decides again.
+    s.apply(1, &role("web", None), t(2)).unwrap();
+    let (tr, c) = schedule(&s, &config);
+    assert_eq!(c, config);
+    assert!(!tr.outcome["web"].nodes.is_empty(), "{:#?}", tr.summary);
+    // Started overrides a configuration that stops the resource.
+    let mut stopped = config.clone();
+    stopped
+        .resources
+        .iter_mut()
+        .find(|r| r.id == "vip")
+        .unwrap()
+        .meta
+        .target_role = Some(Role::Stopped);
+    let (tr, _) = schedule(&s, &stopped);
+    assert!(tr.outcome["vip"].nodes.is_empty(), "{:#?}", tr.summary);
+    s.apply(1, &role("vip", Some(Role::Started)), t(3)).unwrap();
+    let (tr, _) = schedule(&s, &stopped);
+    assert!(!tr.outcome["vip"].nodes.is_empty(), "{:#?}", tr.summary);
+}
+
+#[test]
 fn fill_view_reads_roles_fail_counts_and_bans_from_the_history() {
     let config = web();
     let mut view = ClusterView {
@@ -502,7 +618,7 @@ fn random_name(rng: &mut Rng, prefix: &str) -> String {
 /// node ids): refusals must be deterministic too.
 pub(crate) fn random_command(rng: &mut Rng, configs: &mut u64) -> Command {
     let node = rng.range(1, 4) as NodeId;
-    match rng.range(0, 10) {
+    match rng.range(0, 11) {
         0 => standby(node, rng.chance(500_000)),
         1 => Command::Migrate {
             resource: random_name(rng, "r"),
@@ -563,6 +679,10 @@ pub(crate) fn random_command(rng: &mut Rng, configs: &mut u64) -> Command {
             let epoch = *configs - rng.range(0, 1).min(*configs - 1);
             configure(epoch, &format!("config {}", *configs))
         }
+        10 => Command::SetTargetRole {
+            resource: random_name(rng, "r"),
+            role: [None, Some(Role::Stopped), Some(Role::Started)][rng.range(0, 2) as usize],
+        },
         _ => standby(33, true),
     }
 }
@@ -694,6 +814,54 @@ fn decoding_refuses_newer_versions_and_damaged_bytes() {
         Reassembler::default().push(1, &[1, 2, 3]),
         Err(DecodeError::NotState { service: Some(1) })
     ));
+}
+
+#[test]
+fn snapshots_without_target_roles_keep_version_1_and_both_versions_are_read() {
+    let mut s = common();
+    s.apply(1, &standby(2, true), t(150)).unwrap();
+    let v1 = encode_snapshot(&s);
+    assert_eq!(
+        v1[0], SNAPSHOT_VERSION_V1,
+        "what nodes before version 2 read"
+    );
+    assert_eq!(decode_snapshot(&v1).unwrap(), s);
+    s.apply(1, &role("web", Some(Role::Stopped)), t(160))
+        .unwrap();
+    s.apply(1, &role("db", None), t(170)).unwrap();
+    let v2 = encode_snapshot(&s);
+    assert_eq!(v2[0], SNAPSHOT_VERSION);
+    assert_eq!(decode_snapshot(&v2).unwrap(), s);
+    // Version 2 is version 1 followed by the target roles.
+    let mut without = s.clone();
+    without.target_roles.clear();
+    assert_eq!(
+        v2[1..encode_snapshot(&without).len()],
+        encode_snapshot(&without)[1..]
+    );
+    // A tombstone alone still needs version 2 (it must survive a merge).
+    let mut only_tomb = common();
+    only_tomb.apply(1, &role("db", None), t(170)).unwrap();
+    assert_eq!(encode_snapshot(&only_tomb)[0], SNAPSHOT_VERSION);
+    // The command round-trips; an unknown role tag is refused.
+    for r in [
+        None,
+        Some(Role::Stopped),
+        Some(Role::Started),
+        Some(Role::Promoted),
+    ] {
+        let c = role("web", r);
+        assert_eq!(decode_command(&encode_command(&c)).unwrap(), c);
+    }
+    let mut bad = encode_command(&role("web", Some(Role::Stopped)));
+    *bad.last_mut().unwrap() = 9;
+    assert_eq!(
+        decode_command(&bad),
+        Err(DecodeError::UnknownTag {
+            what: "target role",
+            tag: 9
+        })
+    );
 }
 
 #[test]
@@ -847,6 +1015,35 @@ fn merge_migrate_latest_change_wins_and_lifetimes_end() {
         "its lifetime ended at 500, clock is 600"
     );
     assert_eq!(m.state.clock, t(600));
+}
+
+#[test]
+fn merge_target_roles_latest_change_wins_forgets_included() {
+    let (mut a, mut b) = (common(), common());
+    // web: stopped on a, started later on b.
+    a.apply(1, &role("web", Some(Role::Stopped)), t(200))
+        .unwrap();
+    b.apply(3, &role("web", Some(Role::Started)), t(300))
+        .unwrap();
+    // db: stopped on b, forgotten later on a.
+    b.apply(3, &role("db", Some(Role::Stopped)), t(210))
+        .unwrap();
+    a.apply(1, &role("db", None), t(220)).unwrap();
+    // vip: stopped on a only.
+    a.apply(2, &role("vip", Some(Role::Stopped)), t(230))
+        .unwrap();
+    for sides in [
+        [side(&[1, 2], &a), side(&[3], &b)],
+        [side(&[3], &b), side(&[1, 2], &a)],
+    ] {
+        let m = merge(&sides);
+        assert_eq!(
+            m.state.target_roles(),
+            [("vip", Role::Stopped), ("web", Role::Started)].into(),
+            "the later forget of db beats the older stop"
+        );
+        assert!(m.notes.is_empty());
+    }
 }
 
 #[test]
