@@ -93,7 +93,7 @@ remove_tree() {
 }
 
 # Leftovers of interrupted builds (we hold the lock: nobody else is building).
-for old in "$CACHE"/.rootfs${FLAVOR:+-$FLAVOR}-build.*; do
+for old in "$CACHE/.rootfs${FLAVOR:+-$FLAVOR}-build."*; do
   [ -e "$old" ] || continue
   log "removing an interrupted build: $old"
   remove_tree "$old"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # webcluster.sh: the web cluster on systemd-nspawn containers, shared by
 # vm-tests/nspawn/web-cluster.sh (the end-to-end test), web-bench.sh (the
 # figures) and scripts/demo.sh (the README's demo). Source it; needs root.
@@ -24,6 +25,7 @@
 # Caller sets: WC_PREFIX (short, e.g. hwc1234), WC_DIR, WC_BIN (hactld and
 # hactl), WC_ROOTFS (vm-tests/nspawn/rootfs.sh web).
 
+# shellcheck disable=SC2034 # WC_WAITED_MS and others are read by the callers
 WC_NET=10.77.0
 WC_VIP=$WC_NET.100
 WC_CLIENT=$WC_NET.200
