@@ -69,9 +69,15 @@ wc_disk_up() {
   WC_DISK_ID=disk-$WC_PREFIX-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
   printf '<!--# echo var="hostname" --> serves this page from the shared disk %s\n' \
     "$WC_DISK_ID" > "$src/index.shtml"
-  truncate -s 64M "$WC_DIR/disk.img" &&
-    mkfs.ext4 -q -F -L webdisk -d "$src" "$WC_DIR/disk.img" || return 1
-  WC_LOOP=$(losetup -f --show "$WC_DIR/disk.img") || return 1
+  if ! { truncate -s 64M "$WC_DIR/disk.img" &&
+         mkfs.ext4 -q -F -L webdisk -d "$src" "$WC_DIR/disk.img"; }; then
+    echo "cannot make the ext4 image $WC_DIR/disk.img (mkfs.ext4 -d, e2fsprogs)"
+    return 1
+  fi
+  WC_LOOP=$(losetup -f --show "$WC_DIR/disk.img") || {
+    echo "losetup -f --show $WC_DIR/disk.img failed: no free loop device? (check /dev/loop-control, modprobe loop, losetup -a)"
+    return 1
+  }
   wc_record "loop $WC_LOOP"
   echo "$WC_LOOP" > "$WC_DIR/loop"
   echo "$WC_DISK_ID" > "$WC_DIR/disk-id"
