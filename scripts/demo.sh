@@ -75,6 +75,7 @@ case ${1:-start} in
       while got=$(wc_served_by); [ "$got" = none ] && [ "$(wc_now_ms)" -lt "$deadline" ]; do sleep 0.05; done
       echo "http://$WC_VIP/ is now served by $got, $(secs $(( $(wc_now_ms) - t0 ))) after the kill"
     fi
+    wc_node_reap "$2"
     exit ;;
   revive) load_env; need_node "${2:-}"; alive "$2" && die "$2 is running"
     wc_node_remove "$2"
@@ -139,6 +140,7 @@ t0=$(wc_now_ms)
 wc_node_kill node2
 wc_wait_served node1 60 || failed "web did not move to node1 (last answer: $WC_LAST)"
 took=$(( $(wc_now_ms) - t0 ))
+wc_node_reap node2
 echo "  $(wc_http)"
 printf '  \033[1mhttp://%s/ served by node1 %s after the crash\033[0m\n' "$WC_VIP" "$(secs "$took")"
 step "hactl status (inside node1)"

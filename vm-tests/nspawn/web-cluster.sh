@@ -315,6 +315,7 @@ if wc_wait_served "$next" "$MOVE_TIMEOUT_S"; then
 else
   fail crash "$holder killed: the VIP serves from '$WC_LAST', not $next, ${MOVE_TIMEOUT_S}s later"
 fi
+wc_node_reap "$holder"
 
 # A second crash: $next alone has no quorum -> stops the group.
 t0=$(wc_now_ms)
@@ -340,6 +341,7 @@ if wc_wait_served none "$MOVE_TIMEOUT_S"; then
 else
   fail no-quorum "$last killed, $next alone: the VIP still answers ('$WC_LAST') ${MOVE_TIMEOUT_S}s later"
 fi
+wc_node_reap "$last"
 
 # ---------------------------------------------------------------- two_node
 log "two_node: two new containers node1 and node2"
@@ -364,6 +366,7 @@ if wc_start_hactld node1 node2 && wc_wait_served node2 "$MOVE_TIMEOUT_S"; then
   else
     fail 2node-crash "two_node: node2 killed, the VIP serves from '$WC_LAST', not node1"
   fi
+  wc_node_reap node2
 else
   fail 2node-start "two_node: the VIP serves from '$WC_LAST', not node2"
 fi

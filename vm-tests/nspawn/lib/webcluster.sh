@@ -244,24 +244,34 @@ wc_node_wait_boot() {
 
 # wc_node_kill NAME: a hard crash, per LAB.md: SIGKILL the container's PID 1
 # (every process of its PID namespace dies with it) and nspawn, then the
-# switch port down (else its namespace would still answer ARP).
+# switch port down (else its namespace would still answer ARP). Returns at
+# once (a measurement starts here); wc_node_reap waits until it is gone.
 wc_node_kill() {
-  local d=$WC_DIR/$1 c n i
+  local d=$WC_DIR/$1 c n
   c=$(cat "$d/cpid" 2>/dev/null); n=$(cat "$d/nspawn.pid" 2>/dev/null)
   [ -n "$c" ] && kill -KILL "$c" 2>/dev/null
   [ -n "$n" ] && kill -KILL "$n" 2>/dev/null
   wc_port "$1" down
-  for i in $(seq 100); do
-    { [ -z "$c" ] || ! kill -0 "$c" 2>/dev/null; } && { [ -z "$n" ] || ! kill -0 "$n" 2>/dev/null; } && return 0
+}
+
+# wc_node_reap NAME: waits (up to 10 s) until the killed container's PID 1
+# and nspawn are gone; tearing down a PID namespace takes a moment.
+wc_node_reap() {
+  local d=$WC_DIR/$1 c n i
+  c=$(cat "$d/cpid" 2>/dev/null); n=$(cat "$d/nspawn.pid" 2>/dev/null)
+  for i in $(seq 200); do
+    { [ -z "$c" ] || ! kill -0 "$c" 2>/dev/null; } &&
+      { [ -z "$n" ] || [ ! -e "/proc/$n" ] || grep -q '^State:.*Z' "/proc/$n/status" 2>/dev/null; } && return 0
     sleep 0.05
   done
-  echo "warning: node $1's container (PID 1 $c, nspawn $n) still alive after SIGKILL"
+  echo "warning: node $1's container (PID 1 $c, nspawn $n) still alive 10 s after SIGKILL"
 }
 
 # wc_node_remove NAME: kills the node and removes its namespace and overlay
 # (to boot a new node of the same name).
 wc_node_remove() {
-  wc_node_kill "$1" >/dev/null
+  wc_node_kill "$1"
+  wc_node_reap "$1"
   # The veth pair now (the namespace itself is freed asynchronously).
   ip -n "$WC_PREFIX-sw" link delete "$1" 2>/dev/null
   [ -e "/run/netns/$WC_PREFIX-$1" ] && ip netns delete "$WC_PREFIX-$1"
