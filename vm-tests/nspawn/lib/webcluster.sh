@@ -157,6 +157,30 @@ EOF
 
 # ---------------------------------------------------------------- nodes
 
+# wc_cgroups NAME: the cgroup directories of node NAME's container, one per
+# hierarchy systemd uses (cgroup2, and the v1 name=systemd one of a hybrid
+# setup), below the cgroup this shell is in.
+#
+# Why: with --keep-unit and no systemd on the host, nspawn puts the
+# container's systemd in CALLER'S-CGROUP/payload. Every container started
+# from the same cgroup would then share one tree: the nginx.service of one
+# container would be the cgroup of every container's nginx, and systemd
+# stopping it in one container kills it in all the others (seen: parallel
+# runs broke each other; test-unit.sh's `systemctl stop hactld` would kill
+# these nodes' hactld). So each container gets a cgroup of its own.
+wc_cgroups() {
+  local mnt opts fstype rel
+  while read -r mnt fstype opts; do
+    case $fstype in
+      cgroup2) rel=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup) ;;
+      cgroup) [[ ,$opts, == *,name=systemd,* ]] || continue
+              rel=$(awk -F: '$2 == "name=systemd" { print $3 }' /proc/self/cgroup) ;;
+      *) continue ;;
+    esac
+    echo "$mnt${rel%/}/hactl-$WC_PREFIX-$1"
+  done < <(awk '{ for (i = 7; $i != "-"; i++); print $5, $(i + 1), $(i + 3) }' /proc/self/mountinfo)
+}
+
 # wc_node_boot NAME ID CONFIG: network namespace, overlay and container;
 # returns once the container's PID 1 exists (wc_node_wait_boot waits for
 # systemd). The key is $WC_DIR/authkey.
@@ -195,13 +219,22 @@ server {
 	}
 }
 EOF
-  setsid systemd-nspawn -q -D "$WC_ROOTFS" --overlay="$WC_ROOTFS:$u:/" \
+  local cg cgs=()
+  mapfile -t cgs < <(wc_cgroups "$name")
+  [ ${#cgs[@]} -gt 0 ] || { echo "container $ns: no cgroup hierarchy found in /proc/self/mountinfo"; return 1; }
+  for cg in "${cgs[@]}"; do
+    mkdir "$cg" || { echo "container $ns: cannot create cgroup $cg"; return 1; }
+    wc_record "cgroup $cg"
+  done
+  # (the subshell moves itself into the container's cgroups, then becomes nspawn)
+  ( for cg in "${cgs[@]}"; do echo "$BASHPID" > "$cg/cgroup.procs" || exit 1; done
+    exec setsid systemd-nspawn -q -D "$WC_ROOTFS" --overlay="$WC_ROOTFS:$u:/" \
     --register=no --keep-unit --link-journal=no \
     --network-namespace-path="/run/netns/$ns" \
     --capability=CAP_NET_ADMIN,CAP_IPC_LOCK \
     --bind-ro="$WC_BIN/hactld:/usr/sbin/hactld" --bind-ro="$WC_BIN/hactl:/usr/bin/hactl" \
     --bind="$WC_LOOP" --hostname="$name" \
-    -M "$ns" -b --console=pipe </dev/null >"$d/console.log" 2>&1 &
+    -M "$ns" -b --console=pipe ) </dev/null >"$d/console.log" 2>&1 &
   pid=$!
   # Not a job of the caller: no "Killed" report when it is killed.
   disown "$pid"
@@ -275,6 +308,10 @@ wc_node_remove() {
   # The veth pair now (the namespace itself is freed asynchronously).
   ip -n "$WC_PREFIX-sw" link delete "$1" 2>/dev/null
   [ -e "/run/netns/$WC_PREFIX-$1" ] && ip netns delete "$WC_PREFIX-$1"
+  local cg
+  for cg in $(wc_cgroups "$1"); do
+    [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
   rm -rf --one-file-system "${WC_DIR:?}/$1"
 }
 
@@ -367,6 +404,10 @@ wc_cleanup() {
         if losetup -n -O BACK-FILE "$what" 2>/dev/null | grep -qF "$WC_DIR/disk.img"; then
           losetup -d "$what" || echo "warning: cannot detach $what"
         fi ;;
+      cgroup)
+        # What systemd left inside (empty once every process is gone), deepest first.
+        [ -d "$what" ] && find "$what" -depth -type d -exec rmdir {} + 2>/dev/null
+        [ -d "$what" ] && echo "warning: cannot remove cgroup $what (processes left in it?)" ;;
     esac
   done
   # The overlays were mounted in nspawn's own mount namespaces, gone with it;
