@@ -31,6 +31,8 @@ WC_VIP=$WC_NET.100
 WC_CLIENT=$WC_NET.200
 WC_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WC_REPO=$(cd "$WC_LIB_DIR/../../.." && pwd)
+# shellcheck source=vm-tests/nspawn/lib/cgroup.sh
+source "$WC_LIB_DIR/cgroup.sh"
 WC_UNIT_SRC=${WC_UNIT_SRC:-$WC_REPO/units/hactld.service}
 WC_POLICY_SRC=${WC_POLICY_SRC:-$WC_REPO/conf/dbus/org.hactl.Cluster1.conf}
 
@@ -157,30 +159,6 @@ EOF
 
 # ---------------------------------------------------------------- nodes
 
-# wc_cgroups NAME: the cgroup directories of node NAME's container, one per
-# hierarchy systemd uses (cgroup2, and the v1 name=systemd one of a hybrid
-# setup), below the cgroup this shell is in.
-#
-# Why: with --keep-unit and no systemd on the host, nspawn puts the
-# container's systemd in CALLER'S-CGROUP/payload. Every container started
-# from the same cgroup would then share one tree: the nginx.service of one
-# container would be the cgroup of every container's nginx, and systemd
-# stopping it in one container kills it in all the others (seen: parallel
-# runs broke each other; test-unit.sh's `systemctl stop hactld` would kill
-# these nodes' hactld). So each container gets a cgroup of its own.
-wc_cgroups() {
-  local mnt opts fstype rel
-  while read -r mnt fstype opts; do
-    case $fstype in
-      cgroup2) rel=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup) ;;
-      cgroup) [[ ,$opts, == *,name=systemd,* ]] || continue
-              rel=$(awk -F: '$2 == "name=systemd" { print $3 }' /proc/self/cgroup) ;;
-      *) continue ;;
-    esac
-    echo "$mnt${rel%/}/hactl-$WC_PREFIX-$1"
-  done < <(awk '{ for (i = 7; $i != "-"; i++); print $5, $(i + 1), $(i + 3) }' /proc/self/mountinfo)
-}
-
 # wc_node_boot NAME ID CONFIG: network namespace, overlay and container;
 # returns once the container's PID 1 exists (wc_node_wait_boot waits for
 # systemd). The key is $WC_DIR/authkey.
@@ -219,15 +197,10 @@ server {
 	}
 }
 EOF
-  local cg cgs=()
-  mapfile -t cgs < <(wc_cgroups "$name")
-  [ ${#cgs[@]} -gt 0 ] || { echo "container $ns: no cgroup hierarchy found in /proc/self/mountinfo"; return 1; }
-  for cg in "${cgs[@]}"; do
-    mkdir "$cg" || { echo "container $ns: cannot create cgroup $cg"; return 1; }
-    wc_record "cgroup $cg"
-  done
-  # (the subshell moves itself into the container's cgroups, then becomes nspawn)
-  ( for cg in "${cgs[@]}"; do echo "$BASHPID" > "$cg/cgroup.procs" || exit 1; done
+  wc_record "cgroup $WC_PREFIX-$name"
+  # A cgroup of its own (lib/cgroup.sh says why); the subshell enters it,
+  # then becomes nspawn.
+  ( nspawn_cgroup_enter "$WC_PREFIX-$name" || exit 1
     exec setsid systemd-nspawn -q -D "$WC_ROOTFS" --overlay="$WC_ROOTFS:$u:/" \
     --register=no --keep-unit --link-journal=no \
     --network-namespace-path="/run/netns/$ns" \
@@ -308,10 +281,7 @@ wc_node_remove() {
   # The veth pair now (the namespace itself is freed asynchronously).
   ip -n "$WC_PREFIX-sw" link delete "$1" 2>/dev/null
   [ -e "/run/netns/$WC_PREFIX-$1" ] && ip netns delete "$WC_PREFIX-$1"
-  local cg
-  for cg in $(wc_cgroups "$1"); do
-    [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
-  done
+  nspawn_cgroup_remove "$WC_PREFIX-$1"
   rm -rf --one-file-system "${WC_DIR:?}/$1"
 }
 
@@ -404,10 +374,7 @@ wc_cleanup() {
         if losetup -n -O BACK-FILE "$what" 2>/dev/null | grep -qF "$WC_DIR/disk.img"; then
           losetup -d "$what" || echo "warning: cannot detach $what"
         fi ;;
-      cgroup)
-        # What systemd left inside (empty once every process is gone), deepest first.
-        [ -d "$what" ] && find "$what" -depth -type d -exec rmdir {} + 2>/dev/null
-        [ -d "$what" ] && echo "warning: cannot remove cgroup $what (processes left in it?)" ;;
+      cgroup) nspawn_cgroup_remove "$what" ;;
     esac
   done
   # The overlays were mounted in nspawn's own mount namespaces, gone with it;
