@@ -11,6 +11,8 @@ packages=(
   systemd           # systemd-analyze
   systemd-container # systemd-nspawn: real systemd nodes (vm-tests/nspawn)
   debootstrap       # the nspawn nodes' root filesystem
+  curl              # the HTTP client of the web-cluster test and demo (vm-tests/nspawn/web-cluster.sh, scripts/demo.sh)
+  jq                # reads `hactl status --json` in the web-cluster test and benchmark
   openipmi          # ipmi_sim: a real RMCP+ BMC for the IPMI fencing tests
   ipmitool          # cross-checks hactl's IPMI client on the same BMC
   resource-agents   # standard OCF agents (Dummy, IPaddr2) for the ocf: agent and hactl ra tests

@@ -23,4 +23,7 @@ fi
 echo "== real systemd: the shipped unit in a systemd-nspawn container"
 vm-tests/nspawn/test-unit.sh
 
+echo "== real systemd: the web cluster (VIP + shared disk + nginx) on three systemd-nspawn nodes"
+vm-tests/nspawn/web-cluster.sh
+
 echo "== all tests passed in $(( $(date +%s) - start )) s"

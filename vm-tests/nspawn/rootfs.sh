@@ -4,6 +4,10 @@
 #
 # Prints the path of the finished rootfs on stdout (progress goes to stderr).
 #
+#   rootfs.sh        the base image (test-unit.sh)
+#   rootfs.sh web    the base image plus nginx, installed but disabled at boot
+#                    (web-cluster.sh, scripts/demo.sh): the cluster starts it
+#
 #   HACTL_CACHE   cache directory (default /var/cache/hactl-test); the rootfs
 #                 is $HACTL_CACHE/rootfs-bookworm-v$RECIPE
 #   HACTL_MIRROR  Debian mirror (default: the host's first deb.debian.org-style
@@ -21,9 +25,15 @@ set -euo pipefail
 RECIPE=1
 SUITE=bookworm
 PACKAGES=systemd,systemd-sysv,dbus,iproute2
+FLAVOR=${1:-}
 
 CACHE=${HACTL_CACHE:-/var/cache/hactl-test}
-FINAL=$CACHE/rootfs-$SUITE-v$RECIPE
+case $FLAVOR in
+  '') FINAL=$CACHE/rootfs-$SUITE-v$RECIPE ;;
+  # nginx: the web server of the web-cluster scenario.
+  web) PACKAGES=$PACKAGES,nginx; FINAL=$CACHE/rootfs-$SUITE-web-v$RECIPE ;;
+  *) printf 'rootfs.sh: unknown flavour "%s" (known: web)\n' "$FLAVOR" >&2; exit 2 ;;
+esac
 
 log() { printf 'rootfs.sh: %s\n' "$*" >&2; }
 
@@ -58,7 +68,7 @@ if [ -z "$mirror" ]; then
 fi
 
 mkdir -p "$CACHE"
-exec 9>"$CACHE/.rootfs.lock"
+exec 9>"$CACHE/.rootfs${FLAVOR:+-$FLAVOR}.lock"
 if ! flock -n 9; then
   log "another build holds $CACHE/.rootfs.lock; waiting for it"
   flock 9
@@ -83,7 +93,7 @@ remove_tree() {
 }
 
 # Leftovers of interrupted builds (we hold the lock: nobody else is building).
-for old in "$CACHE"/.rootfs-build.*; do
+for old in "$CACHE/.rootfs${FLAVOR:+-$FLAVOR}-build."*; do
   [ -e "$old" ] || continue
   log "removing an interrupted build: $old"
   remove_tree "$old"
@@ -92,7 +102,7 @@ done
 # only renamed into place complete), so rebuild it.
 [ -e "$FINAL" ] && remove_tree "$FINAL"
 
-TMP=$(mktemp -d "$CACHE/.rootfs-build.XXXXXX")
+TMP=$(mktemp -d "$CACHE/.rootfs${FLAVOR:+-$FLAVOR}-build.XXXXXX")
 trap 'remove_tree "$TMP"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -100,9 +110,9 @@ trap 'exit 143' TERM
 start=$(date +%s)
 log "debootstrap --variant=minbase $SUITE from $mirror into $TMP (about a minute)"
 if ! debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$TMP/root" "$mirror" \
-    > "$CACHE/debootstrap.log" 2>&1; then
-  log "debootstrap failed; last lines of $CACHE/debootstrap.log:"
-  tail -20 "$CACHE/debootstrap.log" >&2
+    > "$CACHE/debootstrap${FLAVOR:+-$FLAVOR}.log" 2>&1; then
+  log "debootstrap failed; last lines of $CACHE/debootstrap${FLAVOR:+-$FLAVOR}.log:"
+  tail -20 "$CACHE/debootstrap${FLAVOR:+-$FLAVOR}.log" >&2
   exit 1
 fi
 R=$TMP/root
@@ -120,6 +130,12 @@ ln -sf /dev/null "$R/etc/systemd/system/console-getty.service"
 mkdir -p "$R/etc/systemd/journald.conf.d"
 printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n' > "$R/etc/systemd/journald.conf.d/hactl-test.conf"
 rm -rf "$R"/var/cache/apt/archives/*.deb "$R"/var/lib/apt/lists/*
+# A service the cluster manages must not start at boot (what
+# `systemctl disable nginx` does).
+if [ "$FLAVOR" = web ]; then
+  rm -f "$R/etc/systemd/system/multi-user.target.wants/nginx.service"
+  [ -x "$R/usr/sbin/nginx" ] || { log "no nginx in the new rootfs"; exit 1; }
+fi
 [ -x "$R/usr/lib/systemd/systemd" ] || { log "no systemd in the new rootfs"; exit 1; }
 date -u +%Y-%m-%dT%H:%M:%SZ > "$R/.hactl-rootfs-complete"
 

@@ -61,6 +61,7 @@ NSPAWN_PID=
 CPID=
 CREATED_NS=()
 CREATED_RUNDIR=
+CREATED_CGROUP=
 T_PHASE=$T_START
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -76,6 +77,9 @@ fail() {
   printf 'FAIL %s: %s\n' "$1" "$2"
 }
 die() { printf 'FAIL setup: %s\n' "$*"; FAILED=$((FAILED + 1)); FAILED_NAMES+=(setup); exit 1; }
+
+# shellcheck source=vm-tests/nspawn/lib/cgroup.sh
+source "$HERE/lib/cgroup.sh"
 
 # ---------------------------------------------------------------- cleanup
 
@@ -106,6 +110,7 @@ cleanup() {
   if [ -n "$CPID" ] && kill -0 "$CPID" 2>/dev/null; then
     echo "warning: container PID 1 ($CPID) still alive after SIGKILL"
   fi
+  [ -n "$CREATED_CGROUP" ] && nspawn_cgroup_remove "$CREATED_CGROUP"
   for i in "${CREATED_NS[@]}"; do
     ip netns delete "$i" 2>/dev/null || echo "warning: cannot delete network namespace $i"
   done
@@ -295,11 +300,14 @@ phase_done "setup (node $NODE_NAME $NODE_ADDR in netns $NS_NODE, its peer $PEER_
 # ---------------------------------------------------------------- boot
 
 log "booting container $MACHINE"
-systemd-nspawn -q -D "$ROOTFS" --overlay="$ROOTFS:$U:/" \
+# In a cgroup of its own (lib/cgroup.sh says why).
+CREATED_CGROUP=$MACHINE
+( nspawn_cgroup_enter "$MACHINE" || exit 1
+  exec systemd-nspawn -q -D "$ROOTFS" --overlay="$ROOTFS:$U:/" \
   --register=no --keep-unit --link-journal=no \
   --network-namespace-path="/run/netns/$NS_NODE" \
   --capability=CAP_NET_ADMIN,CAP_IPC_LOCK \
-  -M "$MACHINE" -b --console=pipe </dev/null >"$RUNDIR/console.log" 2>&1 &
+  -M "$MACHINE" -b --console=pipe ) </dev/null >"$RUNDIR/console.log" 2>&1 &
 NSPAWN_PID=$!
 
 # The container's PID 1: the child of nspawn that is PID 1 in its namespace.
