@@ -560,6 +560,12 @@ impl Srp {
         self.events.pop_front()
     }
 
+    /// Whether events wait to be polled (a ring of one delivers a message
+    /// as it is broadcast, without any datagram or timer).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.token_loss_at,
