@@ -373,8 +373,27 @@ fn hactl_verbs_change_placement_and_return_once_the_cluster_settled() {
                     .any(|f| f["resource"] == "alpha" && f["node"] == "node2")
             })
     });
+    // The failed monitor stays listed after the recovery (until cleanup),
+    // though the next monitor succeeded.
+    let before = json(&c);
+    assert!(
+        before["controller"]["failed_actions"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|f| f["resource"] == "alpha"
+                && f["node"] == "node2"
+                && f["operation"] == "monitor"
+                && f["rc"] == 7)),
+        "{before:#}"
+    );
     run_ok(&c, 1, &["cleanup", "alpha"]);
     let after = json(&c);
+    assert_eq!(
+        after["controller"]["failed_actions"]
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "{after:#}"
+    );
     assert_eq!(
         after["controller"]["fail_counts"].as_array().map(Vec::len),
         Some(0),

@@ -146,6 +146,11 @@ pub struct Controller {
     targets: BTreeMap<String, Option<String>>,
     /// The DC waits for this node's probe of this resource.
     waiting_for_probe: Option<(NodeId, String)>,
+    /// The last failed operation per (node, resource, operation,
+    /// interval) this node has seen applied, until a cleanup: the
+    /// operation history keeps only the last result per operation, which a
+    /// successful monitor after a recovery overwrites.
+    failures: BTreeMap<(NodeId, String, OpName, u64), OpRecord>,
     out: VecDeque<Output>,
 }
 
@@ -310,6 +315,7 @@ impl Controller {
             idle: false,
             targets: BTreeMap::new(),
             waiting_for_probe: None,
+            failures: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -330,6 +336,14 @@ impl Controller {
     /// No transition runs and the last one computed had nothing to do.
     pub fn is_idle(&self) -> bool {
         self.settled && self.run.is_none() && self.idle && !self.dirty
+    }
+
+    /// The last failed operations seen since this process started (or the
+    /// last cleanup of them), newest first.
+    pub fn failures(&self) -> Vec<&OpRecord> {
+        let mut v: Vec<&OpRecord> = self.failures.values().collect();
+        v.sort_by_key(|r| std::cmp::Reverse(r.at));
+        v
     }
 
     /// The ring as [`build_view`] takes it.
@@ -467,6 +481,20 @@ impl Controller {
 
     /// The replicated state applied a command (ours or another node's).
     pub fn handle_applied(&mut self, config: &Config, cmd: &Command) {
+        match cmd {
+            Command::OpResult(rec) if failure_of(config, rec).is_some() => {
+                self.failures.insert(
+                    (rec.node, rec.resource.clone(), rec.op, rec.interval_ms),
+                    rec.clone(),
+                );
+            }
+            Command::Cleanup { resource, node } => {
+                self.failures.retain(|(n, r, _, _), _| {
+                    !(node.is_none_or(|x| x == *n) && resource.as_ref().is_none_or(|x| x == r))
+                });
+            }
+            _ => {}
+        }
         if let Command::Fenced(rec) = cmd
             && let Some(run) = &mut self.run
             && let Some(step) = run.steps.iter_mut().find(|s| {

@@ -216,21 +216,19 @@ pub fn build(
                         .map(|w| w.0),
                 });
             }
-            for rec in state.op_history(&r.id, n.id) {
-                if super::failure_of(config, rec).is_some() {
-                    failed_actions.push(FailedAction {
-                        resource: r.id.clone(),
-                        node: n.name.clone(),
-                        operation: rec.op.as_str().to_string(),
-                        interval_ms: rec.interval_ms,
-                        rc: rec.rc,
-                        rc_text: rc_text(rec.rc),
-                        reason: (!rec.exit_reason.is_empty()).then(|| rec.exit_reason.clone()),
-                        at_ms: rec.at.0,
-                    });
-                }
-            }
         }
+    }
+    for rec in ctl.failures() {
+        failed_actions.push(FailedAction {
+            resource: rec.resource.clone(),
+            node: name_of(rec.node),
+            operation: rec.op.as_str().to_string(),
+            interval_ms: rec.interval_ms,
+            rc: rec.rc,
+            rc_text: rc_text(rec.rc),
+            reason: (!rec.exit_reason.is_empty()).then(|| rec.exit_reason.clone()),
+            at_ms: rec.at.0,
+        });
     }
     failed_actions.sort_by_key(|f| std::cmp::Reverse(f.at_ms));
     ControllerSummary {
