@@ -275,6 +275,10 @@ const LEAVE_GRACE: Duration = Duration::from_millis(500);
 /// unit's TimeoutStopSec= is longer).
 const STOP_DEADLINE: Duration = Duration::from_secs(240);
 
+/// How long a D-Bus request waits for a changing ring to settle before it
+/// is refused (the API gives up after 5 s).
+const REQUEST_SETTLE_WAIT: Duration = Duration::from_secs(3);
+
 /// How often the controller looks at time-outs and pending work.
 const CONTROLLER_TICK: Duration = Duration::from_millis(250);
 
@@ -593,6 +597,8 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     // Set when this node must leave the cluster (a membership configuration
     // that differs from a peer's that was running first): when, and why.
     let mut leaving: Option<(tokio::time::Instant, String)> = None;
+    // D-Bus requests that arrived while the ring was changing.
+    let mut deferred: Vec<(tokio::time::Instant, crate::api::Request)> = Vec::new();
     // Set by SIGTERM: resources move away (or stop) before the node leaves;
     // by then at the latest.
     let mut stopping: Option<tokio::time::Instant> = None;
@@ -623,11 +629,18 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                 flush_out(&mut driver, &mut state_out);
             }
             Some(req) = requests.recv() => {
-                handle_request(req, &mut started, &quorum, &ctl);
+                if let Some(later) = handle_request(req, tokio::time::Instant::now(), &mut started, &quorum, &ctl) {
+                    deferred.push(later);
+                }
                 controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
                 flush_out(&mut driver, &mut state_out);
             }
             _ = tick.tick() => {
+                for (since, req) in std::mem::take(&mut deferred) {
+                    if let Some(later) = handle_request(req, since, &mut started, &quorum, &ctl) {
+                        deferred.push(later);
+                    }
+                }
                 controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
                 flush_out(&mut driver, &mut state_out);
             }
@@ -1069,15 +1082,30 @@ fn apply_resource_config(
 /// A change asked for over D-Bus. Refused unless this node is in a settled,
 /// quorate ring: a command made in a minority partition would be lost or
 /// fight the majority's when the partition heals.
+///
+/// While the ring is changing (a membership being formed or synchronised)
+/// the request waits, up to [`REQUEST_SETTLE_WAIT`]: `Some` gives it back
+/// to be tried again.
 fn handle_request(
     req: crate::api::Request,
+    since: tokio::time::Instant,
     started: &mut Started,
     quorum: &Quorum,
     ctl: &Controller,
-) {
+) -> Option<(tokio::time::Instant, crate::api::Request)> {
     use crate::api::Request;
-    let refusal = if ctl.dc().is_none() {
-        Some("this node has not joined a settled ring yet; try again in a moment".to_string())
+    let settling = started.ring.is_none()
+        || quorum.status().syncing
+        || started.replica.is_syncing()
+        || ctl.dc().is_none();
+    if settling && since.elapsed() < REQUEST_SETTLE_WAIT {
+        return Some((since, req));
+    }
+    let refusal = if settling {
+        Some(format!(
+            "this node has not joined a settled ring within {} s; check `hactl status` and try again",
+            REQUEST_SETTLE_WAIT.as_secs()
+        ))
     } else if !quorum.is_quorate() {
         Some("this node's partition has no quorum: changes are refused here; run the command on a node of the quorate partition".to_string())
     } else {
@@ -1087,7 +1115,7 @@ fn handle_request(
         Request::Submit { command, reply } => {
             if let Some(r) = refusal {
                 let _ = reply.send(Err(r));
-                return;
+                return None;
             }
             info!(?command, "api: submitting");
             started.replica.submit(command, wall_now());
@@ -1096,7 +1124,7 @@ fn handle_request(
         Request::ApplyConfig { text, file, reply } => {
             if let Some(r) = refusal {
                 let _ = reply.send(Err(r));
-                return;
+                return None;
             }
             // The first apply is compared with the file's configuration in
             // force (epoch 0).
@@ -1127,6 +1155,7 @@ fn handle_request(
             }
         }
     }
+    None
 }
 
 /// The first SIGTERM (or SIGINT): ask the cluster to move this node's

@@ -59,6 +59,12 @@ pub const RESULT_GRACE: Duration = Duration::from_secs(10);
 /// How long the DC waits for the outcome of fencing (every level of every
 /// device, each bounded by its own timeout) before it counts it as failed.
 pub const FENCE_RESULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// At start, how long a DC waits for the configured nodes that are not in
+/// its ring yet before it places anything (Pacemaker's dc-deadtime, which is
+/// 20 s): a resource already running on a node that joins a moment later is
+/// then found by that node's probe instead of being started elsewhere too.
+/// No wait once every configured node has been seen in a settled ring.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(5);
 /// Transitions in a row that change nothing before the DC stops computing
 /// (a scheduler that keeps asking for the same actions must not spin).
 pub const TRANSITIONS_PER_CHANGE_MAX: u32 = 32;
@@ -146,6 +152,10 @@ pub struct Controller {
     targets: BTreeMap<String, Option<String>>,
     /// The DC waits for this node's probe of this resource.
     waiting_for_probe: Option<(NodeId, String)>,
+    /// When this controller first saw a settled ring, and whether it has
+    /// seen every configured node in one since (see [`STARTUP_WAIT`]).
+    first_settled: Option<Instant>,
+    seen_all: bool,
     /// The last failed operation per (node, resource, operation,
     /// interval) this node has seen applied, until a cleanup: the
     /// operation history keeps only the last result per operation, which a
@@ -315,6 +325,8 @@ impl Controller {
             idle: false,
             targets: BTreeMap::new(),
             waiting_for_probe: None,
+            first_settled: None,
+            seen_all: false,
             failures: BTreeMap::new(),
             out: VecDeque::new(),
         }
@@ -694,6 +706,20 @@ impl Controller {
             return;
         }
         if self.spins >= TRANSITIONS_PER_CHANGE_MAX {
+            return;
+        }
+        // At start, give the configured nodes that are missing a moment to
+        // join (their probes may find what already runs there).
+        let first = *self.first_settled.get_or_insert(now);
+        let configured: NodeSet = {
+            let mut all = NodeSet::EMPTY;
+            config.nodes.iter().for_each(|n| all.insert(n.id));
+            all
+        };
+        if configured.is_subset(self.members) {
+            self.seen_all = true;
+        }
+        if !self.seen_all && now < first + STARTUP_WAIT {
             return;
         }
         // Nothing is placed before every member has answered the probes of

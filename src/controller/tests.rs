@@ -468,3 +468,23 @@ fn with_fencing_a_lost_node_is_fenced_before_its_resources_start_elsewhere() {
         "web starts on node 2 once node 3 is fenced"
     );
 }
+
+#[test]
+fn at_start_the_dc_waits_a_moment_for_configured_nodes_that_are_missing() {
+    let mut w = World::new();
+    for n in [1, 2] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2]), true, true, false);
+    assert!(
+        executes(&w.tick(&mut dc)).is_empty(),
+        "node 3 may still come"
+    );
+    w.clock += STARTUP_WAIT.as_millis() as u64 - 10;
+    assert!(executes(&w.tick(&mut dc)).is_empty());
+    w.clock += 20;
+    let ex = executes(&w.tick(&mut dc));
+    assert_eq!(ex.len(), 1, "placed once the wait is over: {ex:?}");
+}
