@@ -708,7 +708,11 @@ fn by_tag(
         return Ok(p);
     }
     let out = run_program(
-        Command::new("blkid").args([blkid_flag, value]),
+        // Without blkid's cache file: it can miss a device that was just
+        // made while other blkid processes rewrite the cache (seen in CI,
+        // with tests making loop devices in parallel); a probe of every
+        // device is cheap on an appliance.
+        Command::new("blkid").args(["-c", "/dev/null", blkid_flag, value]),
         Duration::from_millis(BLKID_TIMEOUT_MS)
             .min(deadline.saturating_duration_since(Instant::now())),
     )
