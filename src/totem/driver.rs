@@ -259,6 +259,10 @@ pub struct Driver {
     /// all, for tools and tests), and the value stored there.
     state_dir: Option<std::path::PathBuf>,
     ring_seq_stored: u64,
+    /// Receive buffers, one per link, allocated once (a fresh zeroed
+    /// 64 KiB pair per datagram cost more than the rest of an idle token
+    /// visit).
+    rx_bufs: [Vec<u8>; 2],
 }
 
 impl Driver {
@@ -307,6 +311,7 @@ impl Driver {
             link_silence,
             state_dir,
             ring_seq_stored: ring_seq_seen,
+            rx_bufs: [vec![0u8; DATAGRAM_BYTES_MAX], vec![0u8; DATAGRAM_BYTES_MAX]],
         };
         d.flush();
         Ok(d)
@@ -419,21 +424,20 @@ impl Driver {
             return;
         }
         enum Woke {
-            Packet(usize, io::Result<(Vec<u8>, usize, SocketAddr)>),
+            Packet(usize, io::Result<(usize, SocketAddr)>),
             Timer,
         }
         let deadline = self.srp.poll_timeout();
         let wait = deadline.map(|t| t.saturating_since(self.clock.now()));
         let woke = {
-            let mut buf0 = vec![0u8; DATAGRAM_BYTES_MAX];
-            let mut buf1 = vec![0u8; DATAGRAM_BYTES_MAX];
+            let [buf0, buf1] = &mut self.rx_bufs;
             let link0 = &self.links[0].socket;
             let link1 = self.links.get(1).map(|l| &l.socket);
             tokio::select! {
-                r = link0.recv_from(&mut buf0) => Woke::Packet(0, r.map(|(n, from)| (buf0, n, from))),
+                r = link0.recv_from(buf0) => Woke::Packet(0, r),
                 r = async {
                     match link1 {
-                        Some(s) => s.recv_from(&mut buf1).await.map(|(n, from)| (buf1, n, from)),
+                        Some(s) => s.recv_from(buf1).await,
                         None => std::future::pending().await,
                     }
                 } => Woke::Packet(1, r),
@@ -447,7 +451,11 @@ impl Driver {
         };
         match woke {
             Woke::Timer => self.srp.handle_timeout(self.clock.now()),
-            Woke::Packet(link, Ok((buf, n, from))) => self.receive(link, &buf[..n], from),
+            Woke::Packet(link, Ok((n, from))) => {
+                let buf = std::mem::take(&mut self.rx_bufs[link]);
+                self.receive(link, &buf[..n], from);
+                self.rx_bufs[link] = buf;
+            }
             Woke::Packet(_, Err(e)) => warn!(error = %e, "totem: receive failed"),
         }
         // A busy socket must not starve the timers.
