@@ -20,7 +20,7 @@
 #
 # HACTL_BIN_DIR=DIR takes hactld and hactl from DIR instead of building.
 #
-# FENCING IS OFF in this demo: no fence device is configured, so a node that
+# FENCING IS OFF in this demo: fencing_disabled_i_understand_split_brain = true, so a node that
 # disappears is taken as cleanly down.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -135,7 +135,7 @@ step "the page, fetched from the client namespace: curl http://$WC_VIP/"
 echo "  $(wc_http)"
 
 step "failover: crash node2, the node serving the page (SIGKILL of its container, switch port down)"
-echo "  (fencing is OFF in this demo: no fence device is configured)"
+echo "  (fencing is OFF in this demo: fencing_disabled_i_understand_split_brain = true)"
 t0=$(wc_now_ms)
 wc_node_kill node2
 wc_wait_served node1 60 || failed "web did not move to node1 (last answer: $WC_LAST)"

@@ -1195,7 +1195,8 @@ fn controller_turn(
     let members = started.ring.map_or(NodeSet::EMPTY, |(_, m)| m);
     let settled =
         started.ring.is_some() && !quorum.status().syncing && !started.replica.is_syncing();
-    let fencing = !started.config.fence_devices.is_empty();
+    let fencing =
+        !started.config.fence_devices.is_empty() && !started.config.cluster.fencing_disabled;
     ctl.handle_ring(members, settled, quorum.is_quorate(), fencing);
     ctl.tick(
         &started.config,

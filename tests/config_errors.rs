@@ -4507,3 +4507,31 @@ fn hold_accepts_zero_and_units_and_a_default_above_the_limit_is_clamped_silently
     assert!(about_totem(&short).is_empty(), "{}", dump(&short.warnings));
     assert_eq!(short.config.totem.timers.effective_hold_ms(1), 4);
 }
+
+#[test]
+fn fencing_disabled_is_said_loudly_and_replaces_the_no_fencing_warning() {
+    let text = "[cluster]\nname = \"c\"\nfencing_disabled_i_understand_split_brain = true\n\n[totem]\nauthkey = \"/k\"\n\n[[node]]\nname = \"a\"\nid = 1\naddresses = [\"10.0.0.1\"]\n";
+    let loaded = hactl::config::parse_str(text, std::path::Path::new("f.toml")).expect("valid");
+    assert!(loaded.config.cluster.fencing_disabled);
+    let keys: Vec<(&str, &str)> = loaded
+        .warnings
+        .iter()
+        .map(|d| (d.key.as_str(), d.message.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![(
+            "cluster.fencing_disabled_i_understand_split_brain",
+            "fencing is OFF: a node that is cut off keeps running its resources while the others start them too"
+        )],
+        "{:?}",
+        loaded.warnings
+    );
+    assert_eq!(loaded.warnings[0].line, 3);
+    // It survives `config show` (the canonical form).
+    let shown = hactl::config::canonical(&loaded.config);
+    assert!(
+        shown.contains("fencing_disabled_i_understand_split_brain = true"),
+        "{shown}"
+    );
+}

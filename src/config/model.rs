@@ -56,6 +56,10 @@ impl Config {
 pub struct ClusterSection {
     pub name: String,
     pub no_quorum_policy: NoQuorumPolicy,
+    /// `fencing_disabled_i_understand_split_brain = true`: no node is ever
+    /// fenced, even with fence devices configured; a node that disappears
+    /// is taken as cleanly down. For labs and tests.
+    pub fencing_disabled: bool,
     pub resource_defaults: ResourceDefaults,
     pub op_defaults: OpDefaults,
 }

@@ -297,6 +297,7 @@ fn parse_cluster(
     let mut section = ClusterSection {
         name: String::new(),
         no_quorum_policy: NoQuorumPolicy::Stop,
+        fencing_disabled: false,
         resource_defaults: ResourceDefaults {
             resource_stickiness: Score::ZERO,
             migration_threshold: None,
@@ -346,6 +347,17 @@ fn parse_cluster(
         ],
     ) {
         section.no_quorum_policy = p;
+    }
+    if let Some(b) = t.bool(sink, spans, "fencing_disabled_i_understand_split_brain") {
+        section.fencing_disabled = b;
+        if b {
+            sink.warning(
+                &spans.at("cluster.fencing_disabled_i_understand_split_brain"),
+                "cluster.fencing_disabled_i_understand_split_brain",
+                "fencing is OFF: a node that is cut off keeps running its resources while the others start them too",
+                "for labs and tests only; remove this line and configure [[fence_device]] with fence_levels for every node",
+            );
+        }
     }
     if let Some(mut d) = t.table(sink, spans, "resource_defaults") {
         if let Some(s) = d.score(sink, spans, "resource_stickiness") {

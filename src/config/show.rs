@@ -88,6 +88,9 @@ fn cluster_section(out: &mut String, c: &ClusterSection) {
         NoQuorumPolicy::Ignore => "ignore",
     };
     let _ = writeln!(out, "no_quorum_policy = {}", q(policy));
+    if c.fencing_disabled {
+        let _ = writeln!(out, "fencing_disabled_i_understand_split_brain = true");
+    }
     let d = &c.resource_defaults;
     let _ = writeln!(out, "\n[cluster.resource_defaults]");
     let _ = writeln!(

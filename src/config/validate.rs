@@ -188,12 +188,14 @@ fn check_nodes(c: &Config, paths: &Paths, sink: &mut Sink, spans: &Spans) {
             );
         }
     }
-    if c.fence_devices.is_empty() && !spans.contains("fence_device") {
+    if c.cluster.fencing_disabled {
+        // Said by the parser, once.
+    } else if c.fence_devices.is_empty() && !spans.contains("fence_device") {
         sink.warning(
             &spans.at("node"),
             "fence_device",
             "no fencing is configured",
-            "a node that fails uncleanly cannot be fenced, so hactl cannot be sure its resources stopped before they start elsewhere; add a [[fence_device]] (ipmi, libvirt, agent or watchdog) and fence_levels for each node",
+            "a node that fails uncleanly cannot be fenced, so hactl cannot be sure its resources stopped before they start elsewhere; add a [[fence_device]] (ipmi, libvirt, agent or watchdog) and fence_levels for each node (or, for a lab, say so with [cluster] fencing_disabled_i_understand_split_brain = true)",
         );
     } else if !c.fence_devices.is_empty() {
         for (n, path) in c.nodes.iter().zip(&paths.nodes) {

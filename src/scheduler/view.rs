@@ -186,9 +186,11 @@ impl Default for Extensions {
 
 impl Extensions {
     /// The extensions implied by a TOML configuration: configuring a fence
-    /// device is what turns fencing on (see docs/configuration.md).
+    /// device is what turns fencing on, unless
+    /// `fencing_disabled_i_understand_split_brain` (see
+    /// docs/configuration.md).
     pub fn for_config(config: &crate::config::Config) -> Extensions {
-        let fencing = !config.fence_devices.is_empty();
+        let fencing = !config.fence_devices.is_empty() && !config.cluster.fencing_disabled;
         Extensions {
             fencing_enabled: fencing,
             fence_device_configured: fencing,

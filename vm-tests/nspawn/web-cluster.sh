@@ -7,7 +7,7 @@
 # namespace fetches http://VIP/ after every step: the page comes from the
 # shared disk and names the node that serves it.
 #
-# FENCING IS OFF in this test: no [[fence_device]] is configured, so a node
+# FENCING IS OFF in this test: fencing_disabled_i_understand_split_brain = true, so a node
 # that disappears is taken as cleanly down (fencing has its own tests).
 #
 # Usage (as root): vm-tests/nspawn/web-cluster.sh
@@ -78,7 +78,7 @@ cleanup() {
     printf '  %s\n' "${TIMINGS[@]}"
   fi
   echo
-  echo "(fencing was OFF in this run: no fence device configured)"
+  echo "(fencing was OFF in this run: fencing_disabled_i_understand_split_brain = true)"
   if [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ]; then
     echo "RESULT: all $PASSED checks passed in $(since "$T_START")"
     exit 0
@@ -305,7 +305,7 @@ holder=$(wc_served_by)
 case $holder in node1|node2|node4) ;; *) holder=node2 ;; esac
 next=; for n in node2 node1 node4; do [ "$n" != "$holder" ] && { next=$n; break; }; done
 last=; for n in node1 node2 node4; do [ "$n" != "$holder" ] && [ "$n" != "$next" ] && last=$n; done
-echo "(fencing is OFF: the survivors take $holder as cleanly down, no fence device configured)"
+echo "(fencing is OFF: the survivors take $holder as cleanly down, fencing_disabled_i_understand_split_brain = true)"
 t0=$(wc_now_ms)
 wc_node_kill "$holder"
 if wc_wait_served "$next" "$MOVE_TIMEOUT_S"; then
