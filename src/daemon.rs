@@ -2,11 +2,13 @@
 //! notification protocol (READY=1, STATUS=, WATCHDOG=1, STOPPING=1),
 //! signals, and the main loop.
 //!
-//! For now the daemon loads and validates the configuration, works out which
-//! node it is, checks the cluster key, and then serves its main loop
-//! (watchdog pings, reload on SIGHUP, clean stop on SIGTERM). Membership,
-//! quorum and resource management plug into this loop as they land. The
-//! D-Bus API ([`crate::api`]) runs beside it and serves what it publishes.
+//! The daemon loads and validates the configuration, works out which node
+//! it is, checks the cluster key, and then runs its main loop: totem
+//! ([`crate::totem::driver`]), quorum, the replicated state, the controller
+//! ([`crate::controller`]) with the executor and fencing, watchdog pings,
+//! reload on SIGHUP, and on SIGTERM a clean stop that moves this node's
+//! resources away first. The D-Bus API ([`crate::api`]) runs beside it,
+//! serves what the loop publishes and hands it the requests of `hactl`.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
