@@ -7,6 +7,7 @@
 //! land.
 
 pub mod check;
+pub mod cluster;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
