@@ -143,6 +143,9 @@ pub struct Controller {
     targets: BTreeMap<String, Option<String>>,
     /// The DC waits for this node's probe of this resource.
     waiting_for_probe: Option<(NodeId, String)>,
+    /// One-shot operations this node was asked to run whose results have
+    /// not come yet: (resource, operation, interval) → how many.
+    local_ops: BTreeMap<(String, OpName, u64), u32>,
     out: VecDeque<Output>,
 }
 
@@ -304,6 +307,7 @@ impl Controller {
             idle: false,
             targets: BTreeMap::new(),
             waiting_for_probe: None,
+            local_ops: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -350,6 +354,13 @@ impl Controller {
     /// Where the last transition puts `resource` (a primitive or `ID:N`).
     pub fn target(&self, resource: &str) -> Option<Option<&str>> {
         self.targets.get(resource).map(|t| t.as_deref())
+    }
+
+    /// Whether operations asked of this node still run or wait in its
+    /// executor (a node shutting down must not leave before they end: a
+    /// cleanup may have erased their pending records).
+    pub fn has_local_ops(&self) -> bool {
+        !self.local_ops.is_empty()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -480,6 +491,10 @@ impl Controller {
             // DC waits for the answers before it places them).
             for r in &config.resources {
                 if resource.as_ref().is_none_or(|x| *x == r.id) {
+                    *self
+                        .local_ops
+                        .entry((r.id.clone(), OpName::Monitor, 0))
+                        .or_default() += 1;
                     self.out.push_back(Output::Run {
                         resource: r.id.clone(),
                         op: OpName::Monitor,
@@ -578,6 +593,10 @@ impl Controller {
                     exit_reason: String::new(),
                 })));
         }
+        *self
+            .local_ops
+            .entry((resource.clone(), msg.op, msg.interval_ms))
+            .or_default() += 1;
         self.out.push_back(Output::Run {
             resource,
             op: msg.op,
@@ -615,6 +634,27 @@ impl Controller {
                 )
                 .to_string(),
             })));
+        let key = (resource.to_string(), op, interval_ms);
+        if let Some(n) = self.local_ops.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.local_ops.remove(&key);
+            } else if op != OpName::Monitor {
+                // The same operation waits again in the executor (asked
+                // for by a later transition): the result just recorded
+                // replaced its pending record, so record it again.
+                self.out
+                    .push_back(Output::Submit(Command::OpResult(OpRecord {
+                        resource: resource.to_string(),
+                        node: self.me,
+                        op,
+                        interval_ms,
+                        rc: RC_PENDING,
+                        at: now_wall,
+                        exit_reason: String::new(),
+                    })));
+            }
+        }
         if failed && fail_count > 0 {
             self.out.push_back(Output::Submit(Command::FailCountSet {
                 resource: resource.to_string(),

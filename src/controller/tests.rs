@@ -419,3 +419,76 @@ fn with_fencing_a_lost_node_is_fenced_before_its_resources_start_elsewhere() {
         "web starts on node 2 once node 3 is fenced"
     );
 }
+
+/// Found by tests/cluster_sim.rs (seed 278): a start that hung past the
+/// DC's deadline, then the same start asked for again by a later
+/// transition; the first one's result replaced the second one's pending
+/// record, the DC saw the resource stopped there and started it on
+/// another node while the queued start still ran here.
+#[test]
+fn a_result_with_the_same_operation_still_queued_records_it_pending_again() {
+    let w = World::new();
+    let mut c = Controller::new(2);
+    c.handle_ring(set(&[1, 2, 3]), true, true, false);
+    w.tick(&mut c);
+    outputs(&mut c);
+    assert!(!c.has_local_ops());
+    let start = |transition| Execute {
+        dc: 1,
+        transition,
+        action: 0,
+        node: 2,
+        resource: "web".into(),
+        op: OpName::Start,
+        interval_ms: 0,
+        timeout_ms: 20_000,
+    };
+    c.handle_execute(1, &start(1), WallMs(1));
+    c.handle_execute(1, &start(2), WallMs(2));
+    outputs(&mut c);
+    assert!(c.has_local_ops());
+    let pending = |out: &[Output]| {
+        out.iter().any(|o| {
+            matches!(o, Output::Submit(Command::OpResult(r))
+                if r.op == OpName::Start && r.rc == RC_PENDING)
+        })
+    };
+    // The first (hung) start ends: its result, then the second is pending.
+    c.handle_op_result("web", OpName::Start, 0, 1, "timed out", true, 1, WallMs(3));
+    let out = outputs(&mut c);
+    assert!(
+        matches!(&out[0], Output::Submit(Command::OpResult(r)) if r.rc == 1),
+        "{out:?}"
+    );
+    assert!(
+        pending(&out),
+        "the queued start is recorded pending again: {out:?}"
+    );
+    assert!(c.has_local_ops());
+    c.handle_op_result("web", OpName::Start, 0, 0, "", false, 0, WallMs(4));
+    let out = outputs(&mut c);
+    assert!(!pending(&out), "{out:?}");
+    assert!(!c.has_local_ops());
+}
+
+/// Found by tests/cluster_sim.rs (seed 269): a cleanup erased the pending
+/// record of a stop that still ran on a node shutting down; the node left
+/// the ring while the resource ran, and it started elsewhere too.
+#[test]
+fn probes_after_a_cleanup_are_local_operations_until_they_answer() {
+    let mut w = World::new();
+    let mut c = Controller::new(2);
+    c.handle_ring(set(&[1, 2, 3]), true, true, false);
+    w.apply(
+        1,
+        Command::Cleanup {
+            resource: None,
+            node: None,
+        },
+        &mut [&mut c],
+    );
+    outputs(&mut c);
+    assert!(c.has_local_ops(), "the probe runs");
+    c.handle_op_result("web", OpName::Monitor, 0, 0, "", false, 0, WallMs(5));
+    assert!(!c.has_local_ops());
+}

@@ -19,7 +19,8 @@
 //! Fencing is on (every node has a fence level): [`controller::Output::Fence`]
 //! powers the target off after a seeded delay (everything on it stops
 //! running), then, if the DC that asked is still the same process, its
-//! replica records `Command::Fenced` (success), as `fence_node` does.
+//! replica records `Command::Fenced` (success), as `fence_node` does. The
+//! fenced machine boots again a few seconds later and starts hactld.
 //!
 //! docs/simulation-cluster.md describes the invariants the tests check.
 
@@ -68,6 +69,8 @@ pub struct Timings {
     pub stop_ms: (u64, u64),
     pub monitor_ms: (u64, u64),
     pub fence_ms: (u64, u64),
+    /// From fencing to hactld running again on the rebooted machine.
+    pub boot_ms: (u64, u64),
 }
 
 impl Default for Timings {
@@ -77,6 +80,7 @@ impl Default for Timings {
             stop_ms: (20, 400),
             monitor_ms: (5, 60),
             fence_ms: (300, 3_000),
+            boot_ms: (2_000, 10_000),
         }
     }
 }
@@ -137,6 +141,10 @@ enum Timed {
         incarnation: u64,
         target: NodeId,
     },
+    /// A fenced machine boots again (fencing reboots) and starts hactld.
+    Boot {
+        node: usize,
+    },
 }
 
 /// A command applied by a node's replica (for the no-lost-command check).
@@ -167,6 +175,8 @@ pub struct ClusterSim {
     pub fenced: Vec<(Instant, NodeId, NodeId)>,
     /// Checked after every step; a message says what broke.
     pub check: Option<CheckFn>,
+    /// A fenced machine boots again and starts hactld (fencing reboots).
+    pub reboot_after_fencing: bool,
 }
 
 /// An invariant checked after every step.
@@ -229,6 +239,7 @@ impl ClusterSim {
             applied: Vec::new(),
             fenced: Vec::new(),
             check: None,
+            reboot_after_fencing: true,
         };
         c.at(Instant::ZERO + CONTROLLER_TICK, Timed::ControllerTick);
         c.pump();
@@ -401,6 +412,11 @@ impl ClusterSim {
                 self.flush_out(node);
                 self.check_stopping(node);
             }
+            Timed::Boot { node } => {
+                if !self.nodes[node].powered {
+                    self.restart(node);
+                }
+            }
             Timed::FenceDone {
                 dc,
                 incarnation,
@@ -410,6 +426,14 @@ impl ClusterSim {
                 // Fencing powers the target off, whatever it was doing.
                 if self.nodes[t].powered {
                     self.power_off(t);
+                    if self.reboot_after_fencing {
+                        let (lo, hi) = self.timings.boot_ms;
+                        let d = self.rng.range(lo, hi);
+                        self.at(
+                            self.sim.now + Duration::from_millis(d),
+                            Timed::Boot { node: t },
+                        );
+                    }
                 }
                 if !self.live(dc, incarnation) {
                     self.note(format!(
@@ -778,7 +802,8 @@ impl ClusterSim {
             return;
         };
         let node = &self.nodes[i];
-        let active = Controller::has_active_resources(&self.config, node.replica.state(), node.id);
+        let active = Controller::has_active_resources(&self.config, node.replica.state(), node.id)
+            || node.ctl.has_local_ops();
         if !active || self.sim.now >= deadline {
             self.note(format!(
                 "n{} leaves after a clean shutdown{}",
@@ -845,7 +870,9 @@ impl ClusterSim {
             return;
         }
         let node = &mut self.nodes[i];
-        if !Controller::has_active_resources(&self.config, node.replica.state(), node.id) {
+        if !Controller::has_active_resources(&self.config, node.replica.state(), node.id)
+            && !node.ctl.has_local_ops()
+        {
             self.note(format!("shutdown n{}: nothing active, leaves now", i + 1));
             self.process_exit(i);
             return;
