@@ -268,10 +268,22 @@ impl Scenario {
                 group_node = Some(on[0]);
             }
         }
+        if self.up().len() != self.c.nodes.len() {
+            return Err("not every node is up".into());
+        }
         for n in &self.c.nodes {
             if !n.ctl.is_idle() {
+                let detail = if std::env::var_os("HACTL_SEED").is_some() {
+                    format!(
+                        "\n  controller: {:?}\n  state: {:?}",
+                        n.ctl,
+                        n.replica.state().nodes
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(format!(
-                    "the controller of n{} is not idle (waiting for probe: {:?})",
+                    "the controller of n{} is not idle (waiting for probe: {:?}){detail}",
                     n.id,
                     n.ctl.waiting_for_probe()
                 ));
@@ -430,6 +442,11 @@ fn run(seed: u64) -> String {
     let recovered_by = t + 60_000;
     let mut last = String::new();
     while t < recovered_by {
+        for i in 0..n {
+            if !s.c.nodes[i].up && s.c.nodes[i].stopping.is_none() {
+                s.c.restart(i);
+            }
+        }
         t += 250;
         s.c.run_until(ms(t));
         match s.settled_and_running() {
