@@ -123,6 +123,8 @@ pub struct Controller {
     members: NodeSet,
     settled: bool,
     quorate: bool,
+    /// Whether nodes that leave must be fenced (fence devices configured).
+    fencing: bool,
     /// Nodes that left without a clean shutdown (to be fenced when fencing
     /// is on).
     unclean: NodeSet,
@@ -233,6 +235,35 @@ pub fn build_view(
     (cfg, view)
 }
 
+/// Nodes outside the ring that the replicated state shows running
+/// something (or an operation pending) with no successful fencing of them
+/// recorded since their last operation: unclean, whether or not this
+/// controller saw them leave. A DC that started (or joined) after such a
+/// node was lost never saw it leave; without this it would count the node
+/// cleanly offline and start its resources while they may still run there
+/// (found by tests/cluster_sim.rs, seed 149). A node that shut down cleanly
+/// left only once nothing was active there, so it is never counted.
+pub fn unclean_by_state(config: &Config, state: &ClusterState, members: NodeSet) -> NodeSet {
+    let mut out = NodeSet::EMPTY;
+    for n in &config.nodes {
+        if members.contains(n.id) || !Controller::has_active_resources(config, state, n.id) {
+            continue;
+        }
+        let last_op = state
+            .nodes
+            .get(&n.id)
+            .and_then(|f| f.ops.values().map(|(_, r)| r.at).max());
+        let fenced_since = state
+            .fencing
+            .iter()
+            .any(|f| f.target == n.id && f.error.is_none() && last_op.is_none_or(|at| f.at >= at));
+        if !fenced_since {
+            out.insert(n.id);
+        }
+    }
+    out
+}
+
 /// The primitive a scheduler resource name refers to (`ID:N` → `ID`).
 pub fn primitive_of(resource: &str) -> &str {
     resource.split_once(':').map_or(resource, |(p, _)| p)
@@ -297,6 +328,7 @@ impl Controller {
             members: NodeSet::EMPTY,
             settled: false,
             quorate: false,
+            fencing: false,
             unclean: NodeSet::EMPTY,
             started_clean: false,
             shutting_down: NodeSet::EMPTY,
@@ -371,6 +403,7 @@ impl Controller {
     /// `settled`: quorum and the replicated state have synchronised in this
     /// ring. `fencing`: whether nodes that leave must be fenced.
     pub fn handle_ring(&mut self, members: NodeSet, settled: bool, quorate: bool, fencing: bool) {
+        self.fencing = fencing;
         if members != self.members {
             let left = self.members.minus(members);
             if fencing {
@@ -714,7 +747,13 @@ impl Controller {
         self.waiting_for_probe = None;
         self.spins += 1;
         self.dirty = false;
-        let (cfg, view) = build_view(config, state, &self.ring_view(), now_wall, now);
+        let mut ring = self.ring_view();
+        if self.fencing {
+            ring.unclean = ring
+                .unclean
+                .union(unclean_by_state(config, state, self.members));
+        }
+        let (cfg, view) = build_view(config, state, &ring, now_wall, now);
         let t = scheduler::schedule_with(
             &cfg,
             &Extensions::for_config(config),

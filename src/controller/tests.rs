@@ -492,3 +492,70 @@ fn probes_after_a_cleanup_are_local_operations_until_they_answer() {
     c.handle_op_result("web", OpName::Monitor, 0, 0, "", false, 0, WallMs(5));
     assert!(!c.has_local_ops());
 }
+
+/// Found by tests/cluster_sim.rs (seed 149): node 3 ran web and was cut
+/// off; node 1 restarted and became the DC of the majority without ever
+/// seeing node 3 leave. It must still fence node 3 before web starts
+/// elsewhere (its record says web runs there and nothing fenced it since).
+#[test]
+fn a_new_dc_fences_a_lost_node_it_never_saw_leave_before_starting_its_resources() {
+    let text = CONFIG.replace(
+        "[[resource]]",
+        "[[fence_device]]\nid = \"f3\"\nkind = \"libvirt\"\nuri = \"qemu:///system\"\ndomain = \"n3\"\n\n[[resource]]",
+    ) + "\n";
+    let text = text.replace(
+        "addresses = [\"10.0.0.3\"]",
+        "addresses = [\"10.0.0.3\"]\nfence_levels = [[\"f3\"]]",
+    );
+    let mut w = World::new();
+    w.config = parse_str(&text, std::path::Path::new("c.toml"))
+        .expect("valid")
+        .config;
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let started = w.result(3, OpName::Start, 0);
+    w.apply(3, started, &mut []);
+    // A new DC in a ring without node 3: it never saw node 3 leave.
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = w.tick(&mut dc);
+    assert!(out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    assert!(
+        executes(&out).iter().all(|e| e.op != OpName::Start),
+        "started before node 3 was fenced: {out:?}"
+    );
+    // Without fencing configured the node counts as offline, as before.
+    let mut nofence = Controller::new(1);
+    nofence.handle_ring(set(&[1, 2]), true, true, false);
+    let out = w.tick(&mut nofence);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Fence { .. })),
+        "{out:?}"
+    );
+    // Once fenced, web starts elsewhere.
+    let fenced = Command::Fenced(crate::state::FenceRecord {
+        at: WallMs(w.clock + 1),
+        target: 3,
+        device: "f3".into(),
+        action: crate::state::FenceAction::Reboot,
+        error: None,
+        executor: 1,
+    });
+    w.apply(1, fenced, &mut [&mut dc]);
+    let mut started_on = None;
+    for _ in 0..3 {
+        if let Some(e) = executes(&w.tick(&mut dc))
+            .into_iter()
+            .find(|e| e.op == OpName::Start)
+        {
+            started_on = Some(e.node);
+        }
+    }
+    assert_eq!(
+        started_on,
+        Some(2),
+        "web starts on node 2 once node 3 is fenced"
+    );
+}
