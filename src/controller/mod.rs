@@ -264,6 +264,29 @@ pub fn unclean_by_state(config: &Config, state: &ClusterState, members: NodeSet)
     out
 }
 
+/// A member other than `node` where an operation of `resource` (a
+/// primitive, not a clone instance) is recorded pending (on a node outside
+/// the ring it ended with the node: fenced, or shut down cleanly).
+fn pending_elsewhere(
+    state: &ClusterState,
+    members: NodeSet,
+    resource: &str,
+    node: NodeId,
+) -> Option<NodeId> {
+    if resource.contains(':') {
+        return None;
+    }
+    state.nodes.iter().find_map(|(id, facts)| {
+        (*id != node
+            && members.contains(*id)
+            && facts
+                .ops
+                .values()
+                .any(|(_, r)| r.resource == resource && r.rc == RC_PENDING))
+        .then_some(*id)
+    })
+}
+
 /// The primitive a scheduler resource name refers to (`ID:N` → `ID`).
 pub fn primitive_of(resource: &str) -> &str {
     resource.split_once(':').map_or(resource, |(p, _)| p)
@@ -724,7 +747,7 @@ impl Controller {
                 }
             }
         }
-        self.dispatch(now);
+        self.dispatch(state, now);
         if self.run.is_some() || !self.dirty {
             return;
         }
@@ -860,12 +883,12 @@ impl Controller {
             steps,
             aborted: false,
         });
-        self.dispatch(now);
+        self.dispatch(state, now);
     }
 
     /// Starts every action whose predecessors succeeded; ends the run when
     /// nothing more can happen.
-    fn dispatch(&mut self, now: Instant) {
+    fn dispatch(&mut self, state: &ClusterState, now: Instant) {
         let Some(run) = &mut self.run else { return };
         loop {
             let mut progressed = false;
@@ -888,6 +911,22 @@ impl Controller {
                     };
                     progressed = true;
                     continue;
+                }
+                if let Some((node, resource, OpName::Start | OpName::Promote, ..)) = &step.run
+                    && let Some(other) = pending_elsewhere(state, self.members, resource, *node)
+                {
+                    // An operation on it still waits on another node (its
+                    // result came from an earlier request of the same
+                    // operation): starting it here could make it run twice.
+                    // Compute again once that node reports.
+                    let label = step.label.clone();
+                    self.out.push_back(Output::Note(format!(
+                        "transition {}: {label} held back: an operation of it is still pending on node {other}",
+                        run.id
+                    )));
+                    run.aborted = true;
+                    self.dirty = true;
+                    break;
                 }
                 match &step.run {
                     None => step.state = ActionState::Done,

@@ -559,3 +559,41 @@ fn a_new_dc_fences_a_lost_node_it_never_saw_leave_before_starting_its_resources(
         "web starts on node 2 once node 3 is fenced"
     );
 }
+
+/// Found by tests/cluster_sim.rs (seeds 380, 750, 813): node 3 had two
+/// stops and a start of web queued (a hung start, a DC that changed); the
+/// result of the first stop completed the DC's stop step, and the DC
+/// started web on node 2 while the queued start was still to run on
+/// node 3. A start is held back while web is pending on another member.
+#[test]
+fn a_start_is_held_back_while_the_resource_is_pending_on_another_member() {
+    let mut w = World::new();
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let started = w.result(3, OpName::Start, 0);
+    w.apply(3, started, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, false);
+    // web prefers node 2: it moves (stop on 3, then start on 2).
+    let out = w.tick(&mut dc);
+    let stops: Vec<NodeId> = executes(&out)
+        .iter()
+        .filter(|e| e.op == OpName::Stop)
+        .map(|e| e.node)
+        .collect();
+    assert_eq!(stops, vec![3], "{out:?}");
+    // Node 3 records a start still queued there, then the stop's result.
+    let pending = w.result(3, OpName::Start, RC_PENDING);
+    w.apply(3, pending, &mut [&mut dc]);
+    let stopped = w.result(3, OpName::Stop, 0);
+    w.apply(3, stopped, &mut [&mut dc]);
+    for _ in 0..3 {
+        let out = w.tick(&mut dc);
+        assert!(
+            executes(&out).iter().all(|e| e.op != OpName::Start),
+            "web started while a start of it waits on node 3: {out:?}"
+        );
+    }
+}
