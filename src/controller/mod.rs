@@ -125,6 +125,9 @@ pub struct Controller {
     quorate: bool,
     /// Whether nodes that leave must be fenced (fence devices configured).
     fencing: bool,
+    /// This node is shutting down cleanly (announced to every node that
+    /// joins, so that a DC that joins later knows it too).
+    leaving: bool,
     /// Nodes that left without a clean shutdown (to be fenced when fencing
     /// is on).
     unclean: NodeSet,
@@ -352,6 +355,7 @@ impl Controller {
             settled: false,
             quorate: false,
             fencing: false,
+            leaving: false,
             unclean: NodeSet::EMPTY,
             started_clean: false,
             shutting_down: NodeSet::EMPTY,
@@ -463,6 +467,7 @@ impl Controller {
     /// This node begins a clean shutdown: tell the others (the DC moves its
     /// resources away, or stops them when they can go nowhere).
     pub fn begin_shutdown(&mut self) {
+        self.leaving = true;
         self.out
             .push_back(Output::Broadcast(Message::leaving_bytes()));
     }
@@ -471,6 +476,13 @@ impl Controller {
     /// that restarted quickly may have left and joined in one ring change;
     /// whatever it announced before is over.
     pub fn handle_joined(&mut self, joined: NodeSet) {
+        if self.leaving && !joined.is_empty() {
+            // Nodes that joined did not see the announcement (found by
+            // tests/cluster_sim.rs, seed 482: a DC that restarted kept the
+            // resources on a node shutting down, which could not leave).
+            self.out
+                .push_back(Output::Broadcast(Message::leaving_bytes()));
+        }
         if !self.shutting_down.intersect(joined).is_empty() {
             self.shutting_down = self.shutting_down.minus(joined);
             self.changed();

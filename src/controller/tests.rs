@@ -597,3 +597,21 @@ fn a_start_is_held_back_while_the_resource_is_pending_on_another_member() {
         );
     }
 }
+
+/// Found by tests/cluster_sim.rs (seed 482): node 1 restarted and became
+/// the DC after node 3 announced its shutdown; it never heard of it and
+/// kept resources on node 3, which then could not leave.
+#[test]
+fn a_node_shutting_down_announces_it_again_to_nodes_that_join() {
+    let leaving = Output::Broadcast(Message::leaving_bytes());
+    let mut c = Controller::new(3);
+    c.handle_ring(set(&[2, 3]), true, true, true);
+    c.handle_joined(set(&[1]));
+    assert!(!outputs(&mut c).contains(&leaving), "not shutting down");
+    c.begin_shutdown();
+    assert!(outputs(&mut c).contains(&leaving));
+    c.handle_joined(NodeSet::EMPTY);
+    assert!(!outputs(&mut c).contains(&leaving), "nobody new");
+    c.handle_joined(set(&[1]));
+    assert!(outputs(&mut c).contains(&leaving), "node 1 hears it too");
+}
