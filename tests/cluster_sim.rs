@@ -274,11 +274,13 @@ impl Scenario {
         for n in &self.c.nodes {
             if !n.ctl.is_idle() {
                 let detail = if std::env::var_os("HACTL_SEED").is_some() {
-                    format!(
-                        "\n  controller: {:?}\n  state: {:?}",
-                        n.ctl,
-                        n.replica.state().nodes
-                    )
+                    let ctls: Vec<String> = self
+                        .c
+                        .nodes
+                        .iter()
+                        .map(|m| format!("\n  controller: {:?}", m.ctl))
+                        .collect();
+                    format!("{}\n  state: {:?}", ctls.concat(), n.replica.state().nodes)
                 } else {
                     String::new()
                 };
