@@ -462,6 +462,20 @@ impl Controller {
             // Only the DC runs transitions.
             self.run = None;
         }
+        if settled && quorate && !self.started_clean {
+            // The first time in a settled quorate ring, this node forgets its
+            // own operation history: nothing runs here that the cluster
+            // started before this process did. Not before: a node alone
+            // that records anything about itself decides its own facts when
+            // it meets the others, and a standby they set while it was down
+            // would be lost (docs/state.md, merge rule 1; found by
+            // tests/cluster_sim.rs, seed 8).
+            self.started_clean = true;
+            self.out.push_back(Output::Submit(Command::Cleanup {
+                resource: None,
+                node: Some(self.me),
+            }));
+        }
     }
 
     /// This node begins a clean shutdown: tell the others (the DC moves its
@@ -628,17 +642,10 @@ impl Controller {
         self.changed();
     }
 
-    /// The state synchronised after a ring change. The first time, this node
-    /// forgets its own operation history: nothing runs here that the cluster
-    /// started before this process did.
+    /// The state synchronised after a ring change. (The first time the
+    /// ring is settled and quorate, [`Controller::handle_ring`] has this
+    /// node forget its own operation history.)
     pub fn handle_state_synced(&mut self) {
-        if !self.started_clean {
-            self.started_clean = true;
-            self.out.push_back(Output::Submit(Command::Cleanup {
-                resource: None,
-                node: Some(self.me),
-            }));
-        }
         self.changed();
     }
 

@@ -130,6 +130,11 @@ fn a_node_forgets_its_history_once_and_probes_every_resource() {
     let mut w = World::new();
     let mut c = Controller::new(3);
     c.handle_state_synced();
+    c.handle_ring(set(&[3]), true, false, false);
+    assert!(outputs(&mut c).is_empty(), "not alone without quorum");
+    c.handle_ring(set(&[1, 2, 3]), false, true, false);
+    assert!(outputs(&mut c).is_empty(), "not before the ring settled");
+    c.handle_ring(set(&[1, 2, 3]), true, true, false);
     let out = outputs(&mut c);
     let cleanup = Command::Cleanup {
         resource: None,
@@ -137,7 +142,8 @@ fn a_node_forgets_its_history_once_and_probes_every_resource() {
     };
     assert_eq!(out, vec![Output::Submit(cleanup.clone())]);
     c.handle_state_synced();
-    assert!(outputs(&mut c).is_empty(), "only the first sync");
+    c.handle_ring(set(&[2, 3]), true, true, false);
+    assert!(outputs(&mut c).is_empty(), "only the first time");
     // The cleanup, delivered back: probe everything here.
     w.apply(3, cleanup, &mut [&mut c]);
     let out = outputs(&mut c);
@@ -173,6 +179,8 @@ fn the_dc_places_nothing_before_every_member_answered_its_probes_then_starts_onc
     let mut n2 = Controller::new(2);
     for c in [&mut dc, &mut n2] {
         c.handle_ring(set(&[1, 2, 3]), true, true, false);
+        // The start-up cleanup of its own history.
+        outputs(c);
     }
     assert!(executes(&w.tick(&mut dc)).is_empty(), "no probes yet");
     assert_eq!(dc.waiting_for_probe(), Some((1, "web")));
@@ -223,6 +231,7 @@ fn the_dc_places_nothing_before_every_member_answered_its_probes_then_starts_onc
 fn an_execute_from_anyone_but_the_dc_or_for_another_node_is_ignored() {
     let mut c = Controller::new(2);
     c.handle_ring(set(&[1, 2]), true, true, false);
+    outputs(&mut c);
     let e = Execute {
         dc: 1,
         transition: 1,
