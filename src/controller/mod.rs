@@ -923,6 +923,22 @@ impl Controller {
                     continue;
                 }
                 let step = &mut run.steps[i];
+                if step.fence == Some(self.me) {
+                    // The DC does not fence itself (it would be killed with
+                    // the transition, and restarted from the same history
+                    // do it again: found by tests/cluster_sim.rs, seed
+                    // 268). The step fails; what needed it stays blocked
+                    // until an operator cleans it up or another DC fences.
+                    step.state = ActionState::Failed;
+                    let label = step.label.clone();
+                    self.out.push_back(Output::Note(format!(
+                        "transition {}: {label} refused: the DC does not fence itself",
+                        run.id
+                    )));
+                    run.aborted = true;
+                    progressed = true;
+                    continue;
+                }
                 if let Some(target) = step.fence {
                     self.out.push_back(Output::Fence { target });
                     step.state = ActionState::InFlight {

@@ -624,3 +624,40 @@ fn a_node_shutting_down_announces_it_again_to_nodes_that_join() {
     c.handle_joined(set(&[1]));
     assert!(outputs(&mut c).contains(&leaving), "node 1 hears it too");
 }
+
+/// Found by tests/cluster_sim.rs (seed 268): a stop failed on the DC's
+/// own node; the scheduler asked to fence it and the DC fenced itself,
+/// then did it again after every restart (its history still said so).
+#[test]
+fn the_dc_does_not_fence_itself() {
+    let text = CONFIG.replace(
+        "[[resource]]",
+        "[[fence_device]]\nid = \"f1\"\nkind = \"libvirt\"\nuri = \"qemu:///system\"\ndomain = \"n1\"\n\n[[resource]]",
+    ) + "\n";
+    let text = text.replace(
+        "addresses = [\"10.0.0.1\"]",
+        "addresses = [\"10.0.0.1\"]\nfence_levels = [[\"f1\"]]",
+    );
+    let mut w = World::new();
+    w.config = parse_str(&text, std::path::Path::new("c.toml"))
+        .expect("valid")
+        .config;
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let started = w.result(1, OpName::Start, 0);
+    w.apply(1, started, &mut []);
+    let failed = w.result(1, OpName::Stop, 1);
+    w.apply(1, failed, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, true);
+    outputs(&mut dc);
+    for _ in 0..5 {
+        let out = w.tick(&mut dc);
+        assert!(
+            !out.contains(&Output::Fence { target: 1 }),
+            "the DC fences itself: {out:?}"
+        );
+    }
+}
