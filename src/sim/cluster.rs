@@ -151,6 +151,8 @@ enum Timed {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppliedCommand {
     pub by: NodeId,
+    /// The incarnation of hactld on `by` that applied it.
+    pub incarnation: u64,
     pub origin: NodeId,
     pub cmd: Command,
 }
@@ -573,8 +575,10 @@ impl ClusterSim {
                         node.ctl.handle_fenced(rec.target);
                     }
                     node.ctl.handle_applied(&self.config, &cmd);
+                    let incarnation = self.nodes[i].incarnation;
                     self.applied.push(AppliedCommand {
                         by: i as NodeId + 1,
+                        incarnation,
                         origin,
                         cmd,
                     });
