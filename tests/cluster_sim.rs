@@ -18,8 +18,8 @@
 //! - (b) when the faults are over and every node is back in one settled
 //!   ring: for every node's standby flag and every resource's migrate
 //!   preference, every node holds the value of the latest (by stamp)
-//!   command applied by a node that stayed up since (same hactld process),
-//!   or of a later one.
+//!   command applied by a node that stayed up since (same hactld process;
+//!   for node X's standby flag, X itself), or of a later one.
 //! - (c) then, after an operator's cleanup (and every node online again),
 //!   within a bounded time: every resource runs exactly once, on an allowed
 //!   node, group members together, and every controller is idle.
@@ -215,7 +215,11 @@ impl Scenario {
     /// (b): a command applied by a node whose hactld is still the process
     /// that applied it (it never crashed, was fenced or stopped since) is
     /// not lost: per key, every node holds the value of the latest such
-    /// command, or of a later command (applied anywhere).
+    /// command, or of a later command (applied anywhere). For a standby
+    /// flag of node X, the node that applied it must be X itself (merge
+    /// rule 1: X's side decides X's facts; a standby of X made while X was
+    /// apart is lost if X recorded anything about itself meanwhile, as
+    /// docs/state.md says).
     fn check_no_lost_commands(&self) {
         let stamp_of = |origin: NodeId, cmd: &Command| {
             self.submitted
@@ -239,6 +243,12 @@ impl Scenario {
                 .push((stamp, value.clone()));
             let node = &self.c.nodes[a.by as usize - 1];
             if !(node.up && node.incarnation == a.incarnation) {
+                continue;
+            }
+            // A node's standby flag belongs to the node's own facts, which
+            // its own side decides at a merge (docs/state.md, merge rule
+            // 1): guaranteed only once the node itself applied it.
+            if matches!(key, Key::Standby(x) if x != a.by) {
                 continue;
             }
             let e = protected.entry(key).or_insert((stamp, value.clone()));
