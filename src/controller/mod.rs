@@ -924,11 +924,11 @@ impl Controller {
                 }
                 let step = &mut run.steps[i];
                 if step.fence == Some(self.me) {
-                    // The DC does not fence itself (it would be killed with
-                    // the transition, and restarted from the same history
-                    // do it again: found by tests/cluster_sim.rs, seed
-                    // 268). The step fails; what needed it stays blocked
-                    // until an operator cleans it up or another DC fences.
+                    // The DC does not fence itself: it would die with the
+                    // transition and, restarted with the same history, do
+                    // it again (found by tests/cluster_sim.rs, seed 268).
+                    // The step fails; what needed it stays blocked until an
+                    // operator cleans it up or another DC fences the node.
                     step.state = ActionState::Failed;
                     let label = step.label.clone();
                     self.out.push_back(Output::Note(format!(

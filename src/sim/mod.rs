@@ -2,9 +2,10 @@
 //! drops, duplicates, delays and reorders — all from one seed, so a failing
 //! seed replays exactly.
 //!
-//! For now it drives totem ([`crate::totem::srp`]): nodes crash, restart,
-//! are partitioned and healed; quorum and the controller join it as they
-//! land.
+//! [`TotemSim`] drives totem ([`crate::totem::srp`]): nodes crash, restart,
+//! are partitioned and healed. [`cluster::ClusterSim`] runs whole nodes on
+//! it (quorum, the replicated state, the controller, the executor's core and
+//! simulated agents; docs/simulation-cluster.md).
 
 pub mod check;
 pub mod cluster;
