@@ -151,6 +151,9 @@ pub struct Controller {
     /// One-shot operations this node was asked to run whose results have
     /// not come yet: (resource, operation, interval) → how many.
     local_ops: BTreeMap<(String, OpName, u64), u32>,
+    /// A cleanup of this node erased the pending records of operations
+    /// still running here: record them again (at the next tick).
+    repend: bool,
     out: VecDeque<Output>,
 }
 
@@ -367,6 +370,7 @@ impl Controller {
             targets: BTreeMap::new(),
             waiting_for_probe: None,
             local_ops: BTreeMap::new(),
+            repend: false,
             out: VecDeque::new(),
         }
     }
@@ -570,7 +574,14 @@ impl Controller {
             && node.is_none_or(|n| n == self.me)
         {
             // What this node knew of them is gone: probe them again (the
-            // DC waits for the answers before it places them).
+            // DC waits for the answers before it places them). Operations
+            // still running here are recorded pending again (found by
+            // tests/cluster_sim.rs, long seed 3398: a start queued behind a
+            // hung stop lost its pending record to a cleanup, and the DC
+            // started the resource elsewhere too).
+            self.repend = self.local_ops.keys().any(|(r, op, _)| {
+                *op != OpName::Monitor && resource.as_ref().is_none_or(|x| x == r)
+            });
             for r in &config.resources {
                 if resource.as_ref().is_none_or(|x| *x == r.id) {
                     *self
@@ -748,6 +759,22 @@ impl Controller {
     /// Runs the DC's work: time-outs of awaited results, dispatch, and a new
     /// transition when the last one is over and something changed.
     pub fn tick(&mut self, config: &Config, state: &ClusterState, now_wall: WallMs, now: Instant) {
+        if std::mem::take(&mut self.repend) {
+            for (resource, op, interval_ms) in self.local_ops.keys() {
+                if *op != OpName::Monitor {
+                    self.out
+                        .push_back(Output::Submit(Command::OpResult(OpRecord {
+                            resource: resource.clone(),
+                            node: self.me,
+                            op: *op,
+                            interval_ms: *interval_ms,
+                            rc: RC_PENDING,
+                            at: now_wall,
+                            exit_reason: String::new(),
+                        })));
+                }
+            }
+        }
         if !self.settled {
             return;
         }

@@ -500,6 +500,35 @@ fn probes_after_a_cleanup_are_local_operations_until_they_answer() {
     assert!(c.has_local_ops(), "the probe runs");
     c.handle_op_result("web", OpName::Monitor, 0, 0, "", false, 0, WallMs(5));
     assert!(!c.has_local_ops());
+    // With a start still running here, a cleanup records it pending again
+    // (long seed 3398).
+    let start = Execute {
+        dc: 1,
+        transition: 1,
+        action: 0,
+        node: 2,
+        resource: "web".into(),
+        op: OpName::Start,
+        interval_ms: 0,
+        timeout_ms: 20_000,
+    };
+    c.handle_execute(1, &start, WallMs(6));
+    outputs(&mut c);
+    w.apply(
+        1,
+        Command::Cleanup {
+            resource: None,
+            node: None,
+        },
+        &mut [&mut c],
+    );
+    let out = w.tick(&mut c);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Submit(Command::OpResult(r))
+            if r.op == OpName::Start && r.rc == RC_PENDING)),
+        "{out:?}"
+    );
 }
 
 /// Found by tests/cluster_sim.rs (seed 149): node 3 ran web and was cut
