@@ -439,9 +439,15 @@ pub fn run_seeds(test: &str, short: u64, long: u64, run: impl Fn(u64) -> String 
     if !failures.is_empty() {
         failures.sort();
         let mut report = String::new();
+        // The long mode runs longer scenarios: a replay needs it too.
+        let long = if std::env::var_os("HACTL_LONG").is_some() {
+            "HACTL_LONG=1 "
+        } else {
+            ""
+        };
         for (seed, msg) in &failures {
             report.push_str(&format!(
-                "{msg}\n  replay: HACTL_SEED={seed} cargo nextest run --test {test} --no-capture\n"
+                "{msg}\n  replay: {long}HACTL_SEED={seed} cargo nextest run --test {test} --no-capture\n"
             ));
         }
         panic!(
