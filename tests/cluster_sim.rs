@@ -17,9 +17,10 @@
 //!   cut-off node that still runs them is the only copy until then.
 //! - (b) when the faults are over and every node is back in one settled
 //!   ring: for every node's standby flag and every resource's migrate
-//!   preference, every node holds the value of the latest (by stamp)
-//!   command applied by a node that stayed up since (same hactld process;
-//!   for node X's standby flag, X itself), or of a later one.
+//!   preference, a command applied by a node that stayed up since (same
+//!   hactld process; for node X's standby flag, X itself) is not lost:
+//!   every node holds its value or that of a command applied after it
+//!   (agreed order) or stamped later (merges).
 //! - (c) then, after an operator's cleanup (and every node online again),
 //!   within a bounded time: every resource runs exactly once, on an allowed
 //!   node, group members together, and every controller is idle.
@@ -27,7 +28,6 @@
 //! Seeds: 1,000 by default (short runs), HACTL_LONG=1 runs 20,000 longer
 //! ones; HACTL_SEED=N replays one seed with its trace.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hactl::config::parse_str;
@@ -214,8 +214,8 @@ impl Scenario {
 
     /// (b): a command applied by a node whose hactld is still the process
     /// that applied it (it never crashed, was fenced or stopped since) is
-    /// not lost: per key, every node holds the value of the latest such
-    /// command, or of a later command (applied anywhere). For a standby
+    /// not lost: every node holds its value, or the value of a command
+    /// applied after it (agreed order) or stamped later (merges). For a standby
     /// flag of node X, the node that applied it must be X itself (merge
     /// rule 1: X's side decides X's facts; a standby of X made while X was
     /// apart is lost if X recorded anything about itself meanwhile, as
@@ -227,10 +227,9 @@ impl Scenario {
                 .find(|(o, c2, _)| *o == origin && c2 == cmd)
                 .map(|(_, _, w)| (*w, origin))
         };
-        // Per key: the latest protected command, and every value with its
-        // stamp.
-        let mut protected: BTreeMap<Key, ((WallMs, NodeId), String)> = BTreeMap::new();
-        let mut all: BTreeMap<Key, Vec<((WallMs, NodeId), String)>> = BTreeMap::new();
+        // Every application of a standby or migrate command, in the order
+        // they happened: (key, value, stamp, protected).
+        let mut seen: Vec<(Key, String, (WallMs, NodeId), bool)> = Vec::new();
         for a in &self.c.applied {
             let Some((key, value)) = keyed(&a.cmd) else {
                 continue;
@@ -238,34 +237,70 @@ impl Scenario {
             let Some(stamp) = stamp_of(a.origin, &a.cmd) else {
                 continue;
             };
-            all.entry(key.clone())
-                .or_default()
-                .push((stamp, value.clone()));
             let node = &self.c.nodes[a.by as usize - 1];
-            if !(node.up && node.incarnation == a.incarnation) {
-                continue;
-            }
             // A node's standby flag belongs to the node's own facts, which
             // its own side decides at a merge (docs/state.md, merge rule
             // 1): guaranteed only once the node itself applied it.
-            if matches!(key, Key::Standby(x) if x != a.by) {
+            let protected = node.up
+                && node.incarnation == a.incarnation
+                && !matches!(key, Key::Standby(x) if x != a.by);
+            seen.push((key, value, stamp, protected));
+        }
+        // A protected command is lost when a node holds a value that only
+        // older commands gave: none applied after it (in agreed order, or
+        // anywhere later) and none stamped later.
+        for (k, (key, value, stamp, protected)) in seen.iter().enumerate() {
+            if !*protected {
                 continue;
             }
-            let e = protected.entry(key).or_insert((stamp, value.clone()));
-            if stamp > e.0 {
-                *e = (stamp, value);
-            }
-        }
-        for (key, (stamp, value)) in &protected {
             for i in 0..self.c.nodes.len() {
                 let have = value_in(&self.c, i, key);
-                let later = all[key].iter().any(|(s, v)| s > stamp && *v == have);
-                if have != *value && !later {
-                    self.c.fail(&format!(
-                        "lost command: {key:?} is {have} on n{}, but the latest command applied by a node that is still up (stamp {stamp:?}) made it {value}",
-                        i + 1
-                    ));
+                if have == *value {
+                    continue;
                 }
+                let explained = seen
+                    .iter()
+                    .enumerate()
+                    .any(|(j, (k2, v2, s2, _))| k2 == key && *v2 == have && (j > k || s2 > stamp));
+                if explained {
+                    continue;
+                }
+                let entry = match key {
+                    Key::Migrate(r) => {
+                        format!("{:?}", self.c.nodes[i].replica.state().migrates.get(r))
+                    }
+                    Key::Standby(x) => {
+                        let all: Vec<String> = self
+                            .c
+                            .nodes
+                            .iter()
+                            .map(|n| {
+                                format!(
+                                    "n{}: {:?}",
+                                    n.id,
+                                    n.replica
+                                        .state()
+                                        .nodes
+                                        .get(x)
+                                        .map(|f| (f.standby, f.touched))
+                                )
+                            })
+                            .collect();
+                        all.join(", ")
+                    }
+                };
+                let appliers: Vec<String> = self
+                    .c
+                    .applied
+                    .iter()
+                    .filter(|a| keyed(&a.cmd).is_some_and(|(k2, _)| k2 == *key))
+                    .map(|a| format!("n{}#{} {:?} from n{}", a.by, a.incarnation, a.cmd, a.origin))
+                    .collect();
+                self.c.fail(&format!(
+                    "lost command: {key:?} is {have} on n{} ({entry}), but a command applied by a node that is still up (stamp {stamp:?}) made it {value}, and nothing later changed it so\n  applied: {}",
+                    i + 1,
+                    appliers.join("; ")
+                ));
             }
         }
     }
