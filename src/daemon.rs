@@ -808,7 +808,8 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                 &started.config,
                 started.replica.state(),
                 started.node.id,
-            ) {
+            ) && !ctl.has_local_ops()
+            {
                 info!("stopping: no resource is active on this node any more; leaving the ring");
                 break;
             }
@@ -1173,6 +1174,7 @@ fn begin_stop(
         return true;
     }
     if !Controller::has_active_resources(&started.config, started.replica.state(), started.node.id)
+        && !ctl.has_local_ops()
     {
         return true;
     }

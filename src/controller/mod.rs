@@ -132,6 +132,11 @@ pub struct Controller {
     members: NodeSet,
     settled: bool,
     quorate: bool,
+    /// Whether nodes that leave must be fenced (fence devices configured).
+    fencing: bool,
+    /// This node is shutting down cleanly (announced to every node that
+    /// joins, so that a DC that joins later knows it too).
+    leaving: bool,
     /// Nodes that left without a clean shutdown (to be fenced when fencing
     /// is on).
     unclean: NodeSet,
@@ -161,6 +166,12 @@ pub struct Controller {
     /// operation history keeps only the last result per operation, which a
     /// successful monitor after a recovery overwrites.
     failures: BTreeMap<(NodeId, String, OpName, u64), OpRecord>,
+    /// One-shot operations this node was asked to run whose results have
+    /// not come yet: (resource, operation, interval) → how many.
+    local_ops: BTreeMap<(String, OpName, u64), u32>,
+    /// A cleanup of this node erased the pending records of operations
+    /// still running here: record them again (at the next tick).
+    repend: bool,
     out: VecDeque<Output>,
 }
 
@@ -251,6 +262,58 @@ pub fn build_view(
     (cfg, view)
 }
 
+/// Nodes outside the ring that the replicated state shows running
+/// something (or an operation pending) with no successful fencing of them
+/// recorded since their last operation: unclean, whether or not this
+/// controller saw them leave. A DC that started (or joined) after such a
+/// node was lost never saw it leave; without this it would count the node
+/// cleanly offline and start its resources while they may still run there
+/// (found by tests/cluster_sim.rs, seed 149). A node that shut down cleanly
+/// left only once nothing was active there, so it is never counted.
+pub fn unclean_by_state(config: &Config, state: &ClusterState, members: NodeSet) -> NodeSet {
+    let mut out = NodeSet::EMPTY;
+    for n in &config.nodes {
+        if members.contains(n.id) || !Controller::has_active_resources(config, state, n.id) {
+            continue;
+        }
+        let last_op = state
+            .nodes
+            .get(&n.id)
+            .and_then(|f| f.ops.values().map(|(_, r)| r.at).max());
+        let fenced_since = state
+            .fencing
+            .iter()
+            .any(|f| f.target == n.id && f.error.is_none() && last_op.is_none_or(|at| f.at >= at));
+        if !fenced_since {
+            out.insert(n.id);
+        }
+    }
+    out
+}
+
+/// A member other than `node` where an operation of `resource` (a
+/// primitive, not a clone instance) is recorded pending (on a node outside
+/// the ring it ended with the node: fenced, or shut down cleanly).
+fn pending_elsewhere(
+    state: &ClusterState,
+    members: NodeSet,
+    resource: &str,
+    node: NodeId,
+) -> Option<NodeId> {
+    if resource.contains(':') {
+        return None;
+    }
+    state.nodes.iter().find_map(|(id, facts)| {
+        (*id != node
+            && members.contains(*id)
+            && facts
+                .ops
+                .values()
+                .any(|(_, r)| r.resource == resource && r.rc == RC_PENDING))
+        .then_some(*id)
+    })
+}
+
 /// The primitive a scheduler resource name refers to (`ID:N` → `ID`).
 pub fn primitive_of(resource: &str) -> &str {
     resource.split_once(':').map_or(resource, |(p, _)| p)
@@ -315,6 +378,8 @@ impl Controller {
             members: NodeSet::EMPTY,
             settled: false,
             quorate: false,
+            fencing: false,
+            leaving: false,
             unclean: NodeSet::EMPTY,
             started_clean: false,
             shutting_down: NodeSet::EMPTY,
@@ -328,6 +393,8 @@ impl Controller {
             first_settled: None,
             seen_all: false,
             failures: BTreeMap::new(),
+            local_ops: BTreeMap::new(),
+            repend: false,
             out: VecDeque::new(),
         }
     }
@@ -384,6 +451,13 @@ impl Controller {
         self.targets.get(resource).map(|t| t.as_deref())
     }
 
+    /// Whether operations asked of this node still run or wait in its
+    /// executor (a node shutting down must not leave before they end: a
+    /// cleanup may have erased their pending records).
+    pub fn has_local_ops(&self) -> bool {
+        !self.local_ops.is_empty()
+    }
+
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
@@ -392,6 +466,7 @@ impl Controller {
     /// `settled`: quorum and the replicated state have synchronised in this
     /// ring. `fencing`: whether nodes that leave must be fenced.
     pub fn handle_ring(&mut self, members: NodeSet, settled: bool, quorate: bool, fencing: bool) {
+        self.fencing = fencing;
         if members != self.members {
             let left = self.members.minus(members);
             if fencing {
@@ -423,11 +498,26 @@ impl Controller {
             // Only the DC runs transitions.
             self.run = None;
         }
+        if settled && quorate && !self.started_clean {
+            // The first time in a settled quorate ring, this node forgets its
+            // own operation history: nothing runs here that the cluster
+            // started before this process did. Not before: a node alone
+            // that records anything about itself decides its own facts when
+            // it meets the others, and a standby they set while it was down
+            // would be lost (docs/state.md, merge rule 1; found by
+            // tests/cluster_sim.rs, seed 8).
+            self.started_clean = true;
+            self.out.push_back(Output::Submit(Command::Cleanup {
+                resource: None,
+                node: Some(self.me),
+            }));
+        }
     }
 
     /// This node begins a clean shutdown: tell the others (the DC moves its
     /// resources away, or stops them when they can go nowhere).
     pub fn begin_shutdown(&mut self) {
+        self.leaving = true;
         self.out
             .push_back(Output::Broadcast(Message::leaving_bytes()));
     }
@@ -436,6 +526,13 @@ impl Controller {
     /// that restarted quickly may have left and joined in one ring change;
     /// whatever it announced before is over.
     pub fn handle_joined(&mut self, joined: NodeSet) {
+        if self.leaving && !joined.is_empty() {
+            // Nodes that joined did not see the announcement (found by
+            // tests/cluster_sim.rs, seed 482: a DC that restarted kept the
+            // resources on a node shutting down, which could not leave).
+            self.out
+                .push_back(Output::Broadcast(Message::leaving_bytes()));
+        }
         if !self.shutting_down.intersect(joined).is_empty() {
             self.shutting_down = self.shutting_down.minus(joined);
             self.changed();
@@ -524,12 +621,23 @@ impl Controller {
         {
             // What this node knew of them is gone: its executor's fail
             // counts too, and it probes them again (the DC waits for the
-            // answers before it places them).
+            // answers before it places them). Operations still running here
+            // are recorded pending again (found by tests/cluster_sim.rs,
+            // long seed 3398: a start queued behind a hung stop lost its
+            // pending record to a cleanup, and the DC started the resource
+            // elsewhere too).
             self.out.push_back(Output::ForgetFailures {
                 resource: resource.clone(),
             });
+            self.repend = self.local_ops.keys().any(|(r, op, _)| {
+                *op != OpName::Monitor && resource.as_ref().is_none_or(|x| x == r)
+            });
             for r in &config.resources {
                 if resource.as_ref().is_none_or(|x| *x == r.id) {
+                    *self
+                        .local_ops
+                        .entry((r.id.clone(), OpName::Monitor, 0))
+                        .or_default() += 1;
                     self.out.push_back(Output::Run {
                         resource: r.id.clone(),
                         op: OpName::Monitor,
@@ -595,17 +703,10 @@ impl Controller {
         self.changed();
     }
 
-    /// The state synchronised after a ring change. The first time, this node
-    /// forgets its own operation history: nothing runs here that the cluster
-    /// started before this process did.
+    /// The state synchronised after a ring change. (The first time the
+    /// ring is settled and quorate, [`Controller::handle_ring`] has this
+    /// node forget its own operation history.)
     pub fn handle_state_synced(&mut self) {
-        if !self.started_clean {
-            self.started_clean = true;
-            self.out.push_back(Output::Submit(Command::Cleanup {
-                resource: None,
-                node: Some(self.me),
-            }));
-        }
         self.changed();
     }
 
@@ -628,6 +729,10 @@ impl Controller {
                     exit_reason: String::new(),
                 })));
         }
+        *self
+            .local_ops
+            .entry((resource.clone(), msg.op, msg.interval_ms))
+            .or_default() += 1;
         self.out.push_back(Output::Run {
             resource,
             op: msg.op,
@@ -665,6 +770,27 @@ impl Controller {
                 )
                 .to_string(),
             })));
+        let key = (resource.to_string(), op, interval_ms);
+        if let Some(n) = self.local_ops.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.local_ops.remove(&key);
+            } else if op != OpName::Monitor {
+                // The same operation waits again in the executor (asked
+                // for by a later transition): the result just recorded
+                // replaced its pending record, so record it again.
+                self.out
+                    .push_back(Output::Submit(Command::OpResult(OpRecord {
+                        resource: resource.to_string(),
+                        node: self.me,
+                        op,
+                        interval_ms,
+                        rc: RC_PENDING,
+                        at: now_wall,
+                        exit_reason: String::new(),
+                    })));
+            }
+        }
         if failed && fail_count > 0 {
             self.out.push_back(Output::Submit(Command::FailCountSet {
                 resource: resource.to_string(),
@@ -683,6 +809,22 @@ impl Controller {
     /// Runs the DC's work: time-outs of awaited results, dispatch, and a new
     /// transition when the last one is over and something changed.
     pub fn tick(&mut self, config: &Config, state: &ClusterState, now_wall: WallMs, now: Instant) {
+        if std::mem::take(&mut self.repend) {
+            for (resource, op, interval_ms) in self.local_ops.keys() {
+                if *op != OpName::Monitor {
+                    self.out
+                        .push_back(Output::Submit(Command::OpResult(OpRecord {
+                            resource: resource.clone(),
+                            node: self.me,
+                            op: *op,
+                            interval_ms: *interval_ms,
+                            rc: RC_PENDING,
+                            at: now_wall,
+                            exit_reason: String::new(),
+                        })));
+                }
+            }
+        }
         if !self.settled {
             return;
         }
@@ -701,7 +843,7 @@ impl Controller {
                 }
             }
         }
-        self.dispatch(now);
+        self.dispatch(state, now);
         if self.run.is_some() || !self.dirty {
             return;
         }
@@ -738,7 +880,13 @@ impl Controller {
         self.waiting_for_probe = None;
         self.spins += 1;
         self.dirty = false;
-        let (cfg, view) = build_view(config, state, &self.ring_view(), now_wall, now);
+        let mut ring = self.ring_view();
+        if self.fencing {
+            ring.unclean = ring
+                .unclean
+                .union(unclean_by_state(config, state, self.members));
+        }
+        let (cfg, view) = build_view(config, state, &ring, now_wall, now);
         let t = scheduler::schedule_with(
             &cfg,
             &Extensions::for_config(config),
@@ -845,12 +993,12 @@ impl Controller {
             steps,
             aborted: false,
         });
-        self.dispatch(now);
+        self.dispatch(state, now);
     }
 
     /// Starts every action whose predecessors succeeded; ends the run when
     /// nothing more can happen.
-    fn dispatch(&mut self, now: Instant) {
+    fn dispatch(&mut self, state: &ClusterState, now: Instant) {
         let Some(run) = &mut self.run else { return };
         loop {
             let mut progressed = false;
@@ -866,6 +1014,22 @@ impl Controller {
                     continue;
                 }
                 let step = &mut run.steps[i];
+                if step.fence == Some(self.me) {
+                    // The DC does not fence itself: it would die with the
+                    // transition and, restarted with the same history, do
+                    // it again (found by tests/cluster_sim.rs, seed 268).
+                    // The step fails; what needed it stays blocked until an
+                    // operator cleans it up or another DC fences the node.
+                    step.state = ActionState::Failed;
+                    let label = step.label.clone();
+                    self.out.push_back(Output::Note(format!(
+                        "transition {}: {label} refused: the DC does not fence itself",
+                        run.id
+                    )));
+                    run.aborted = true;
+                    progressed = true;
+                    continue;
+                }
                 if let Some(target) = step.fence {
                     self.out.push_back(Output::Fence { target });
                     step.state = ActionState::InFlight {
@@ -873,6 +1037,22 @@ impl Controller {
                     };
                     progressed = true;
                     continue;
+                }
+                if let Some((node, resource, OpName::Start | OpName::Promote, ..)) = &step.run
+                    && let Some(other) = pending_elsewhere(state, self.members, resource, *node)
+                {
+                    // An operation on it still waits on another node (its
+                    // result came from an earlier request of the same
+                    // operation): starting it here could make it run twice.
+                    // Compute again once that node reports.
+                    let label = step.label.clone();
+                    self.out.push_back(Output::Note(format!(
+                        "transition {}: {label} held back: an operation of it is still pending on node {other}",
+                        run.id
+                    )));
+                    run.aborted = true;
+                    self.dirty = true;
+                    break;
                 }
                 match &step.run {
                     None => step.state = ActionState::Done,

@@ -130,6 +130,11 @@ fn a_node_forgets_its_history_once_and_probes_every_resource() {
     let mut w = World::new();
     let mut c = Controller::new(3);
     c.handle_state_synced();
+    c.handle_ring(set(&[3]), true, false, false);
+    assert!(outputs(&mut c).is_empty(), "not alone without quorum");
+    c.handle_ring(set(&[1, 2, 3]), false, true, false);
+    assert!(outputs(&mut c).is_empty(), "not before the ring settled");
+    c.handle_ring(set(&[1, 2, 3]), true, true, false);
     let out = outputs(&mut c);
     let cleanup = Command::Cleanup {
         resource: None,
@@ -137,7 +142,8 @@ fn a_node_forgets_its_history_once_and_probes_every_resource() {
     };
     assert_eq!(out, vec![Output::Submit(cleanup.clone())]);
     c.handle_state_synced();
-    assert!(outputs(&mut c).is_empty(), "only the first sync");
+    c.handle_ring(set(&[2, 3]), true, true, false);
+    assert!(outputs(&mut c).is_empty(), "only the first time");
     // The cleanup, delivered back: probe everything here.
     w.apply(3, cleanup, &mut [&mut c]);
     let out = outputs(&mut c);
@@ -177,6 +183,8 @@ fn the_dc_places_nothing_before_every_member_answered_its_probes_then_starts_onc
     let mut n2 = Controller::new(2);
     for c in [&mut dc, &mut n2] {
         c.handle_ring(set(&[1, 2, 3]), true, true, false);
+        // The start-up cleanup of its own history.
+        outputs(c);
     }
     assert!(executes(&w.tick(&mut dc)).is_empty(), "no probes yet");
     assert_eq!(dc.waiting_for_probe(), Some((1, "web")));
@@ -227,6 +235,7 @@ fn the_dc_places_nothing_before_every_member_answered_its_probes_then_starts_onc
 fn an_execute_from_anyone_but_the_dc_or_for_another_node_is_ignored() {
     let mut c = Controller::new(2);
     c.handle_ring(set(&[1, 2]), true, true, false);
+    outputs(&mut c);
     let e = Execute {
         dc: 1,
         transition: 1,
@@ -487,4 +496,275 @@ fn at_start_the_dc_waits_a_moment_for_configured_nodes_that_are_missing() {
     w.clock += 20;
     let ex = executes(&w.tick(&mut dc));
     assert_eq!(ex.len(), 1, "placed once the wait is over: {ex:?}");
+}
+
+/// Found by tests/cluster_sim.rs (seed 278): a start that hung past the
+/// DC's deadline, then the same start asked for again by a later
+/// transition; the first one's result replaced the second one's pending
+/// record, the DC saw the resource stopped there and started it on
+/// another node while the queued start still ran here.
+#[test]
+fn a_result_with_the_same_operation_still_queued_records_it_pending_again() {
+    let w = World::new();
+    let mut c = Controller::new(2);
+    c.handle_ring(set(&[1, 2, 3]), true, true, false);
+    w.tick(&mut c);
+    outputs(&mut c);
+    assert!(!c.has_local_ops());
+    let start = |transition| Execute {
+        dc: 1,
+        transition,
+        action: 0,
+        node: 2,
+        resource: "web".into(),
+        op: OpName::Start,
+        interval_ms: 0,
+        timeout_ms: 20_000,
+    };
+    c.handle_execute(1, &start(1), WallMs(1));
+    c.handle_execute(1, &start(2), WallMs(2));
+    outputs(&mut c);
+    assert!(c.has_local_ops());
+    let pending = |out: &[Output]| {
+        out.iter().any(|o| {
+            matches!(o, Output::Submit(Command::OpResult(r))
+                if r.op == OpName::Start && r.rc == RC_PENDING)
+        })
+    };
+    // The first (hung) start ends: its result, then the second is pending.
+    c.handle_op_result("web", OpName::Start, 0, 1, "timed out", true, 1, WallMs(3));
+    let out = outputs(&mut c);
+    assert!(
+        matches!(&out[0], Output::Submit(Command::OpResult(r)) if r.rc == 1),
+        "{out:?}"
+    );
+    assert!(
+        pending(&out),
+        "the queued start is recorded pending again: {out:?}"
+    );
+    assert!(c.has_local_ops());
+    c.handle_op_result("web", OpName::Start, 0, 0, "", false, 0, WallMs(4));
+    let out = outputs(&mut c);
+    assert!(!pending(&out), "{out:?}");
+    assert!(!c.has_local_ops());
+}
+
+/// Found by tests/cluster_sim.rs (seed 269): a cleanup erased the pending
+/// record of a stop that still ran on a node shutting down; the node left
+/// the ring while the resource ran, and it started elsewhere too.
+#[test]
+fn probes_after_a_cleanup_are_local_operations_until_they_answer() {
+    let mut w = World::new();
+    let mut c = Controller::new(2);
+    c.handle_ring(set(&[1, 2, 3]), true, true, false);
+    w.apply(
+        1,
+        Command::Cleanup {
+            resource: None,
+            node: None,
+        },
+        &mut [&mut c],
+    );
+    outputs(&mut c);
+    assert!(c.has_local_ops(), "the probe runs");
+    c.handle_op_result("web", OpName::Monitor, 0, 0, "", false, 0, WallMs(5));
+    assert!(!c.has_local_ops());
+    // With a start still running here, a cleanup records it pending again
+    // (long seed 3398).
+    let start = Execute {
+        dc: 1,
+        transition: 1,
+        action: 0,
+        node: 2,
+        resource: "web".into(),
+        op: OpName::Start,
+        interval_ms: 0,
+        timeout_ms: 20_000,
+    };
+    c.handle_execute(1, &start, WallMs(6));
+    outputs(&mut c);
+    w.apply(
+        1,
+        Command::Cleanup {
+            resource: None,
+            node: None,
+        },
+        &mut [&mut c],
+    );
+    let out = w.tick(&mut c);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Submit(Command::OpResult(r))
+            if r.op == OpName::Start && r.rc == RC_PENDING)),
+        "{out:?}"
+    );
+}
+
+/// Found by tests/cluster_sim.rs (seed 149): node 3 ran web and was cut
+/// off; node 1 restarted and became the DC of the majority without ever
+/// seeing node 3 leave. It must still fence node 3 before web starts
+/// elsewhere (its record says web runs there and nothing fenced it since).
+#[test]
+fn a_new_dc_fences_a_lost_node_it_never_saw_leave_before_starting_its_resources() {
+    let text = CONFIG.replace(
+        "[[resource]]",
+        "[[fence_device]]\nid = \"f3\"\nkind = \"libvirt\"\nuri = \"qemu:///system\"\ndomain = \"n3\"\n\n[[resource]]",
+    ) + "\n";
+    let text = text.replace(
+        "addresses = [\"10.0.0.3\"]",
+        "addresses = [\"10.0.0.3\"]\nfence_levels = [[\"f3\"]]",
+    );
+    let mut w = World::new();
+    w.config = parse_str(&text, std::path::Path::new("c.toml"))
+        .expect("valid")
+        .config;
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let started = w.result(3, OpName::Start, 0);
+    w.apply(3, started, &mut []);
+    // A new DC in a ring without node 3: it never saw node 3 leave.
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    // (After the start-up wait for the missing node.)
+    assert!(
+        w.tick(&mut dc)
+            .iter()
+            .all(|o| !matches!(o, Output::Fence { .. }))
+    );
+    w.clock += STARTUP_WAIT.as_millis() as u64 + 1;
+    let out = w.tick(&mut dc);
+    assert!(out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    assert!(
+        executes(&out).iter().all(|e| e.op != OpName::Start),
+        "started before node 3 was fenced: {out:?}"
+    );
+    // Without fencing configured the node counts as offline, as before.
+    let mut nofence = Controller::new(1);
+    nofence.handle_ring(set(&[1, 2]), true, true, false);
+    w.tick(&mut nofence);
+    w.clock += STARTUP_WAIT.as_millis() as u64 + 1;
+    let out = w.tick(&mut nofence);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Fence { .. })),
+        "{out:?}"
+    );
+    // Once fenced, web starts elsewhere.
+    let fenced = Command::Fenced(crate::state::FenceRecord {
+        at: WallMs(w.clock + 1),
+        target: 3,
+        device: "f3".into(),
+        action: crate::state::FenceAction::Reboot,
+        error: None,
+        executor: 1,
+    });
+    w.apply(1, fenced, &mut [&mut dc]);
+    let mut started_on = None;
+    for _ in 0..3 {
+        if let Some(e) = executes(&w.tick(&mut dc))
+            .into_iter()
+            .find(|e| e.op == OpName::Start)
+        {
+            started_on = Some(e.node);
+        }
+    }
+    assert_eq!(
+        started_on,
+        Some(2),
+        "web starts on node 2 once node 3 is fenced"
+    );
+}
+
+/// Found by tests/cluster_sim.rs (seeds 380, 750, 813): node 3 had two
+/// stops and a start of web queued (a hung start, a DC that changed); the
+/// result of the first stop completed the DC's stop step, and the DC
+/// started web on node 2 while the queued start was still to run on
+/// node 3. A start is held back while web is pending on another member.
+#[test]
+fn a_start_is_held_back_while_the_resource_is_pending_on_another_member() {
+    let mut w = World::new();
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let started = w.result(3, OpName::Start, 0);
+    w.apply(3, started, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, false);
+    // web prefers node 2: it moves (stop on 3, then start on 2).
+    let out = w.tick(&mut dc);
+    let stops: Vec<NodeId> = executes(&out)
+        .iter()
+        .filter(|e| e.op == OpName::Stop)
+        .map(|e| e.node)
+        .collect();
+    assert_eq!(stops, vec![3], "{out:?}");
+    // Node 3 records a start still queued there, then the stop's result.
+    let pending = w.result(3, OpName::Start, RC_PENDING);
+    w.apply(3, pending, &mut [&mut dc]);
+    let stopped = w.result(3, OpName::Stop, 0);
+    w.apply(3, stopped, &mut [&mut dc]);
+    for _ in 0..3 {
+        let out = w.tick(&mut dc);
+        assert!(
+            executes(&out).iter().all(|e| e.op != OpName::Start),
+            "web started while a start of it waits on node 3: {out:?}"
+        );
+    }
+}
+
+/// Found by tests/cluster_sim.rs (seed 482): node 1 restarted and became
+/// the DC after node 3 announced its shutdown; it never heard of it and
+/// kept resources on node 3, which then could not leave.
+#[test]
+fn a_node_shutting_down_announces_it_again_to_nodes_that_join() {
+    let leaving = Output::Broadcast(Message::leaving_bytes());
+    let mut c = Controller::new(3);
+    c.handle_ring(set(&[2, 3]), true, true, true);
+    c.handle_joined(set(&[1]));
+    assert!(!outputs(&mut c).contains(&leaving), "not shutting down");
+    c.begin_shutdown();
+    assert!(outputs(&mut c).contains(&leaving));
+    c.handle_joined(NodeSet::EMPTY);
+    assert!(!outputs(&mut c).contains(&leaving), "nobody new");
+    c.handle_joined(set(&[1]));
+    assert!(outputs(&mut c).contains(&leaving), "node 1 hears it too");
+}
+
+/// Found by tests/cluster_sim.rs (seed 268): a stop failed on the DC's
+/// own node; the scheduler asked to fence it and the DC fenced itself,
+/// then did it again after every restart (its history still said so).
+#[test]
+fn the_dc_does_not_fence_itself() {
+    let text = CONFIG.replace(
+        "[[resource]]",
+        "[[fence_device]]\nid = \"f1\"\nkind = \"libvirt\"\nuri = \"qemu:///system\"\ndomain = \"n1\"\n\n[[resource]]",
+    ) + "\n";
+    let text = text.replace(
+        "addresses = [\"10.0.0.1\"]",
+        "addresses = [\"10.0.0.1\"]\nfence_levels = [[\"f1\"]]",
+    );
+    let mut w = World::new();
+    w.config = parse_str(&text, std::path::Path::new("c.toml"))
+        .expect("valid")
+        .config;
+    for n in [1, 2, 3] {
+        let cmd = w.result(n, OpName::Monitor, 7);
+        w.apply(n, cmd, &mut []);
+    }
+    let started = w.result(1, OpName::Start, 0);
+    w.apply(1, started, &mut []);
+    let failed = w.result(1, OpName::Stop, 1);
+    w.apply(1, failed, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, true);
+    outputs(&mut dc);
+    for _ in 0..5 {
+        let out = w.tick(&mut dc);
+        assert!(
+            !out.contains(&Output::Fence { target: 1 }),
+            "the DC fences itself: {out:?}"
+        );
+    }
 }

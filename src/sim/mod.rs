@@ -2,11 +2,13 @@
 //! drops, duplicates, delays and reorders — all from one seed, so a failing
 //! seed replays exactly.
 //!
-//! For now it drives totem ([`crate::totem::srp`]): nodes crash, restart,
-//! are partitioned and healed; quorum and the controller join it as they
-//! land.
+//! [`TotemSim`] drives totem ([`crate::totem::srp`]): nodes crash, restart,
+//! are partitioned and healed. [`cluster::ClusterSim`] runs whole nodes on
+//! it (quorum, the replicated state, the controller, the executor's core and
+//! simulated agents; docs/simulation-cluster.md).
 
 pub mod check;
+pub mod cluster;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -437,9 +439,15 @@ pub fn run_seeds(test: &str, short: u64, long: u64, run: impl Fn(u64) -> String 
     if !failures.is_empty() {
         failures.sort();
         let mut report = String::new();
+        // The long mode runs longer scenarios: a replay needs it too.
+        let long = if std::env::var_os("HACTL_LONG").is_some() {
+            "HACTL_LONG=1 "
+        } else {
+            ""
+        };
         for (seed, msg) in &failures {
             report.push_str(&format!(
-                "{msg}\n  replay: HACTL_SEED={seed} cargo nextest run --test {test} --no-capture\n"
+                "{msg}\n  replay: {long}HACTL_SEED={seed} cargo nextest run --test {test} --no-capture\n"
             ));
         }
         panic!(

@@ -79,6 +79,9 @@ pub struct Replica {
     /// since start: the state is what the disk held.
     fresh: bool,
     side: NodeSet,
+    /// The members of the last round this node completed (itself alone
+    /// after an abandoned one): the nodes known to hold the same state.
+    synced_with: NodeSet,
     round: Option<Round>,
     reasm: Reassembler,
     membership: Option<Summary>,
@@ -97,6 +100,7 @@ impl Replica {
             state,
             fresh: true,
             side: NodeSet::single(me),
+            synced_with: NodeSet::single(me),
             round: None,
             reasm: Reassembler::default(),
             membership,
@@ -148,7 +152,13 @@ impl Replica {
                 if self.round.is_some() {
                     self.abandon_round();
                 }
-                self.side = *members;
+                // Those that move on with this node hold its state only if
+                // it completed a round with them: after an abandoned round
+                // this node stands alone for its state (found by
+                // tests/cluster_sim.rs, long seed 2449: a restarted node
+                // whose round with node 2 was abandoned claimed node 2 in
+                // its side, and its stale record of node 2 won the merge).
+                self.side = members.intersect(self.synced_with);
             }
             TotemEvent::Regular { ring, members, .. } => {
                 if self.round.is_some() {
@@ -289,6 +299,7 @@ impl Replica {
         let merged = merge(&sides);
         self.state = merged.state;
         self.dirty = true;
+        self.synced_with = r.members;
         if r.members.len() > 1 {
             self.fresh = false;
         }
@@ -327,6 +338,7 @@ impl Replica {
         let merged = merge(&sides);
         self.state = merged.state;
         self.dirty = true;
+        self.synced_with = NodeSet::single(self.me);
         for (origin, at, cmd) in r.held {
             self.apply(origin, cmd, at);
         }

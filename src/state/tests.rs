@@ -1270,3 +1270,69 @@ fn a_replica_reports_a_peer_whose_membership_differs() {
         .expect("a mismatch event");
     assert!(msg.contains("totem.token differs"), "{msg}");
 }
+
+/// Found by tests/cluster_sim.rs (long seed 2449): node 1 restarted with a
+/// stale record of node 2 and recorded something alone; its round with
+/// node 2 was abandoned before node 2's Sync arrived, yet in the next ring
+/// it claimed node 2 in its side, and its stale record of node 2 beat node
+/// 2's own (which had put itself in standby).
+#[test]
+fn after_an_abandoned_round_a_node_stands_alone_for_its_state() {
+    let stale = common();
+    let mut s2 = common();
+    s2.apply(2, &standby(2, true), t(300)).unwrap();
+    let mut r1 = Replica::new(1, stale, Some(Summary::of(&web())));
+    let mut r2 = Replica::new(2, s2, Some(Summary::of(&web())));
+    // Node 1 alone: a round with itself, then something about itself.
+    let alone = RingId { seq: 4, rep: 1 };
+    r1.handle_event(&TotemEvent::Regular {
+        ring: alone,
+        members: set(&[1]),
+        joined: set(&[1]),
+    });
+    deliver_all(alone, &mut [(1, &mut r1)]);
+    r1.submit(standby(1, false), t(400));
+    deliver_all(alone, &mut [(1, &mut r1)]);
+    // Node 2 alone too.
+    let alone2 = RingId { seq: 4, rep: 2 };
+    r2.handle_event(&TotemEvent::Regular {
+        ring: alone2,
+        members: set(&[2]),
+        joined: set(&[2]),
+    });
+    deliver_all(alone2, &mut [(2, &mut r2)]);
+    // A ring of both that changes before any Sync is delivered.
+    let short = RingId { seq: 8, rep: 1 };
+    for (r, old) in [(&mut r1, set(&[1])), (&mut r2, set(&[2]))] {
+        r.handle_event(&TotemEvent::Transitional {
+            ring: if old.contains(1) { alone } else { alone2 },
+            members: old,
+            left: NodeSet::EMPTY,
+        });
+        r.handle_event(&TotemEvent::Regular {
+            ring: short,
+            members: set(&[1, 2]),
+            joined: set(&[1, 2]).minus(old),
+        });
+        r.handle_event(&TotemEvent::Transitional {
+            ring: short,
+            members: set(&[1, 2]),
+            left: NodeSet::EMPTY,
+        });
+        while r.poll_broadcast().is_some() {}
+    }
+    let ring = RingId { seq: 12, rep: 1 };
+    let regular = TotemEvent::Regular {
+        ring,
+        members: set(&[1, 2]),
+        joined: NodeSet::EMPTY,
+    };
+    r1.handle_event(&regular);
+    r2.handle_event(&regular);
+    deliver_all(ring, &mut [(1, &mut r1), (2, &mut r2)]);
+    assert_eq!(r1.state(), r2.state());
+    assert!(
+        r1.state().is_standby(2),
+        "node 2's own record of itself was lost"
+    );
+}
