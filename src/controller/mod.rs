@@ -26,12 +26,15 @@
 //!   operations are queued per resource on the node (the executor runs one
 //!   at a time), so a stop sent after a start runs after it.
 //! - **Start-up.** A node that starts forgets its own operation history
-//!   (`Cleanup` of itself, once its state has synchronised): what ran before
-//!   it restarted is not running now, and the DC probes every resource on
-//!   it (the scheduler's probes) before anything starts there.
+//!   (`Cleanup` of itself, the first time it is in a settled quorate ring,
+//!   so that the cluster's record of it, e.g. a standby set while it was
+//!   down, is not lost to its own stale disk) and probes every resource;
+//!   the DC places nothing before every member answered, and at cold start
+//!   waits up to [`STARTUP_WAIT`] for configured nodes still missing.
 //! - **Left nodes.** A node that leaves the ring is offline when fencing is
-//!   off (nothing configured), unclean when it is on (to be fenced before
-//!   its resources start elsewhere).
+//!   off, unclean when it is on (to be fenced before its resources start
+//!   elsewhere; also a node outside the ring whose recorded state shows
+//!   something active and that was not fenced since).
 //!
 //! docs/controller.md describes it for operators.
 
