@@ -47,7 +47,7 @@ else
   WC_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
 fi
 
-echo "web-bench.sh: $N repetitions, idle ${IDLE_S}s; binaries $WC_BIN; FENCING OFF (no fence device)"
+echo "web-bench.sh: $N repetitions, idle ${IDLE_S}s; binaries $WC_BIN; FENCING OFF (fencing_disabled_i_understand_split_brain)"
 { mkdir -p "$WC_DIR" && : > "$WC_DIR/created"; } || die "mkdir $WC_DIR"
 "$WC_BIN/hactl" keygen --output "$WC_DIR/authkey" >/dev/null || die "hactl keygen"
 wc_net_up || die "network namespaces"
