@@ -281,6 +281,10 @@ const STOP_DEADLINE: Duration = Duration::from_secs(240);
 /// is refused (the API gives up after 5 s).
 const REQUEST_SETTLE_WAIT: Duration = Duration::from_secs(3);
 
+/// How long a stopping node with nothing to move waits for its own
+/// shutdown announcement to come back before it leaves anyway.
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(1);
+
 /// How often the controller looks at time-outs and pending work.
 const CONTROLLER_TICK: Duration = Duration::from_millis(250);
 
@@ -804,11 +808,19 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
             }
         }
         if let Some(deadline) = stopping {
-            if !Controller::has_active_resources(
-                &started.config,
-                started.replica.state(),
-                started.node.id,
-            ) && !ctl.has_local_ops()
+            let began = deadline - STOP_DEADLINE;
+            // The others know this node is shutting down once its own
+            // announcement came back in agreed order.
+            let announced = ctl.ring_view().shutting_down.contains(started.node.id)
+                || alone(&ctl, &started)
+                || began.elapsed() >= ANNOUNCE_WAIT;
+            if announced
+                && !Controller::has_active_resources(
+                    &started.config,
+                    started.replica.state(),
+                    started.node.id,
+                )
+                && !ctl.has_local_ops()
             {
                 info!("stopping: no resource is active on this node any more; leaving the ring");
                 break;
@@ -1161,6 +1173,12 @@ fn handle_request(
     None
 }
 
+/// Whether no other node would notice this one leave: not in a settled
+/// ring, or alone in it.
+fn alone(ctl: &Controller, started: &Started) -> bool {
+    ctl.dc().is_none() || started.ring.is_none_or(|(_, members)| members.len() <= 1)
+}
+
 /// The first SIGTERM (or SIGINT): ask the cluster to move this node's
 /// resources away; true when the node can leave at once (a second signal,
 /// or nothing runs here).
@@ -1173,13 +1191,24 @@ fn begin_stop(
         warn!("stopping: a second signal; leaving now");
         return true;
     }
-    if !Controller::has_active_resources(&started.config, started.replica.state(), started.node.id)
-        && !ctl.has_local_ops()
-    {
+    let idle_here = !Controller::has_active_resources(
+        &started.config,
+        started.replica.state(),
+        started.node.id,
+    ) && !ctl.has_local_ops();
+    if idle_here && alone(ctl, started) {
         return true;
     }
-    info!("stopping: moving this node's resources away (or stopping them) before leaving the ring");
-    notify(&[NotifyState::Status("stopping: moving resources away")]);
+    if idle_here {
+        // Nothing to move, but say so, or the others take this node as lost
+        // (and fence it when fencing is on).
+        info!("stopping: announcing a clean shutdown to the ring");
+    } else {
+        info!(
+            "stopping: moving this node's resources away (or stopping them) before leaving the ring"
+        );
+        notify(&[NotifyState::Status("stopping: moving resources away")]);
+    }
     ctl.begin_shutdown();
     *stopping = Some(tokio::time::Instant::now() + STOP_DEADLINE);
     false

@@ -415,6 +415,20 @@ fn hactl_verbs_change_placement_and_return_once_the_cluster_settled() {
                     .any(|f| f["resource"] == "alpha" && f["count"] == 1)
             })
     });
+
+    // A node with nothing to move still announces its clean stop, so that
+    // the others do not take it as lost (with fencing on they would fence
+    // it).
+    let idle = (1..=3)
+        .find(|n| !c.running("alpha").contains(n) && !c.running("beta").contains(n))
+        .expect("two resources, three nodes");
+    let mut child = c.signal(idle, Signal::SIGTERM);
+    assert!(child.wait().unwrap().success(), "{}", c.logs());
+    let other = if idle == 1 { 2 } else { 1 };
+    c.wait_for("the others heard the announcement", 10, |c| {
+        c.log(other)
+            .contains(&format!("node node{idle} is shutting down"))
+    });
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
