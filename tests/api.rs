@@ -10,8 +10,7 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,69 +42,7 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// A private dbus-daemon configured like a system bus, with the project's
-/// policy file included. Killed on drop.
-struct Bus {
-    child: Child,
-    address: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `with_policy`: include conf/dbus/org.hactl.Cluster1.conf (else anyone
-/// may call anything, to reach hactld's own caller check).
-fn start_bus(with_policy: bool) -> Bus {
-    let dir = tempfile::tempdir().unwrap();
-    let mut bus = start_bus_in(dir.path(), with_policy);
-    bus._dir = Some(dir);
-    bus
-}
-
-/// A bus whose socket is DIR/bus (DIR outlives it).
-fn start_bus_in(dir: &Path, with_policy: bool) -> Bus {
-    // Unprivileged clients must reach the socket.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let socket = dir.join("bus");
-    let _ = std::fs::remove_file(&socket);
-    let policy: PathBuf =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/dbus/org.hactl.Cluster1.conf");
-    let (include, open) = if with_policy {
-        (format!("<include>{}</include>", policy.display()), "")
-    } else {
-        (
-            String::new(),
-            r#"<allow own="*"/><allow send_type="method_call"/>"#,
-        )
-    };
-    let config = common::system_bus_config(&socket, open, &include);
-    let config_path = dir.join("bus.conf");
-    std::fs::write(&config_path, config).unwrap();
-    let child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config_path.display()))
-        .args(["--nofork", "--nopidfile"])
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("dbus-daemon (package dbus; scripts/setup.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "dbus-daemon did not create its socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Bus {
-        child,
-        address: format!("unix:path={}", socket.display()),
-        _dir: None,
-    }
-}
+use common::{Bus, start_bus, start_bus_in};
 
 struct Cluster {
     dir: tempfile::TempDir,

@@ -13,9 +13,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,62 +48,7 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// A private dbus-daemon like a system bus. Killed on drop.
-struct Bus {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `with_policy`: include conf/dbus/org.hactl.Cluster1.conf; else anyone
-/// may call anything (only hactld's own check stands).
-fn start_bus(with_policy: bool) -> Bus {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let socket = dir.path().join("bus");
-    let policy: PathBuf =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/dbus/org.hactl.Cluster1.conf");
-    let (include, open) = if with_policy {
-        (format!("<include>{}</include>", policy.display()), "")
-    } else {
-        (
-            String::new(),
-            r#"<allow own="*"/><allow send_type="method_call"/>"#,
-        )
-    };
-    let config_path = dir.path().join("bus.conf");
-    std::fs::write(
-        &config_path,
-        common::system_bus_config(&socket, open, &include),
-    )
-    .unwrap();
-    let child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config_path.display()))
-        .args(["--nofork", "--nopidfile"])
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("dbus-daemon (package dbus; scripts/setup.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "dbus-daemon did not create its socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Bus {
-        child,
-        address: format!("unix:path={}", socket.display()),
-        _dir: dir,
-    }
-}
+use common::{Bus, start_bus};
 
 fn rsc(id: &str, group: Option<&str>, on: &[&str], target: Option<&str>) -> ResourceSummary {
     ResourceSummary {

@@ -106,7 +106,7 @@ impl Cluster {
         }
         let buses = if with_buses {
             (1..=3)
-                .map(|n| common::start_policy_bus_in(&dir.path().join(format!("bus{n}"))))
+                .map(|n| common::start_bus_in(&dir.path().join(format!("bus{n}")), true))
                 .collect()
         } else {
             Vec::new()

@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const NAME: &str = "org.hactl.Cluster1";
 const PATH: &str = "/org/hactl/Cluster1";
@@ -31,56 +30,10 @@ impl Stand {
     }
 }
 
-struct Bus {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Bus;
 
 fn start_bus() -> Bus {
-    let dir = tempfile::tempdir().unwrap();
-    // Unprivileged test clients must reach the socket.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let socket = dir.path().join("bus");
-    let policy: PathBuf =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/dbus/org.hactl.Cluster1.conf");
-    let config = common::system_bus_config(
-        &socket,
-        "",
-        &format!("<include>{}</include>", policy.display()),
-    );
-    let config_path = dir.path().join("bus.conf");
-    std::fs::write(&config_path, config).unwrap();
-    let child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config_path.display()))
-        .args(["--nofork", "--nopidfile"])
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("dbus-daemon (package dbus; scripts/setup.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "dbus-daemon did not create its socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Bus {
-        child,
-        address: format!("unix:path={}", socket.display()),
-        _dir: dir,
-    }
+    common::start_bus(true)
 }
 
 /// Runs busctl against the test bus as `uid`/`gid` with supplementary

@@ -100,6 +100,34 @@ impl World {
         })
     }
 
+    /// The same cluster with fencing on: a libvirt fence device `fN` in
+    /// the fence levels of each node N of `nodes`.
+    fn fencing(nodes: &[NodeId]) -> World {
+        let mut text = CONFIG.to_string();
+        for n in nodes {
+            text = text.replace(
+                "[[resource]]",
+                &format!("[[fence_device]]\nid = \"f{n}\"\nkind = \"libvirt\"\nuri = \"qemu:///system\"\ndomain = \"n{n}\"\n\n[[resource]]"),
+            );
+            let addr = format!("addresses = [\"10.0.0.{n}\"]");
+            text = text.replace(&addr, &format!("{addr}\nfence_levels = [[\"f{n}\"]]"));
+        }
+        World {
+            config: parse_str(&text, std::path::Path::new("c.toml"))
+                .expect("valid")
+                .config,
+            ..World::new()
+        }
+    }
+
+    /// Every node of `nodes` answered its probe of web: not running.
+    fn probed(&mut self, nodes: &[NodeId]) {
+        for &n in nodes {
+            let cmd = self.result(n, OpName::Monitor, 7);
+            self.apply(n, cmd, &mut []);
+        }
+    }
+
     fn tick(&self, c: &mut Controller) -> Vec<Output> {
         c.tick(
             &self.config,
@@ -264,10 +292,7 @@ fn an_execute_from_anyone_but_the_dc_or_for_another_node_is_ignored() {
 fn a_start_in_flight_is_active_where_it_runs_and_is_not_started_elsewhere() {
     // A DC that takes over while node 3 runs a start (recorded pending).
     let mut w = World::new();
-    for n in [1, 2, 3] {
-        let cmd = w.result(n, OpName::Monitor, 7);
-        w.apply(n, cmd, &mut []);
-    }
+    w.probed(&[1, 2, 3]);
     let pending = w.result(3, OpName::Start, RC_PENDING);
     w.apply(3, pending, &mut []);
     let mut dc = Controller::new(1);
@@ -283,10 +308,7 @@ fn a_start_in_flight_is_active_where_it_runs_and_is_not_started_elsewhere() {
 #[test]
 fn a_failed_action_ends_the_transition_and_the_dc_computes_again() {
     let mut w = World::new();
-    for n in [1, 2, 3] {
-        let cmd = w.result(n, OpName::Monitor, 7);
-        w.apply(n, cmd, &mut []);
-    }
+    w.probed(&[1, 2, 3]);
     let mut dc = Controller::new(1);
     dc.handle_ring(set(&[1, 2, 3]), true, true, false);
     let ex = executes(&w.tick(&mut dc));
@@ -321,10 +343,7 @@ fn a_failed_action_ends_the_transition_and_the_dc_computes_again() {
 #[test]
 fn a_resource_with_target_role_stopped_is_stopped_and_starts_again_once_forgotten() {
     let mut w = World::new();
-    for n in [1, 2, 3] {
-        let cmd = w.result(n, OpName::Monitor, 7);
-        w.apply(n, cmd, &mut []);
-    }
+    w.probed(&[1, 2, 3]);
     let started = w.result(2, OpName::Start, 0);
     w.apply(2, started, &mut []);
     let mut dc = Controller::new(1);
@@ -382,10 +401,7 @@ fn a_node_that_leaves_is_unclean_with_fencing_unless_it_shut_down_cleanly() {
 #[test]
 fn a_shutting_down_node_has_its_resources_moved_away() {
     let mut w = World::new();
-    for n in [1, 2, 3] {
-        let cmd = w.result(n, OpName::Monitor, 7);
-        w.apply(n, cmd, &mut []);
-    }
+    w.probed(&[1, 2, 3]);
     let started = w.result(2, OpName::Start, 0);
     w.apply(2, started, &mut []);
     assert!(Controller::has_active_resources(&w.config, &w.state, 2));
@@ -404,10 +420,7 @@ fn a_shutting_down_node_has_its_resources_moved_away() {
 #[test]
 fn a_node_that_restarts_within_one_ring_change_is_no_longer_shutting_down() {
     let mut w = World::new();
-    for n in [1, 2, 3] {
-        let cmd = w.result(n, OpName::Monitor, 7);
-        w.apply(n, cmd, &mut []);
-    }
+    w.probed(&[1, 2, 3]);
     let mut dc = Controller::new(1);
     dc.handle_ring(set(&[1, 2, 3]), true, true, false);
     dc.handle_leaving(2);
@@ -421,22 +434,8 @@ fn a_node_that_restarts_within_one_ring_change_is_no_longer_shutting_down() {
 
 #[test]
 fn with_fencing_a_lost_node_is_fenced_before_its_resources_start_elsewhere() {
-    let text = CONFIG.replace(
-        "[[resource]]",
-        "[[fence_device]]\nid = \"f3\"\nkind = \"libvirt\"\nuri = \"qemu:///system\"\ndomain = \"n3\"\n\n[[resource]]",
-    ) + "\n";
-    let text = text.replace(
-        "addresses = [\"10.0.0.3\"]",
-        "addresses = [\"10.0.0.3\"]\nfence_levels = [[\"f3\"]]",
-    );
-    let mut w = World::new();
-    w.config = parse_str(&text, std::path::Path::new("c.toml"))
-        .expect("valid")
-        .config;
-    for n in [1, 2, 3] {
-        let cmd = w.result(n, OpName::Monitor, 7);
-        w.apply(n, cmd, &mut []);
-    }
+    let mut w = World::fencing(&[3]);
+    w.probed(&[1, 2, 3]);
     // web runs on node 3 (say node 2 was in standby when it started).
     let started = w.result(3, OpName::Start, 0);
     w.apply(3, started, &mut []);
@@ -481,10 +480,7 @@ fn with_fencing_a_lost_node_is_fenced_before_its_resources_start_elsewhere() {
 #[test]
 fn at_start_the_dc_waits_a_moment_for_configured_nodes_that_are_missing() {
     let mut w = World::new();
-    for n in [1, 2] {
-        let cmd = w.result(n, OpName::Monitor, 7);
-        w.apply(n, cmd, &mut []);
-    }
+    w.probed(&[1, 2]);
     let mut dc = Controller::new(1);
     dc.handle_ring(set(&[1, 2]), true, true, false);
     assert!(
@@ -606,22 +602,8 @@ fn probes_after_a_cleanup_are_local_operations_until_they_answer() {
 /// elsewhere (its record says web runs there and nothing fenced it since).
 #[test]
 fn a_new_dc_fences_a_lost_node_it_never_saw_leave_before_starting_its_resources() {
-    let text = CONFIG.replace(
-        "[[resource]]",
-        "[[fence_device]]\nid = \"f3\"\nkind = \"libvirt\"\nuri = \"qemu:///system\"\ndomain = \"n3\"\n\n[[resource]]",
-    ) + "\n";
-    let text = text.replace(
-        "addresses = [\"10.0.0.3\"]",
-        "addresses = [\"10.0.0.3\"]\nfence_levels = [[\"f3\"]]",
-    );
-    let mut w = World::new();
-    w.config = parse_str(&text, std::path::Path::new("c.toml"))
-        .expect("valid")
-        .config;
-    for n in [1, 2, 3] {
-        let cmd = w.result(n, OpName::Monitor, 7);
-        w.apply(n, cmd, &mut []);
-    }
+    let mut w = World::fencing(&[3]);
+    w.probed(&[1, 2, 3]);
     let started = w.result(3, OpName::Start, 0);
     w.apply(3, started, &mut []);
     // A new DC in a ring without node 3: it never saw node 3 leave.
@@ -684,10 +666,7 @@ fn a_new_dc_fences_a_lost_node_it_never_saw_leave_before_starting_its_resources(
 #[test]
 fn a_start_is_held_back_while_the_resource_is_pending_on_another_member() {
     let mut w = World::new();
-    for n in [1, 2, 3] {
-        let cmd = w.result(n, OpName::Monitor, 7);
-        w.apply(n, cmd, &mut []);
-    }
+    w.probed(&[1, 2, 3]);
     let started = w.result(3, OpName::Start, 0);
     w.apply(3, started, &mut []);
     let mut dc = Controller::new(1);
@@ -737,22 +716,8 @@ fn a_node_shutting_down_announces_it_again_to_nodes_that_join() {
 /// then did it again after every restart (its history still said so).
 #[test]
 fn the_dc_does_not_fence_itself() {
-    let text = CONFIG.replace(
-        "[[resource]]",
-        "[[fence_device]]\nid = \"f1\"\nkind = \"libvirt\"\nuri = \"qemu:///system\"\ndomain = \"n1\"\n\n[[resource]]",
-    ) + "\n";
-    let text = text.replace(
-        "addresses = [\"10.0.0.1\"]",
-        "addresses = [\"10.0.0.1\"]\nfence_levels = [[\"f1\"]]",
-    );
-    let mut w = World::new();
-    w.config = parse_str(&text, std::path::Path::new("c.toml"))
-        .expect("valid")
-        .config;
-    for n in [1, 2, 3] {
-        let cmd = w.result(n, OpName::Monitor, 7);
-        w.apply(n, cmd, &mut []);
-    }
+    let mut w = World::fencing(&[1]);
+    w.probed(&[1, 2, 3]);
     let started = w.result(1, OpName::Start, 0);
     w.apply(1, started, &mut []);
     let failed = w.result(1, OpName::Stop, 1);

@@ -112,12 +112,13 @@ pub fn system_bus_config(socket: &Path, extra: &str, include: &str) -> String {
     )
 }
 
-/// A private dbus-daemon configured like a system bus, with the project's
-/// policy (conf/dbus/org.hactl.Cluster1.conf) included. Killed on drop.
+/// A private dbus-daemon configured like a system bus (tests use it through
+/// DBUS_SYSTEM_BUS_ADDRESS). Killed on drop.
 pub struct Bus {
     child: std::process::Child,
     /// For DBUS_SYSTEM_BUS_ADDRESS.
     pub address: String,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Bus {
@@ -127,21 +128,36 @@ impl Drop for Bus {
     }
 }
 
-/// Starts a [`Bus`] whose socket is DIR/bus (DIR outlives it).
-pub fn start_policy_bus_in(dir: &Path) -> Bus {
+/// A [`Bus`] in a directory of its own. `with_policy`: the project's
+/// policy (conf/dbus/org.hactl.Cluster1.conf) included unchanged; else
+/// anyone may own names and call methods (only hactld's own caller check
+/// stands).
+pub fn start_bus(with_policy: bool) -> Bus {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bus = start_bus_in(dir.path(), with_policy);
+    bus._dir = Some(dir);
+    bus
+}
+
+/// A [`Bus`] whose socket is DIR/bus (DIR outlives it).
+pub fn start_bus_in(dir: &Path, with_policy: bool) -> Bus {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).unwrap();
+    // Unprivileged clients must reach the socket.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = dir.join("bus");
     let _ = std::fs::remove_file(&socket);
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/dbus/org.hactl.Cluster1.conf");
-    let config = system_bus_config(
-        &socket,
-        "",
-        &format!("<include>{}</include>", policy.display()),
-    );
+    let (include, open) = if with_policy {
+        (format!("<include>{}</include>", policy.display()), "")
+    } else {
+        (
+            String::new(),
+            r#"<allow own="*"/><allow send_type="method_call"/>"#,
+        )
+    };
     let config_path = dir.join("bus.conf");
-    std::fs::write(&config_path, config).unwrap();
+    std::fs::write(&config_path, system_bus_config(&socket, open, &include)).unwrap();
     let child = Command::new("dbus-daemon")
         .arg(format!("--config-file={}", config_path.display()))
         .args(["--nofork", "--nopidfile"])
@@ -158,5 +174,6 @@ pub fn start_policy_bus_in(dir: &Path) -> Bus {
     Bus {
         child,
         address: format!("unix:path={}", socket.display()),
+        _dir: None,
     }
 }
