@@ -729,7 +729,14 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                         TotemEvent::Deliver { sender, payload, .. } => {
                             if payload.first() == Some(&SERVICE_CONTROL) {
                                 match Message::from_bytes(&payload) {
-                                    Ok(Message::Execute(msg)) => ctl.handle_execute(sender, &msg, wall_now()),
+                                    Ok(Message::Execute(msg)) => {
+                                        ctl.handle_execute(sender, &msg, wall_now());
+                                        // Ahead of a Sync this turn may still queue
+                                        // (Controller::take_submits).
+                                        for cmd in ctl.take_submits() {
+                                            started.replica.submit(cmd, wall_now());
+                                        }
+                                    }
                                     Ok(Message::Leaving) => {
                                         info!(node = %member_names(&started.config, NodeSet::single(sender)), "controller: node {} is shutting down; its resources move away", member_names(&started.config, NodeSet::single(sender)));
                                         ctl.handle_leaving(sender);
@@ -882,7 +889,10 @@ fn state_turn(
                 origin,
                 cmd,
                 reason,
-            } => warn!(origin, ?cmd, %reason, "state: command refused"),
+            } => {
+                warn!(origin, ?cmd, %reason, "state: command refused");
+                ctl.handle_refused(&cmd);
+            }
             ReplicaEvent::Synced { ring, notes } => {
                 ctl.handle_state_synced();
                 info!(

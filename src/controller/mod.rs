@@ -175,6 +175,9 @@ pub struct Controller {
     /// A cleanup of this node erased the pending records of operations
     /// still running here: record them again (at the next tick).
     repend: bool,
+    /// Operation records this node submitted that the replicated state has
+    /// not applied yet (still queued for totem, or the ring is re-forming).
+    unconfirmed: usize,
     out: VecDeque<Output>,
 }
 
@@ -398,6 +401,7 @@ impl Controller {
             failures: BTreeMap::new(),
             local_ops: BTreeMap::new(),
             repend: false,
+            unconfirmed: 0,
             out: VecDeque::new(),
         }
     }
@@ -457,8 +461,54 @@ impl Controller {
     /// Whether operations asked of this node still run or wait in its
     /// executor (a node shutting down must not leave before they end: a
     /// cleanup may have erased their pending records).
+    ///
+    /// Also true while records of this node's operations have not been
+    /// applied yet: a node that left with its start's record still queued
+    /// (its ring re-forming) would leave the resource running where nobody
+    /// knows (found by tests/cluster_sim.rs, long seed 97751).
     pub fn has_local_ops(&self) -> bool {
-        !self.local_ops.is_empty()
+        !self.local_ops.is_empty() || self.unconfirmed > 0
+    }
+
+    /// Submits a record of one of this node's operations.
+    fn submit_record(&mut self, rec: OpRecord) {
+        self.unconfirmed += 1;
+        self.out.push_back(Output::Submit(Command::OpResult(rec)));
+    }
+
+    /// The replicated state refused a command (every node alike).
+    pub fn handle_refused(&mut self, cmd: &Command) {
+        self.confirm(cmd);
+    }
+
+    fn confirm(&mut self, cmd: &Command) {
+        if let Command::OpResult(rec) = cmd
+            && rec.node == self.me
+        {
+            self.unconfirmed = self.unconfirmed.saturating_sub(1);
+        }
+    }
+
+    /// Takes the commands waiting to be submitted, leaving the other
+    /// outputs queued. The driver calls it right after
+    /// [`Controller::handle_execute`], before it handles totem's next
+    /// event: a pending record must reach totem ahead of this node's Sync
+    /// for a ring that totem installs in the same turn. Totem keeps each
+    /// sender's order, so the record is then delivered, and applied, before
+    /// that ring's state sync completes, and the ring's DC sees the
+    /// operation before it computes anything (found by tests/cluster_sim.rs,
+    /// long seed 27173: the record went out after the Sync of a merged
+    /// ring, whose new DC started the resource a second time).
+    pub fn take_submits(&mut self) -> Vec<Command> {
+        let mut submits = Vec::new();
+        self.out.retain(|o| match o {
+            Output::Submit(cmd) => {
+                submits.push(cmd.clone());
+                false
+            }
+            _ => true,
+        });
+        submits
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -593,6 +643,7 @@ impl Controller {
 
     /// The replicated state applied a command (ours or another node's).
     pub fn handle_applied(&mut self, config: &Config, cmd: &Command) {
+        self.confirm(cmd);
         match cmd {
             Command::OpResult(rec) if failure_of(config, rec).is_some() => {
                 self.failures.insert(
@@ -721,16 +772,15 @@ impl Controller {
         let resource = primitive_of(&msg.resource).to_string();
         if msg.op != OpName::Monitor {
             // Recorded before it runs: a DC that takes over sees it.
-            self.out
-                .push_back(Output::Submit(Command::OpResult(OpRecord {
-                    resource: resource.clone(),
-                    node: self.me,
-                    op: msg.op,
-                    interval_ms: msg.interval_ms,
-                    rc: RC_PENDING,
-                    at: now_wall,
-                    exit_reason: String::new(),
-                })));
+            self.submit_record(OpRecord {
+                resource: resource.clone(),
+                node: self.me,
+                op: msg.op,
+                interval_ms: msg.interval_ms,
+                rc: RC_PENDING,
+                at: now_wall,
+                exit_reason: String::new(),
+            });
         }
         *self
             .local_ops
@@ -759,20 +809,19 @@ impl Controller {
         fail_count: u32,
         now_wall: WallMs,
     ) {
-        self.out
-            .push_back(Output::Submit(Command::OpResult(OpRecord {
-                resource: resource.to_string(),
-                node: self.me,
-                op,
-                interval_ms,
-                rc,
-                at: now_wall,
-                exit_reason: crate::state::truncate_utf8(
-                    exit_reason,
-                    crate::state::EXIT_REASON_BYTES_MAX,
-                )
-                .to_string(),
-            })));
+        self.submit_record(OpRecord {
+            resource: resource.to_string(),
+            node: self.me,
+            op,
+            interval_ms,
+            rc,
+            at: now_wall,
+            exit_reason: crate::state::truncate_utf8(
+                exit_reason,
+                crate::state::EXIT_REASON_BYTES_MAX,
+            )
+            .to_string(),
+        });
         let key = (resource.to_string(), op, interval_ms);
         if let Some(n) = self.local_ops.get_mut(&key) {
             *n -= 1;
@@ -782,16 +831,15 @@ impl Controller {
                 // The same operation waits again in the executor (asked
                 // for by a later transition): the result just recorded
                 // replaced its pending record, so record it again.
-                self.out
-                    .push_back(Output::Submit(Command::OpResult(OpRecord {
-                        resource: resource.to_string(),
-                        node: self.me,
-                        op,
-                        interval_ms,
-                        rc: RC_PENDING,
-                        at: now_wall,
-                        exit_reason: String::new(),
-                    })));
+                self.submit_record(OpRecord {
+                    resource: resource.to_string(),
+                    node: self.me,
+                    op,
+                    interval_ms,
+                    rc: RC_PENDING,
+                    at: now_wall,
+                    exit_reason: String::new(),
+                });
             }
         }
         if failed && fail_count > 0 {
@@ -813,19 +861,22 @@ impl Controller {
     /// transition when the last one is over and something changed.
     pub fn tick(&mut self, config: &Config, state: &ClusterState, now_wall: WallMs, now: Instant) {
         if std::mem::take(&mut self.repend) {
-            for (resource, op, interval_ms) in self.local_ops.keys() {
-                if *op != OpName::Monitor {
-                    self.out
-                        .push_back(Output::Submit(Command::OpResult(OpRecord {
-                            resource: resource.clone(),
-                            node: self.me,
-                            op: *op,
-                            interval_ms: *interval_ms,
-                            rc: RC_PENDING,
-                            at: now_wall,
-                            exit_reason: String::new(),
-                        })));
-                }
+            let running: Vec<(String, OpName, u64)> = self
+                .local_ops
+                .keys()
+                .filter(|(_, op, _)| *op != OpName::Monitor)
+                .cloned()
+                .collect();
+            for (resource, op, interval_ms) in running {
+                self.submit_record(OpRecord {
+                    resource,
+                    node: self.me,
+                    op,
+                    interval_ms,
+                    rc: RC_PENDING,
+                    at: now_wall,
+                    exit_reason: String::new(),
+                });
             }
         }
         if !self.settled {

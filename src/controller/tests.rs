@@ -50,6 +50,16 @@ fn outputs(c: &mut Controller) -> Vec<Output> {
     std::iter::from_fn(|| c.poll_output()).collect()
 }
 
+/// Applies the operation records in `out` back to `c`, as the replicated
+/// state does once totem delivers them.
+fn deliver_records(c: &mut Controller, out: &[Output]) {
+    for o in out {
+        if let Output::Submit(cmd @ Command::OpResult(_)) = o {
+            c.handle_applied(&config(), cmd);
+        }
+    }
+}
+
 fn executes(out: &[Output]) -> Vec<Execute> {
     out.iter()
         .filter_map(|o| match o {
@@ -519,7 +529,7 @@ fn a_result_with_the_same_operation_still_queued_records_it_pending_again() {
     };
     c.handle_execute(1, &start(1), WallMs(1));
     c.handle_execute(1, &start(2), WallMs(2));
-    outputs(&mut c);
+    let mut submitted = outputs(&mut c);
     assert!(c.has_local_ops());
     let pending = |out: &[Output]| {
         out.iter().any(|o| {
@@ -530,6 +540,7 @@ fn a_result_with_the_same_operation_still_queued_records_it_pending_again() {
     // The first (hung) start ends: its result, then the second is pending.
     c.handle_op_result("web", OpName::Start, 0, 1, "timed out", true, 1, WallMs(3));
     let out = outputs(&mut c);
+    submitted.extend(out.iter().cloned());
     assert!(
         matches!(&out[0], Output::Submit(Command::OpResult(r)) if r.rc == 1),
         "{out:?}"
@@ -542,6 +553,51 @@ fn a_result_with_the_same_operation_still_queued_records_it_pending_again() {
     c.handle_op_result("web", OpName::Start, 0, 0, "", false, 0, WallMs(4));
     let out = outputs(&mut c);
     assert!(!pending(&out), "{out:?}");
+    assert!(c.has_local_ops(), "its records are not applied yet");
+    submitted.extend(out);
+    deliver_records(&mut c, &submitted);
+    assert!(!c.has_local_ops());
+}
+
+/// Found by tests/cluster_sim.rs (long seed 97751): a start ended while the
+/// ring was re-forming, so neither its pending record nor its result had
+/// been applied; the node shut down then, saw nothing active, and left with
+/// the resource running where nobody knew, and it started elsewhere too.
+#[test]
+fn a_node_has_local_operations_until_their_records_are_applied() {
+    let w = World::new();
+    let mut c = Controller::new(2);
+    c.handle_ring(set(&[1, 2, 3]), true, true, false);
+    let probes = outputs(&mut c);
+    w.tick(&mut c);
+    deliver_records(&mut c, &probes);
+    outputs(&mut c);
+    let start = Execute {
+        dc: 1,
+        transition: 1,
+        action: 0,
+        node: 2,
+        resource: "web".into(),
+        op: OpName::Start,
+        interval_ms: 0,
+        timeout_ms: 20_000,
+    };
+    c.handle_execute(1, &start, WallMs(1));
+    let pending = outputs(&mut c);
+    c.handle_op_result("web", OpName::Start, 0, 0, "", false, 0, WallMs(2));
+    let result = outputs(&mut c);
+    assert!(
+        c.has_local_ops(),
+        "the start ended but nobody knows yet: the node must not leave"
+    );
+    deliver_records(&mut c, &pending);
+    assert!(c.has_local_ops(), "the result is not applied yet");
+    // A refused record counts as answered (every node refuses it alike).
+    for o in &result {
+        if let Output::Submit(cmd @ Command::OpResult(_)) = o {
+            c.handle_refused(cmd);
+        }
+    }
     assert!(!c.has_local_ops());
 }
 
@@ -564,6 +620,8 @@ fn probes_after_a_cleanup_are_local_operations_until_they_answer() {
     outputs(&mut c);
     assert!(c.has_local_ops(), "the probe runs");
     c.handle_op_result("web", OpName::Monitor, 0, 0, "", false, 0, WallMs(5));
+    let out = outputs(&mut c);
+    deliver_records(&mut c, &out);
     assert!(!c.has_local_ops());
     // With a start still running here, a cleanup records it pending again
     // (long seed 3398).
@@ -732,4 +790,45 @@ fn the_dc_does_not_fence_itself() {
             "the DC fences itself: {out:?}"
         );
     }
+}
+
+/// Long seed 27173: the pending record must be handed to totem before the
+/// node's Sync of a ring installed in the same turn, so the driver takes it
+/// at once; the operation itself stays queued for the turn's end.
+#[test]
+fn take_submits_hands_over_the_pending_record_and_keeps_the_run() {
+    let mut c = Controller::new(2);
+    c.handle_ring(set(&[1, 2, 3]), true, true, false);
+    outputs(&mut c);
+    let start = Execute {
+        dc: 1,
+        transition: 1,
+        action: 0,
+        node: 2,
+        resource: "web".into(),
+        op: OpName::Start,
+        interval_ms: 0,
+        timeout_ms: 20_000,
+    };
+    c.handle_execute(1, &start, WallMs(1));
+    let submits = c.take_submits();
+    assert!(
+        matches!(&submits[..], [Command::OpResult(r)] if r.op == OpName::Start && r.rc == RC_PENDING),
+        "{submits:?}"
+    );
+    let rest = outputs(&mut c);
+    assert!(
+        rest.iter().any(|o| matches!(
+            o,
+            Output::Run {
+                op: OpName::Start,
+                ..
+            }
+        )),
+        "{rest:?}"
+    );
+    assert!(
+        !rest.iter().any(|o| matches!(o, Output::Submit(_))),
+        "{rest:?}"
+    );
 }

@@ -273,7 +273,12 @@ impl ClusterSim {
 
     /// Panics with the seed, the time, the message and the trace.
     pub fn fail(&self, what: &str) -> ! {
-        let tail: Vec<&String> = self.trace.iter().rev().take(80).collect();
+        // HACTL_TRACE_LINES=N shows more of the trace when replaying a seed.
+        let lines = std::env::var("HACTL_TRACE_LINES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(80);
+        let tail: Vec<&String> = self.trace.iter().rev().take(lines).collect();
         let tail: Vec<&str> = tail.into_iter().rev().map(String::as_str).collect();
         panic!(
             "seed {}: at {:?}: {what}\n  trace (last {} lines):\n    {}",
@@ -519,7 +524,10 @@ impl ClusterSim {
                     if payload.first() == Some(&SERVICE_CONTROL) {
                         match Message::from_bytes(&payload) {
                             Ok(Message::Execute(msg)) => {
-                                node.ctl.handle_execute(sender, &msg, wall)
+                                node.ctl.handle_execute(sender, &msg, wall);
+                                for cmd in node.ctl.take_submits() {
+                                    node.replica.submit(cmd, wall);
+                                }
                             }
                             Ok(Message::Leaving) => node.ctl.handle_leaving(sender),
                             Err(e) => {
@@ -583,7 +591,7 @@ impl ClusterSim {
                         cmd,
                     });
                 }
-                ReplicaEvent::Refused { .. } => {}
+                ReplicaEvent::Refused { cmd, .. } => self.nodes[i].ctl.handle_refused(&cmd),
                 ReplicaEvent::Synced { .. } => self.nodes[i].ctl.handle_state_synced(),
                 ReplicaEvent::MembershipMismatch { message, .. } => {
                     self.fail(&format!("node {}: {message}", i + 1))
