@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use nix::libc;
 use sd_notify::NotifyState;
 use tracing::{debug, error, info, warn};
 
@@ -41,6 +42,34 @@ pub struct Options {
     pub node: Option<String>,
     /// Where the node keeps its state (`/var/lib/hactl`).
     pub state_dir: PathBuf,
+    /// Run at real-time priority (see [`set_realtime`]).
+    pub realtime: bool,
+}
+
+/// The round-robin real-time priority hactld asks for (corosync uses the
+/// highest, 99; one below leaves room for the kernel's own threads and a
+/// watchdog daemon).
+pub const REALTIME_PRIORITY: i32 = 98;
+
+/// Moves hactld to `SCHED_RR` real-time scheduling, as corosync does:
+/// failure detection is a timeout (token + consensus), so a node whose
+/// daemon is not scheduled for that long looks dead to the others. With
+/// `SCHED_RESET_ON_FORK`, agents and fence agents started by hactld run at
+/// normal priority. Returns why not, when the kernel refuses (no
+/// CAP_SYS_NICE, a cgroup without real-time budget).
+pub fn set_realtime() -> Result<(), String> {
+    let param = libc::sched_param {
+        sched_priority: REALTIME_PRIORITY,
+    };
+    // SAFETY: sched_setscheduler reads `param` only; pid 0 is this thread,
+    // called before any other thread exists, so every thread inherits it.
+    let rc =
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
+    }
 }
 
 /// The default state directory (the unit's StateDirectory=hactl).
@@ -388,6 +417,17 @@ fn new_incarnation(state_dir: &Path) -> Result<u64, String> {
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the process exit code.
 pub fn run(opts: Options) -> ExitCode {
+    if opts.realtime {
+        match set_realtime() {
+            Ok(()) => info!(
+                priority = REALTIME_PRIORITY,
+                "running at real-time priority (SCHED_RR {REALTIME_PRIORITY})"
+            ),
+            Err(e) => warn!(
+                "cannot run at real-time priority ({e}): a busy machine may delay this node's totem long enough for the others to take it as failed; give hactld CAP_SYS_NICE or start it with --no-realtime to silence this"
+            ),
+        }
+    }
     status("loading configuration");
     let started = match start(&opts) {
         Ok(s) => s,

@@ -22,6 +22,11 @@ struct Args {
     /// Where the node keeps its state.
     #[arg(long, value_name = "DIR", default_value = hactl::daemon::STATE_DIR_DEFAULT)]
     state_dir: PathBuf,
+    /// Run at normal priority instead of real-time (SCHED_RR). Real-time
+    /// keeps a busy machine from delaying totem past its failure detection
+    /// timeout (as corosync does); agents always run at normal priority.
+    #[arg(long)]
+    no_realtime: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,5 +36,6 @@ fn main() -> std::process::ExitCode {
         config: args.config,
         node: args.node,
         state_dir: args.state_dir,
+        realtime: !args.no_realtime,
     })
 }
