@@ -1132,6 +1132,24 @@ fn handle_request(
                 let _ = reply.send(Err(r));
                 return None;
             }
+            // Starting a member of a stopped group (or of a stopped clone)
+            // would not start it, and must not undo the operator's stop of
+            // the group behind their back: say what to start instead.
+            if let crate::state::Command::SetTargetRole {
+                resource,
+                role: Some(crate::config::Role::Started),
+            } = &command
+                && let Some(around) = started
+                    .replica
+                    .state()
+                    .stopped_container(&started.config, resource)
+            {
+                let _ = reply.send(Err(format!(
+                    "{resource} is part of {around}, which is stopped (target role Stopped); \
+                     a member does not run without it: start it with hactl resource start {around}"
+                )));
+                return None;
+            }
             info!(?command, "api: submitting");
             started.replica.submit(command, wall_now());
             let _ = reply.send(Ok(()));

@@ -55,6 +55,7 @@ fn rsc(id: &str, group: Option<&str>, on: &[&str], target: Option<&str>) -> Reso
         id: id.to_string(),
         agent: "ipaddr".to_string(),
         group: group.map(str::to_string),
+        clone: None,
         running_on: on.iter().map(|s| s.to_string()).collect(),
         promoted_on: vec![],
         target: target.map(str::to_string),
@@ -322,12 +323,13 @@ fn every_method_hands_the_main_loop_its_request_and_returns_its_answer() {
             other => panic!("{other:?}"),
         }
         // No node: away from where it runs now (the stand-in moved web to
-        // node1 after the standby of node2).
+        // node1 after the standby of node2). A member moves with its group:
+        // the preference is the group's.
         p.migrate("web-ip", "", 0).await.unwrap();
         assert_eq!(
             server.next(),
             submit(StateCommand::Migrate {
-                resource: "web-ip".to_string(),
+                resource: "web".to_string(),
                 target: MigrateTarget::AwayFrom(1),
                 expires: None
             })

@@ -182,8 +182,32 @@ impl Verb<'_> {
         }
     }
 
+    /// The resource the change is made on, as hactld resolves the name
+    /// given (a clone instance or a cloned primitive stands for its clone,
+    /// a group member's migrate moves its group; see
+    /// [`crate::api::resolve`]); None: no resource named.
+    fn acts_on(&self, status: &ClusterStatus) -> Option<String> {
+        use crate::api::resolve;
+        let name = self.resource()?;
+        let resolved = match self {
+            Verb::Migrate(_) | Verb::Unmigrate(_) => resolve::placement_target(status, name),
+            Verb::ResourceStop(_) | Verb::ResourceStart(_) => resolve::role_target(status, name),
+            _ => return Some(name.to_string()),
+        };
+        Some(resolved.unwrap_or_else(|_| name.to_string()))
+    }
+
     /// What hactld was asked, for the first output line.
-    fn done_text(&self, local: &str) -> String {
+    fn done_text(&self, local: &str, status: &ClusterStatus) -> String {
+        let line = self.done_line(local, status);
+        match (self.resource(), self.acts_on(status)) {
+            (Some(given), Some(on)) if given != on => format!("{line} ({given} is part of {on})"),
+            _ => line,
+        }
+    }
+
+    fn done_line(&self, local: &str, status: &ClusterStatus) -> String {
+        let on = self.acts_on(status).unwrap_or_default();
         let node = |n: &Option<String>| n.clone().unwrap_or_else(|| local.to_string());
         match self {
             Verb::Standby(a) => format!("{} is in standby", node(&a.node)),
@@ -197,16 +221,16 @@ impl Verb<'_> {
                     || "until hactl unmigrate".to_string(),
                     |d| format!("for {}", human(d)),
                 );
-                format!("{} migrates {whither}, {how_long}", a.resource)
+                format!("{on} migrates {whither}, {how_long}")
             }
-            Verb::Unmigrate(a) => format!("{}: migrate preference removed", a.resource),
+            Verb::Unmigrate(_) => format!("{on}: migrate preference removed"),
             Verb::Cleanup(a) => format!(
                 "cleaned up {} on {}",
                 a.resource.as_deref().unwrap_or("every resource"),
                 a.node.as_deref().unwrap_or("every node")
             ),
-            Verb::ResourceStop(a) => format!("{}: stopping (target role Stopped)", a.resource),
-            Verb::ResourceStart(a) => format!("{}: starting (target role Started)", a.resource),
+            Verb::ResourceStop(_) => format!("{on}: stopping (target role Stopped)"),
+            Verb::ResourceStart(_) => format!("{on}: starting (target role Started)"),
         }
     }
 }
@@ -261,12 +285,17 @@ async fn run_on(
     if let Err(e) = verb.call(proxy).await {
         return Err(verb_failure(verb.method(), e).report());
     }
-    println!("{}", verb.done_text(&before.node.name));
+    println!("{}", verb.done_text(&before.node.name, &before));
     if no_wait {
         return Ok(None);
     }
     let after = wait_settled(proxy, &before, Duration::from_secs(verb.wait().timeout)).await?;
-    for line in placement_lines(before.controller.as_ref(), after.as_ref(), verb.resource()) {
+    // What moves with the named resource: all of its group or clone (a
+    // stopped member stops those after it too).
+    let shown = verb.resource().map(|name| {
+        crate::api::resolve::placement_target(&before, name).unwrap_or_else(|_| name.to_string())
+    });
+    for line in placement_lines(before.controller.as_ref(), after.as_ref(), shown.as_deref()) {
         println!("{line}");
     }
     Ok(after)
@@ -480,9 +509,13 @@ pub fn moving(c: &ControllerSummary) -> String {
     }
 }
 
-/// Whether `r` is `name`, one of its clone instances, or in group `name`.
+/// Whether `r` is `name`, one of its clone instances, or in group or
+/// clone `name`.
 fn belongs(r: &ResourceSummary, name: &str) -> bool {
-    r.id == name || r.id.split(':').next() == Some(name) || r.group.as_deref() == Some(name)
+    r.id == name
+        || r.id.split(':').next() == Some(name)
+        || r.group.as_deref() == Some(name)
+        || r.clone.as_deref() == Some(name)
 }
 
 /// The lines printed once settled: the named resource's primitives, or
@@ -652,6 +685,7 @@ mod tests {
             id: id.to_string(),
             agent: "ipaddr".to_string(),
             group: Some("web".to_string()),
+            clone: None,
             running_on: on.iter().map(|s| s.to_string()).collect(),
             promoted_on: vec![],
             target: target.map(str::to_string),
