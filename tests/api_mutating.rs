@@ -667,7 +667,11 @@ fn hactl_verbs_wait_until_the_cluster_settled_and_exit_4_when_it_does_not() {
     assert!(out.contains("new.toml:1: unknown key bad"), "{out}");
     server.next();
     std::fs::write(&file, CONFIG).unwrap();
-    let o = hactl(&bus, false, &["config", "apply", file.to_str().unwrap()]);
+    let o = hactl(
+        &bus,
+        false,
+        &["config", "apply", file.to_str().unwrap(), "--no-wait"],
+    );
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("configuration epoch 2 applied"), "{out}");
@@ -678,6 +682,20 @@ fn hactl_verbs_wait_until_the_cluster_settled_and_exit_4_when_it_does_not() {
             file: file.display().to_string()
         }
     );
+    // Waiting (the default) for an epoch the stand-in never takes up:
+    // exit 4 after --timeout, saying what it waited for.
+    let o = hactl(
+        &bus,
+        false,
+        &["config", "apply", file.to_str().unwrap(), "--timeout", "1"],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains("did not settle within 1 s: configuration epoch 1 not in force yet on node1"),
+        "{out}"
+    );
+    server.next();
     let o = hactl(&bus, true, &["config", "show", "--running"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(

@@ -855,3 +855,79 @@ fn hactl_resource_verbs_act_on_groups_members_clones_and_instances_as_crmsh_does
         );
     }
 }
+
+/// gamma, a third resource preferring node3.
+const GAMMA: &str = r#"
+[[resource]]
+id = "gamma"
+agent = "ocf:test:Marker"
+[[resource.op]]
+name = "monitor"
+interval = "500ms"
+
+[[location]]
+resource = "gamma"
+node = "node3"
+score = 100
+"#;
+
+#[test]
+fn hactl_config_apply_returns_once_every_node_runs_it() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the key must be root-owned, run as root");
+        return;
+    }
+    let mut c = Cluster::new(15570, 9, true);
+    for n in 1..=3 {
+        c.start(n);
+    }
+    c.wait_for("alpha on node2", 30, |c| c.running("alpha") == vec![2]);
+    c.wait_for("the API answers on every node", 30, |c| {
+        (1..=3).all(|n| c.hactl(n, &["status"]).0 == 0)
+    });
+    let epochs = |c: &Cluster| -> Vec<u64> {
+        (1..=3)
+            .map(|n| {
+                status_json(c, n)["controller"]["config_epoch"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(epochs(&c), [0, 0, 0], "the file's configuration");
+    let base = std::fs::read_to_string(c.dir.path().join("cluster.toml")).unwrap();
+    let apply = |c: &Cluster, n: usize, text: &str| -> String {
+        let file = c.dir.path().join("new.toml");
+        std::fs::write(&file, text).unwrap();
+        let (out, took) = run_ok(c, n, &["config", "apply", file.to_str().unwrap()]);
+        eprintln!("config apply returned in {took:?}");
+        out
+    };
+
+    // A new resource: when apply returns, every node runs epoch 1 and
+    // gamma runs where it should.
+    let out = apply(&c, 1, &format!("{base}{GAMMA}"));
+    assert_eq!(epochs(&c), [1, 1, 1], "{out}");
+    assert_eq!(c.running("gamma"), vec![3], "{out}");
+    assert!(
+        out.contains("configuration epoch 1 in force on every node")
+            && out.contains("gamma: Started node3"),
+        "{out}"
+    );
+    // --no-wait returns once it is submitted.
+    let file = c.dir.path().join("new.toml");
+    let (code, out, err, _) = c.hactl(2, &["config", "apply", file.to_str().unwrap(), "--no-wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("in force on every node"), "{out}");
+    c.wait_for("epoch 2 everywhere", 10, |c| epochs(c) == [2, 2, 2]);
+
+    // A file the daemon refuses: exit 1, nothing waited for.
+    let (code, out, err, _) = {
+        let file = c.dir.path().join("bad.toml");
+        std::fs::write(&file, format!("{base}{GAMMA}bad = 1\n")).unwrap();
+        c.hactl(1, &["config", "apply", file.to_str().unwrap()])
+    };
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("bad"), "{err}");
+    assert_eq!(epochs(&c), [2, 2, 2]);
+}

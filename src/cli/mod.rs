@@ -140,11 +140,14 @@ pub enum ConfigCommand {
         running: bool,
     },
     /// Validate FILE and distribute it to every node as the running
-    /// configuration (asks the local hactld; root or group haclient). The
+    /// configuration (asks the local hactld; root or group haclient), then
+    /// wait until every node runs it and the cluster has settled. The
     /// membership part (nodes, totem, quorum) must stay as it is.
     Apply {
         /// The new configuration.
         file: PathBuf,
+        #[command(flatten)]
+        wait: verbs::WaitArgs,
     },
 }
 
@@ -160,7 +163,7 @@ pub fn run(cli: Cli) -> ExitCode {
             show_secrets,
             running: false,
         }) => config_show(file.as_deref().unwrap_or(&cli.config), digest, show_secrets),
-        Command::Config(ConfigCommand::Apply { file }) => verbs::config_apply(&file),
+        Command::Config(ConfigCommand::Apply { file, wait }) => verbs::config_apply(&file, &wait),
         Command::Keygen {
             output,
             force,

@@ -253,6 +253,7 @@ mod tests {
                 resource: "spare".to_string(),
                 role: "stopped".to_string(),
             }],
+            config_epoch: 3,
             fail_counts: vec![FailCountSummary {
                 resource: "web-server".to_string(),
                 node: "node2".to_string(),

@@ -289,7 +289,14 @@ async fn run_on(
     if no_wait {
         return Ok(None);
     }
-    let after = wait_settled(proxy, &before, Duration::from_secs(verb.wait().timeout)).await?;
+    let after = wait_settled(
+        proxy,
+        &before,
+        Duration::from_secs(verb.wait().timeout),
+        None,
+    )
+    .await?
+    .and_then(|s| s.controller);
     // What moves with the named resource: all of its group or clone (a
     // stopped member stops those after it too).
     let shown = verb.resource().map(|name| {
@@ -345,13 +352,16 @@ pub fn resource(cmd: &ResourceCommand) -> ExitCode {
     })
 }
 
-/// Polls until settled; returns the controller's summary then, or the exit
-/// code after saying why it did not settle.
+/// Polls until settled; returns the status then, or the exit code after
+/// saying why it did not settle. With `epoch_above`, the cluster has not
+/// settled before this node runs a configuration epoch above it (`hactl
+/// config apply`).
 async fn wait_settled(
     proxy: &Cluster1ClientProxy<'static>,
     before: &ClusterStatus,
     timeout: Duration,
-) -> Result<Option<ControllerSummary>, ExitCode> {
+    epoch_above: Option<u64>,
+) -> Result<Option<ClusterStatus>, ExitCode> {
     let start = Instant::now();
     let mut waiter = Waiter::new(before.controller.as_ref().map(|c| c.transition));
     let mut progress = Progress::new(std::io::stderr().is_terminal());
@@ -359,10 +369,18 @@ async fn wait_settled(
     tokio::pin!(ctrl_c);
     loop {
         let (settle, now) = match fetch_status(proxy).await {
-            Ok(s) => (
-                waiter.observe(s.controller.as_ref(), start.elapsed()),
-                Some(s),
-            ),
+            Ok(s) => {
+                let epoch = s.controller.as_ref().map_or(0, |c| c.config_epoch);
+                let settle = match epoch_above {
+                    Some(e0) if epoch <= e0 => Settle::Waiting(format!(
+                        "configuration epoch {} not in force yet on {} (it runs epoch {epoch})",
+                        e0 + 1,
+                        s.node.name
+                    )),
+                    _ => waiter.observe(s.controller.as_ref(), start.elapsed()),
+                };
+                (settle, Some(s))
+            }
             Err(Failure::NotRunning(m) | Failure::Failed(m)) => {
                 (Settle::Waiting(format!("hactld did not answer: {m}")), None)
             }
@@ -370,7 +388,7 @@ async fn wait_settled(
         match settle {
             Settle::Done => {
                 progress.clear();
-                return Ok(now.and_then(|s| s.controller));
+                return Ok(now);
             }
             Settle::Waiting(msg) => {
                 if start.elapsed() >= timeout {
@@ -624,8 +642,14 @@ fn human(d: Duration) -> String {
 }
 
 /// `hactl config apply FILE`: sends the file to hactld, which validates it
-/// and distributes it to every node.
-pub fn config_apply(file: &Path) -> ExitCode {
+/// and distributes it to every node; then (unless `--no-wait`) waits until
+/// this node runs the new configuration epoch and the cluster has settled
+/// with it, as the placement verbs wait, checks that the configuration in
+/// force is this file's, and prints where what moved runs. Every member of
+/// the ring takes an epoch in the same agreed order and computes the same
+/// schedule, so this node's view stands for the ring's; an offline node
+/// takes the epoch when it rejoins (it is named).
+pub fn config_apply(file: &Path, wait: &WaitArgs) -> ExitCode {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -634,24 +658,72 @@ pub fn config_apply(file: &Path) -> ExitCode {
         }
     };
     let name = std::path::absolute(file).unwrap_or_else(|_| PathBuf::from(file));
+    // What `ConfigShow()` returns once this file is in force (hactld
+    // validates the file; a file that does not parse here is refused there).
+    let expected = crate::config::parse_str(&text, file)
+        .ok()
+        .map(|l| crate::config::canonical_redacted(&l.config));
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(f) => return f.report(),
     };
-    let result = rt.block_on(async {
-        let proxy = connect().await?;
-        proxy
-            .config_apply(&text, &name.display().to_string())
-            .await
-            .map_err(|e| verb_failure("ConfigApply", e))
-    });
-    match result {
-        Ok(summary) => {
-            println!("{}", summary.trim_end());
-            ExitCode::SUCCESS
+    rt.block_on(async {
+        let proxy = match connect().await {
+            Ok(p) => p,
+            Err(f) => return f.report(),
+        };
+        let before = match fetch_status(&proxy).await {
+            Ok(s) => s,
+            Err(f) => return f.report(),
+        };
+        let summary = match proxy.config_apply(&text, &name.display().to_string()).await {
+            Ok(s) => s,
+            Err(e) => return verb_failure("ConfigApply", e).report(),
+        };
+        println!("{}", summary.trim_end());
+        if wait.no_wait {
+            return ExitCode::SUCCESS;
         }
-        Err(f) => f.report(),
-    }
+        let epoch_before = before.controller.as_ref().map_or(0, |c| c.config_epoch);
+        let timeout = Duration::from_secs(wait.timeout);
+        let after = match wait_settled(&proxy, &before, timeout, Some(epoch_before)).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return ExitCode::FAILURE,
+            Err(code) => return code,
+        };
+        let epoch = after.controller.as_ref().map_or(0, |c| c.config_epoch);
+        let running = match proxy.config_show().await {
+            Ok(t) => t,
+            Err(e) => return verb_failure("ConfigShow", e).report(),
+        };
+        if expected.as_deref().is_some_and(|e| e != running) {
+            eprintln!(
+                "hactl: the configuration in force (epoch {epoch}) is not {}: another hactl config \
+                 apply went first or right after; compare hactl config show --running with the file \
+                 and apply it again if it should be in force",
+                name.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        let offline: Vec<&str> = after
+            .nodes
+            .iter()
+            .filter(|n| !n.online)
+            .map(|n| n.name.as_str())
+            .collect();
+        if offline.is_empty() {
+            println!("configuration epoch {epoch} in force on every node");
+        } else {
+            println!(
+                "configuration epoch {epoch} in force on every node of the ring; {} offline (takes it when it rejoins)",
+                offline.join(", ")
+            );
+        }
+        for line in placement_lines(before.controller.as_ref(), after.controller.as_ref(), None) {
+            println!("{line}");
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 /// `hactl config show --running`: the configuration hactld runs.

@@ -30,6 +30,12 @@ pub struct ControllerSummary {
     /// them: empty).
     #[serde(default)]
     pub target_roles: Vec<TargetRoleSummary>,
+    /// The replicated configuration epoch this node runs (`hactl config
+    /// apply` makes the next one); 0: the configuration file it started
+    /// with, none applied yet (also in the JSON of a daemon from before
+    /// this field).
+    #[serde(default)]
+    pub config_epoch: u64,
     /// Non-zero fail counts.
     pub fail_counts: Vec<FailCountSummary>,
     /// The last failed operation per resource, node and operation.
@@ -256,6 +262,7 @@ pub fn build(
         resources,
         migrations,
         target_roles,
+        config_epoch: state.config_epoch(),
         fail_counts,
         failed_actions,
     }
