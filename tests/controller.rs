@@ -872,7 +872,7 @@ score = 100
 "#;
 
 #[test]
-fn hactl_config_apply_returns_once_every_node_runs_it() {
+fn hactl_config_apply_returns_once_every_node_runs_it_and_the_latest_target_role_wins() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: the key must be root-owned, run as root");
         return;
@@ -921,6 +921,40 @@ fn hactl_config_apply_returns_once_every_node_runs_it() {
     assert!(!out.contains("in force on every node"), "{out}");
     c.wait_for("epoch 2 everywhere", 10, |c| epochs(c) == [2, 2, 2]);
 
+    // hactl resource start, then a configuration that states
+    // target_role = "stopped": the later change, the configuration, wins.
+    run_ok(&c, 1, &["resource", "stop", "alpha"]);
+    run_ok(&c, 1, &["resource", "start", "alpha"]);
+    assert_eq!(c.running("alpha"), vec![2]);
+    let stopped = format!("{base}{GAMMA}").replacen(
+        "id = \"alpha\"\nagent = \"ocf:test:Marker\"\n",
+        "id = \"alpha\"\nagent = \"ocf:test:Marker\"\nmeta = { target_role = \"stopped\" }\n",
+        1,
+    );
+    assert_ne!(stopped, format!("{base}{GAMMA}"));
+    let out = apply(&c, 2, &stopped);
+    assert!(
+        c.running("alpha").is_empty(),
+        "alpha runs after apply:\n{out}"
+    );
+    assert!(out.contains("alpha: Stopped"), "{out}");
+    assert_eq!(
+        target_roles(&c, 3),
+        pairs(&[]),
+        "the start is no longer in force"
+    );
+    // A start after it wins again.
+    run_ok(&c, 3, &["resource", "start", "alpha"]);
+    assert_eq!(c.running("alpha"), vec![2]);
+    // A configuration that says nothing about alpha's target role keeps
+    // the one set with hactl.
+    run_ok(&c, 3, &["resource", "stop", "alpha"]);
+    apply(&c, 1, &format!("{base}{GAMMA}"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(c.running("alpha").is_empty(), "{}", c.logs());
+    assert_eq!(target_roles(&c, 1), pairs(&[("alpha", "stopped")]));
+    assert_eq!(epochs(&c), [4, 4, 4]);
+
     // A file the daemon refuses: exit 1, nothing waited for.
     let (code, out, err, _) = {
         let file = c.dir.path().join("bad.toml");
@@ -929,5 +963,5 @@ fn hactl_config_apply_returns_once_every_node_runs_it() {
     };
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("bad"), "{err}");
-    assert_eq!(epochs(&c), [2, 2, 2]);
+    assert_eq!(epochs(&c), [4, 4, 4]);
 }

@@ -455,7 +455,8 @@ impl Cluster1 {
 
     /// Lets `resource` run again: its target role becomes Started (crmsh's
     /// `resource start`), which also overrides a configuration's
-    /// `meta.target_role = "stopped"`.
+    /// `meta.target_role = "stopped"` applied before it (the latest change
+    /// wins: [`crate::state::ClusterState::target_role_overrides`]).
     async fn resource_start(
         &self,
         #[zbus(connection)] conn: &zbus::Connection,

@@ -109,7 +109,8 @@ pub enum ResourceCommand {
     /// becomes Stopped, on every node, until `hactl resource start`).
     Stop(ResourceArgs),
     /// Let RESOURCE run again (its target role becomes Started, also over
-    /// a configuration's meta target_role = "stopped").
+    /// a configuration's meta target_role = "stopped" applied before; the
+    /// latest change wins).
     Start(ResourceArgs),
     /// Stop RESOURCE, wait until it is stopped everywhere, then start it
     /// again (--timeout bounds each wait; --no-wait skips only the last).

@@ -151,8 +151,10 @@ pub enum Command {
     Unmigrate { resource: String },
     /// `hactl resource stop|start`: the role the resource (primitive,
     /// group or clone) should have, as Pacemaker's `target-role` meta
-    /// attribute that crmsh sets; it overrides the configuration's
-    /// `meta.target_role` of that resource. `None` forgets it: the
+    /// attribute that crmsh sets; the latest change wins: it overrides the
+    /// configuration's `meta.target_role` of that resource unless a
+    /// configuration applied after it states one
+    /// ([`ClusterState::target_role_overrides`]). `None` forgets it: the
     /// configuration's own meta decides again.
     SetTargetRole {
         resource: String,
@@ -829,7 +831,7 @@ impl ClusterState {
         // When the value each id has now was set; the configuration's own
         // values count from the time it was applied (never, for the file
         // the daemon started with).
-        let config_stamp = Stamp::default();
+        let config_stamp = self.config.as_ref().map(|c| c.stamp).unwrap_or_default();
         let mut set_at: BTreeMap<&str, Stamp> = BTreeMap::new();
         for (id, meta) in metas(config) {
             if meta.target_role.is_some() {

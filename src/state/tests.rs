@@ -1389,6 +1389,34 @@ fn roles(pairs: &[(&str, Role)]) -> BTreeMap<String, Role> {
 }
 
 #[test]
+fn the_latest_of_hactl_resource_start_and_config_apply_sets_the_target_role() {
+    use Role::{Started, Stopped};
+    let file = web();
+    let mut stopping = web();
+    set_role(&mut stopping, "vip", Some(Stopped));
+    let mut s = ClusterState::new();
+    // The file the daemons started with counts as older than any command.
+    s.apply(1, &role("vip", Some(Stopped)), t(10)).unwrap();
+    assert_eq!(roles_in_force(&s, &file), roles(&[("vip", Stopped)]));
+    s.apply(1, &role("vip", Some(Started)), t(20)).unwrap();
+    assert_eq!(roles_in_force(&s, &stopping), roles(&[("vip", Started)]));
+    // A configuration applied later that states target_role = "stopped"
+    // wins over the earlier start ...
+    apply_config(&mut s, &stopping, 30);
+    assert_eq!(roles_in_force(&s, &stopping), roles(&[("vip", Stopped)]));
+    // ... and is not listed as in force any more.
+    assert!(!s.target_role_overrides(&stopping).contains_key("vip"));
+    // A start after it wins again.
+    s.apply(2, &role("vip", Some(Started)), t(40)).unwrap();
+    assert_eq!(roles_in_force(&s, &stopping), roles(&[("vip", Started)]));
+    // A configuration that states no target role leaves the start (or a
+    // stop) in force.
+    s.apply(2, &role("vip", Some(Stopped)), t(50)).unwrap();
+    apply_config(&mut s, &file, 60);
+    assert_eq!(roles_in_force(&s, &file), roles(&[("vip", Stopped)]));
+}
+
+#[test]
 fn a_start_or_stop_of_a_group_or_clone_overrides_older_roles_of_what_it_contains() {
     use Role::{Started, Stopped};
     let mut config = web();
