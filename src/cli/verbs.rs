@@ -10,7 +10,10 @@
 //! idle after a new transition (or stayed idle for 1 s: nothing needed to
 //! change), show what is still moving on stderr when it is a terminal,
 //! and print where the affected resources run. `--no-wait` returns once
-//! hactld has taken the change; `--timeout` bounds the wait.
+//! hactld has taken the change; `--timeout` bounds the wait. `config
+//! apply` waits the same way, after this node runs the new configuration
+//! epoch (`controller.config_epoch`), and then checks that the
+//! configuration in force is the file's.
 //!
 //! `resource restart` is done here, as crmsh does it: `ResourceStop`, wait
 //! until the cluster settled with the resource stopped everywhere, then
