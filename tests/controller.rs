@@ -938,6 +938,11 @@ fn hactl_config_apply_returns_once_every_node_runs_it_and_the_latest_target_role
         "alpha runs after apply:\n{out}"
     );
     assert!(out.contains("alpha: Stopped"), "{out}");
+    assert!(
+        out.contains("alpha: target_role = \"stopped\" in ")
+            && out.contains("replaces hactl resource start alpha"),
+        "{out}"
+    );
     assert_eq!(
         target_roles(&c, 3),
         pairs(&[]),

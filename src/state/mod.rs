@@ -861,6 +861,28 @@ impl ClusterState {
         out
     }
 
+    /// The target roles in force with `running` (set with `hactl resource
+    /// start|stop`) that applying `new` replaces, because `new` states
+    /// another `meta.target_role` for that id (the latest change wins):
+    /// (id, the role in force, the configuration's), for `hactl config
+    /// apply` to tell the operator.
+    pub fn target_roles_replaced_by(
+        &self,
+        running: &Config,
+        new: &Config,
+    ) -> Vec<(String, Role, Role)> {
+        let in_force = self.target_role_overrides(running);
+        self.target_roles()
+            .into_iter()
+            .filter(|(id, role)| in_force.get(*id) == Some(&Some(*role)))
+            .filter_map(|(id, role)| {
+                let (_, meta) = metas(new).find(|(m, _)| *m == id)?;
+                let theirs = meta.target_role?;
+                (theirs != role).then(|| (id.to_string(), role, theirs))
+            })
+            .collect()
+    }
+
     /// Why `hactl resource start RESOURCE` would not start it: the group or
     /// clone around it whose target role in force (after
     /// [`ClusterState::apply_target_roles`]) is Stopped. Starting a member

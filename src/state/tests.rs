@@ -1400,6 +1400,12 @@ fn the_latest_of_hactl_resource_start_and_config_apply_sets_the_target_role() {
     assert_eq!(roles_in_force(&s, &file), roles(&[("vip", Stopped)]));
     s.apply(1, &role("vip", Some(Started)), t(20)).unwrap();
     assert_eq!(roles_in_force(&s, &stopping), roles(&[("vip", Started)]));
+    // What config apply tells the operator it replaces.
+    assert_eq!(
+        s.target_roles_replaced_by(&file, &stopping),
+        [("vip".to_string(), Started, Stopped)]
+    );
+    assert!(s.target_roles_replaced_by(&file, &file).is_empty());
     // A configuration applied later that states target_role = "stopped"
     // wins over the earlier start ...
     apply_config(&mut s, &stopping, 30);
