@@ -1495,3 +1495,50 @@ fn a_member_of_a_stopped_group_or_clone_names_it() {
         Some("nfs-client-clone".into())
     );
 }
+
+#[test]
+fn a_promotable_clone_stops_and_starts_with_its_target_role_over_its_primitives() {
+    use Role::{Started, Stopped};
+    let mut config = web();
+    let db = {
+        let mut r = config.resources[0].clone();
+        r.id = "db".into();
+        r.agent = crate::config::Agent::Ocf {
+            provider: "heartbeat".into(),
+            kind: "Stateful".into(),
+        };
+        r.meta.target_role = Some(Stopped);
+        r
+    };
+    config.resources.push(db);
+    let mut clone = config.clones[0].clone();
+    clone.id = "db-clone".into();
+    clone.resource = "db".into();
+    clone.promotable = true;
+    config.clones.push(clone);
+    let view = ClusterView {
+        nodes: config
+            .nodes
+            .iter()
+            .map(|n| NodeStatus::online(&n.name))
+            .collect(),
+        has_quorum: true,
+        resources: Vec::new(),
+    };
+    let now = Instant::from_millis(50_000);
+    let instances = |s: &ClusterState| {
+        let mut c = config.clone();
+        s.apply_target_roles(&mut c);
+        crate::scheduler::schedule(&c, &view, now).outcome["db-clone"]
+            .nodes
+            .len()
+    };
+    let mut s = ClusterState::new();
+    assert_eq!(instances(&s), 0, "the file stops db");
+    // hactl resource start db-clone (or db, or db:1: the API names the
+    // clone): every instance, over the primitive's own stop.
+    s.apply(1, &role("db-clone", Some(Started)), t(10)).unwrap();
+    assert_eq!(instances(&s), config.nodes.len());
+    s.apply(1, &role("db-clone", Some(Stopped)), t(20)).unwrap();
+    assert_eq!(instances(&s), 0);
+}
