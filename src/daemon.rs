@@ -1182,6 +1182,24 @@ fn handle_request(
                 let _ = reply.send(Err(r));
                 return None;
             }
+            // Starting a member of a stopped group (or of a stopped clone)
+            // would not start it, and must not undo the operator's stop of
+            // the group behind their back: say what to start instead.
+            if let crate::state::Command::SetTargetRole {
+                resource,
+                role: Some(crate::config::Role::Started),
+            } = &command
+                && let Some(around) = started
+                    .replica
+                    .state()
+                    .stopped_container(&started.config, resource)
+            {
+                let _ = reply.send(Err(format!(
+                    "{resource} is part of {around}, which is stopped (target role Stopped); \
+                     a member does not run without it: start it with hactl resource start {around}"
+                )));
+                return None;
+            }
             info!(?command, "api: submitting");
             started.replica.submit(command, wall_now());
             let _ = reply.send(Ok(()));
@@ -1206,12 +1224,31 @@ fn handle_request(
                         crate::state::Command::Configure { epoch, .. } => *epoch,
                         _ => 0,
                     };
-                    let count = crate::config::parse_str(&text, Path::new(&file))
-                        .map_or(0, |l| l.config.resources.len());
+                    let new = crate::config::parse_str(&text, Path::new(&file)).ok();
+                    let count = new.as_ref().map_or(0, |l| l.config.resources.len());
+                    // The latest change wins: say which roles set with
+                    // hactl resource start|stop the file replaces.
+                    let replaced: String = new
+                        .map(|l| {
+                            started
+                                .replica
+                                .state()
+                                .target_roles_replaced_by(&started.config, &l.config)
+                        })
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(id, ours, theirs)| {
+                            let verb = if ours == crate::config::Role::Stopped { "stop" } else { "start" };
+                            format!(
+                                "\n  {id}: target_role = \"{}\" in {file} replaces hactl resource {verb} {id}",
+                                theirs.as_str()
+                            )
+                        })
+                        .collect();
                     info!(epoch, file = %file, "api: applying configuration epoch {epoch}");
                     started.replica.submit(cmd, wall_now());
                     let _ = reply.send(Ok(format!(
-                        "{file}: applied as configuration epoch {epoch} ({count} resources); every node takes it in agreed order"
+                        "{file}: applied as configuration epoch {epoch} ({count} resources); every node takes it in agreed order{replaced}"
                     )));
                 }
                 Err(e) => {

@@ -55,6 +55,7 @@ fn rsc(id: &str, group: Option<&str>, on: &[&str], target: Option<&str>) -> Reso
         id: id.to_string(),
         agent: "ipaddr".to_string(),
         group: group.map(str::to_string),
+        clone: None,
         running_on: on.iter().map(|s| s.to_string()).collect(),
         promoted_on: vec![],
         target: target.map(str::to_string),
@@ -322,12 +323,13 @@ fn every_method_hands_the_main_loop_its_request_and_returns_its_answer() {
             other => panic!("{other:?}"),
         }
         // No node: away from where it runs now (the stand-in moved web to
-        // node1 after the standby of node2).
+        // node1 after the standby of node2). A member moves with its group:
+        // the preference is the group's.
         p.migrate("web-ip", "", 0).await.unwrap();
         assert_eq!(
             server.next(),
             submit(StateCommand::Migrate {
-                resource: "web-ip".to_string(),
+                resource: "web".to_string(),
                 target: MigrateTarget::AwayFrom(1),
                 expires: None
             })
@@ -665,7 +667,11 @@ fn hactl_verbs_wait_until_the_cluster_settled_and_exit_4_when_it_does_not() {
     assert!(out.contains("new.toml:1: unknown key bad"), "{out}");
     server.next();
     std::fs::write(&file, CONFIG).unwrap();
-    let o = hactl(&bus, false, &["config", "apply", file.to_str().unwrap()]);
+    let o = hactl(
+        &bus,
+        false,
+        &["config", "apply", file.to_str().unwrap(), "--no-wait"],
+    );
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("configuration epoch 2 applied"), "{out}");
@@ -676,6 +682,20 @@ fn hactl_verbs_wait_until_the_cluster_settled_and_exit_4_when_it_does_not() {
             file: file.display().to_string()
         }
     );
+    // Waiting (the default) for an epoch the stand-in never takes up:
+    // exit 4 after --timeout, saying what it waited for.
+    let o = hactl(
+        &bus,
+        false,
+        &["config", "apply", file.to_str().unwrap(), "--timeout", "1"],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains("did not settle within 1 s: configuration epoch 1 not in force yet on node1"),
+        "{out}"
+    );
+    server.next();
     let o = hactl(&bus, true, &["config", "show", "--running"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(

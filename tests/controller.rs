@@ -85,6 +85,12 @@ struct Cluster {
 impl Cluster {
     /// `port`: totem's; `net`: the loopback addresses 127.0.0.{net}1..3.
     fn new(port: u16, net: u8, with_buses: bool) -> Cluster {
+        Cluster::with_resources(port, net, with_buses, "")
+    }
+
+    /// [`Cluster::new`] with `extra` appended to the configuration
+    /// (resources, groups, clones, constraints).
+    fn with_resources(port: u16, net: u8, with_buses: bool, extra: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let agent_dir = dir.path().join("ocf/resource.d/test");
         std::fs::create_dir_all(&agent_dir).unwrap();
@@ -95,7 +101,7 @@ impl Cluster {
         hactl::config::authkey::generate(&dir.path().join("authkey"), 64, false).unwrap();
         std::fs::write(
             dir.path().join("cluster.toml"),
-            CONFIG
+            format!("{CONFIG}{extra}")
                 .replace("DIR", dir.path().to_str().unwrap())
                 .replace("PORT", &port.to_string())
                 .replace("NET", &net.to_string()),
@@ -182,6 +188,29 @@ impl Cluster {
                 self.node_dir(*n)
                     .join(format!("{resource}.running"))
                     .exists()
+            })
+            .collect()
+    }
+
+    /// Live nodes where any instance of `resource` runs (`ID.running` or
+    /// `ID:N.running`: clone instances).
+    fn running_any(&self, resource: &str) -> Vec<usize> {
+        (1..=3)
+            .filter(|n| self.daemons[n - 1].is_some())
+            .filter(|n| {
+                std::fs::read_dir(self.node_dir(*n))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.strip_suffix(".running").is_some_and(|id| {
+                            id == resource
+                                || id
+                                    .strip_prefix(resource)
+                                    .is_some_and(|n| n.starts_with(':'))
+                        })
+                    })
             })
             .collect()
     }
@@ -651,4 +680,293 @@ fn hactl_resource_stop_start_restart_change_where_alpha_runs_and_return_once_set
     let (code, out, err, _) = c.hactl(1, &["resource", "stop", "nosuch"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("the resources are: alpha, beta"), "{err}");
+}
+
+/// A group (gip then gsrv, preferring node2) and a clone of ping.
+const GROUP_AND_CLONE: &str = r#"
+[[resource]]
+id = "gip"
+agent = "ocf:test:Marker"
+[[resource.op]]
+name = "monitor"
+interval = "500ms"
+
+[[resource]]
+id = "gsrv"
+agent = "ocf:test:Marker"
+[[resource.op]]
+name = "monitor"
+interval = "500ms"
+
+[[group]]
+id = "grp"
+members = ["gip", "gsrv"]
+
+[[location]]
+resource = "grp"
+node = "node2"
+score = 100
+
+[[resource]]
+id = "ping"
+agent = "ocf:test:Marker"
+[[resource.op]]
+name = "monitor"
+interval = "500ms"
+
+[[clone]]
+id = "ping-clone"
+resource = "ping"
+"#;
+
+/// `hactl status --json` on node `n`.
+fn status_json(c: &Cluster, n: usize) -> serde_json::Value {
+    let (out, _) = run_ok(c, n, &["status", "--json"]);
+    serde_json::from_str(&out).expect("status --json is JSON")
+}
+
+/// The `controller.target_roles` of node `n`: (resource, role) pairs.
+fn target_roles(c: &Cluster, n: usize) -> Vec<(String, String)> {
+    status_json(c, n)["controller"]["target_roles"]
+        .as_array()
+        .expect("target_roles")
+        .iter()
+        .map(|t| {
+            (
+                t["resource"].as_str().unwrap().to_string(),
+                t["role"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn hactl_resource_verbs_act_on_groups_members_clones_and_instances_as_crmsh_does() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the key must be root-owned, run as root");
+        return;
+    }
+    let mut c = Cluster::with_resources(15560, 8, true, GROUP_AND_CLONE);
+    for n in 1..=3 {
+        c.start(n);
+    }
+    let grp_on = |c: &Cluster| (c.running("gip"), c.running("gsrv"));
+    c.wait_for("grp on node2, ping everywhere", 30, |c| {
+        grp_on(c) == (vec![2], vec![2]) && c.running_any("ping") == vec![1, 2, 3]
+    });
+    c.wait_for("the API answers on every node", 30, |c| {
+        (1..=3).all(|n| c.hactl(n, &["status"]).0 == 0)
+    });
+    let none: Vec<usize> = Vec::new();
+
+    // The primitive of a clone stands for the clone (crm_resource sets the
+    // clone's target-role): every instance stops.
+    let (out, _) = run_ok(&c, 1, &["resource", "stop", "ping"]);
+    assert_eq!(c.running_any("ping"), none, "{out}");
+    assert!(out.contains("(ping is part of ping-clone)"), "{out}");
+    assert_eq!(target_roles(&c, 3), pairs(&[("ping-clone", "stopped")]));
+    // So does an instance.
+    let (out, _) = run_ok(&c, 2, &["resource", "start", "ping:1"]);
+    assert_eq!(c.running_any("ping"), vec![1, 2, 3], "{out}");
+    assert_eq!(target_roles(&c, 1), pairs(&[("ping-clone", "started")]));
+    // And the clone's own id.
+    run_ok(&c, 3, &["resource", "stop", "ping-clone"]);
+    assert_eq!(c.running_any("ping"), none);
+    run_ok(&c, 3, &["resource", "start", "ping-clone"]);
+    assert_eq!(c.running_any("ping"), vec![1, 2, 3]);
+
+    // A member of a group: it stops, and so do the members after it.
+    let (out, _) = run_ok(&c, 1, &["resource", "stop", "gip"]);
+    assert_eq!(grp_on(&c), (none.clone(), none.clone()), "{out}");
+    let (out, _) = run_ok(&c, 1, &["resource", "start", "gip"]);
+    assert_eq!(grp_on(&c), (vec![2], vec![2]), "{out}");
+    // The last member stops alone.
+    run_ok(&c, 1, &["resource", "stop", "gsrv"]);
+    assert_eq!(grp_on(&c), (vec![2], none.clone()));
+
+    // The group: all of it, also over the member's own older stop.
+    run_ok(&c, 2, &["resource", "stop", "grp"]);
+    assert_eq!(grp_on(&c), (none.clone(), none.clone()));
+    // Starting a member of the stopped group is refused, naming the group;
+    // nothing starts.
+    let (code, out, err, _) = c.hactl(3, &["resource", "start", "gip"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("gip is part of grp, which is stopped")
+            && err.contains("hactl resource start grp"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(grp_on(&c), (none.clone(), none.clone()), "{}", c.logs());
+    let (out, _) = run_ok(&c, 3, &["resource", "start", "grp"]);
+    assert_eq!(grp_on(&c), (vec![2], vec![2]), "{out}");
+    assert!(
+        out.contains("gip: Started node2") && out.contains("gsrv: Started node2"),
+        "{out}"
+    );
+    assert_eq!(
+        target_roles(&c, 2),
+        pairs(&[("grp", "started"), ("ping-clone", "started")])
+    );
+
+    // migrate names a member: the group moves (the preference is the
+    // group's), and unmigrate of the other member takes it back.
+    let (out, _) = run_ok(&c, 1, &["migrate", "gsrv", "node3"]);
+    assert_eq!(grp_on(&c), (vec![3], vec![3]), "{out}");
+    assert!(
+        out.contains("grp migrates to node3") && out.contains("(gsrv is part of grp)"),
+        "{out}"
+    );
+    let m = status_json(&c, 2)["controller"]["migrations"].clone();
+    assert_eq!(m[0]["resource"], "grp", "{m:#}");
+    run_ok(&c, 2, &["unmigrate", "gip"]);
+    assert_eq!(grp_on(&c), (vec![2], vec![2]));
+
+    // cleanup of the group cleans up its members.
+    std::fs::remove_file(marker(&c.node_dir(2), "gsrv")).unwrap();
+    c.wait_for("gsrv's failure counted", 20, |c| {
+        status_json(c, 1)["controller"]["fail_counts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|f| f["resource"] == "gsrv"))
+            && c.running("gsrv") == vec![2]
+    });
+    run_ok(&c, 1, &["cleanup", "grp"]);
+    let after = status_json(&c, 3);
+    assert_eq!(
+        after["controller"]["fail_counts"].as_array().map(Vec::len),
+        Some(0),
+        "{after:#}"
+    );
+
+    // Unknown names, and an instance of what is not cloned, are refused
+    // with the known names.
+    for bad in ["nosuch", "grp:1"] {
+        let (code, out, err, _) = c.hactl(1, &["resource", "stop", bad]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            err.contains("the resources are: alpha, beta, grp, gip, gsrv, ping-clone, ping"),
+            "{err}"
+        );
+    }
+}
+
+/// gamma, a third resource preferring node3.
+const GAMMA: &str = r#"
+[[resource]]
+id = "gamma"
+agent = "ocf:test:Marker"
+[[resource.op]]
+name = "monitor"
+interval = "500ms"
+
+[[location]]
+resource = "gamma"
+node = "node3"
+score = 100
+"#;
+
+#[test]
+fn hactl_config_apply_returns_once_every_node_runs_it_and_the_latest_target_role_wins() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the key must be root-owned, run as root");
+        return;
+    }
+    let mut c = Cluster::new(15570, 9, true);
+    for n in 1..=3 {
+        c.start(n);
+    }
+    c.wait_for("alpha on node2", 30, |c| c.running("alpha") == vec![2]);
+    c.wait_for("the API answers on every node", 30, |c| {
+        (1..=3).all(|n| c.hactl(n, &["status"]).0 == 0)
+    });
+    let epochs = |c: &Cluster| -> Vec<u64> {
+        (1..=3)
+            .map(|n| {
+                status_json(c, n)["controller"]["config_epoch"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(epochs(&c), [0, 0, 0], "the file's configuration");
+    let base = std::fs::read_to_string(c.dir.path().join("cluster.toml")).unwrap();
+    let apply = |c: &Cluster, n: usize, text: &str| -> String {
+        let file = c.dir.path().join("new.toml");
+        std::fs::write(&file, text).unwrap();
+        let (out, took) = run_ok(c, n, &["config", "apply", file.to_str().unwrap()]);
+        eprintln!("config apply returned in {took:?}");
+        out
+    };
+
+    // A new resource: when apply returns, every node runs epoch 1 and
+    // gamma runs where it should.
+    let out = apply(&c, 1, &format!("{base}{GAMMA}"));
+    assert_eq!(epochs(&c), [1, 1, 1], "{out}");
+    assert_eq!(c.running("gamma"), vec![3], "{out}");
+    assert!(
+        out.contains("configuration epoch 1 in force on every node")
+            && out.contains("gamma: Started node3"),
+        "{out}"
+    );
+    // --no-wait returns once it is submitted.
+    let file = c.dir.path().join("new.toml");
+    let (code, out, err, _) = c.hactl(2, &["config", "apply", file.to_str().unwrap(), "--no-wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("in force on every node"), "{out}");
+    c.wait_for("epoch 2 everywhere", 10, |c| epochs(c) == [2, 2, 2]);
+
+    // hactl resource start, then a configuration that states
+    // target_role = "stopped": the later change, the configuration, wins.
+    run_ok(&c, 1, &["resource", "stop", "alpha"]);
+    run_ok(&c, 1, &["resource", "start", "alpha"]);
+    assert_eq!(c.running("alpha"), vec![2]);
+    let stopped = format!("{base}{GAMMA}").replacen(
+        "id = \"alpha\"\nagent = \"ocf:test:Marker\"\n",
+        "id = \"alpha\"\nagent = \"ocf:test:Marker\"\nmeta = { target_role = \"stopped\" }\n",
+        1,
+    );
+    assert_ne!(stopped, format!("{base}{GAMMA}"));
+    let out = apply(&c, 2, &stopped);
+    assert!(
+        c.running("alpha").is_empty(),
+        "alpha runs after apply:\n{out}"
+    );
+    assert!(out.contains("alpha: Stopped"), "{out}");
+    assert!(
+        out.contains("alpha: target_role = \"stopped\" in ")
+            && out.contains("replaces hactl resource start alpha"),
+        "{out}"
+    );
+    assert_eq!(
+        target_roles(&c, 3),
+        pairs(&[]),
+        "the start is no longer in force"
+    );
+    // A start after it wins again.
+    run_ok(&c, 3, &["resource", "start", "alpha"]);
+    assert_eq!(c.running("alpha"), vec![2]);
+    // A configuration that says nothing about alpha's target role keeps
+    // the one set with hactl.
+    run_ok(&c, 3, &["resource", "stop", "alpha"]);
+    apply(&c, 1, &format!("{base}{GAMMA}"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(c.running("alpha").is_empty(), "{}", c.logs());
+    assert_eq!(target_roles(&c, 1), pairs(&[("alpha", "stopped")]));
+    assert_eq!(epochs(&c), [4, 4, 4]);
+
+    // A file the daemon refuses: exit 1, nothing waited for.
+    let (code, out, err, _) = {
+        let file = c.dir.path().join("bad.toml");
+        std::fs::write(&file, format!("{base}{GAMMA}bad = 1\n")).unwrap();
+        c.hactl(1, &["config", "apply", file.to_str().unwrap()])
+    };
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("bad"), "{err}");
+    assert_eq!(epochs(&c), [4, 4, 4]);
 }

@@ -288,7 +288,7 @@ impl Cluster1 {
         role: crate::config::Role,
     ) -> zbus::fdo::Result<()> {
         check_admin(conn, header).await?;
-        let resource = resolve::resource(&self.snapshot()?.status, resource)?;
+        let resource = resolve::role_target(&self.snapshot()?.status, resource)?;
         self.submit(crate::state::Command::SetTargetRole {
             resource,
             role: Some(role),
@@ -372,7 +372,7 @@ impl Cluster1 {
         check_admin(conn, &header).await?;
         let snap = self.snapshot()?;
         let status = &snap.status;
-        let resource = resolve::resource(status, resource)?;
+        let resource = resolve::placement_target(status, resource)?;
         let target = if node.is_empty() {
             MigrateTarget::AwayFrom(resolve::away_from(status, &resource)?)
         } else {
@@ -401,7 +401,7 @@ impl Cluster1 {
         resource: &str,
     ) -> zbus::fdo::Result<()> {
         check_admin(conn, &header).await?;
-        let resource = resolve::resource(&self.snapshot()?.status, resource)?;
+        let resource = resolve::placement_target(&self.snapshot()?.status, resource)?;
         self.submit(crate::state::Command::Unmigrate { resource })
             .await
     }
@@ -417,23 +417,32 @@ impl Cluster1 {
     ) -> zbus::fdo::Result<()> {
         check_admin(conn, &header).await?;
         let snap = self.snapshot()?;
-        let resource = if resource.is_empty() {
-            None
+        // A group or clone is cleaned up primitive by primitive: fail
+        // counts and operation history are kept per primitive.
+        let resources = if resource.is_empty() {
+            vec![None]
         } else {
-            Some(resolve::resource(&snap.status, resource)?)
+            resolve::primitives(&snap.status, resource)?
+                .into_iter()
+                .map(Some)
+                .collect()
         };
         let node = if node.is_empty() {
             None
         } else {
             Some(resolve::node(&snap.status, node)?.0)
         };
-        self.submit(crate::state::Command::Cleanup { resource, node })
-            .await
+        for resource in resources {
+            self.submit(crate::state::Command::Cleanup { resource, node })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Stops `resource` (primitive, group or clone) wherever it runs and
     /// keeps it stopped: its target role becomes Stopped (crmsh's
-    /// `resource stop`, Pacemaker's `target-role=Stopped`).
+    /// `resource stop`, Pacemaker's `target-role=Stopped`), set where
+    /// [`resolve::role_target`] says.
     async fn resource_stop(
         &self,
         #[zbus(connection)] conn: &zbus::Connection,
@@ -446,7 +455,8 @@ impl Cluster1 {
 
     /// Lets `resource` run again: its target role becomes Started (crmsh's
     /// `resource start`), which also overrides a configuration's
-    /// `meta.target_role = "stopped"`.
+    /// `meta.target_role = "stopped"` applied before it (the latest change
+    /// wins: [`crate::state::ClusterState::target_role_overrides`]).
     async fn resource_start(
         &self,
         #[zbus(connection)] conn: &zbus::Connection,

@@ -6,7 +6,7 @@
 use zbus::fdo::Error;
 
 use super::ClusterStatus;
-use crate::controller::summary::ControllerSummary;
+use crate::controller::summary::{ControllerSummary, ResourceSummary};
 use crate::totem::NodeId;
 
 /// A node by name; "" is this node. Returns its id and name.
@@ -44,14 +44,14 @@ pub fn controller(status: &ClusterStatus) -> Result<&ControllerSummary, Error> {
     })
 }
 
-/// The names a caller may give for resources: primitive ids, clone ids
-/// without their `:N` instance suffix, and group ids, in configuration
-/// order without repeats.
+/// The names a caller may give for resources, in configuration order
+/// without repeats: clone ids, group ids and primitive ids (a clone
+/// instance, `ID:N`, is accepted too, but not listed).
 pub fn resource_names(c: &ControllerSummary) -> Vec<&str> {
     let mut names: Vec<&str> = Vec::new();
     for r in &c.resources {
-        let base = r.id.split(':').next().unwrap_or(&r.id);
-        for n in r.group.as_deref().into_iter().chain([base, r.id.as_str()]) {
+        let chain = r.clone.as_deref().into_iter().chain(r.group.as_deref());
+        for n in chain.chain([r.id.as_str()]) {
             if !names.contains(&n) {
                 names.push(n);
             }
@@ -60,13 +60,55 @@ pub fn resource_names(c: &ControllerSummary) -> Vec<&str> {
     names
 }
 
-/// A resource (primitive, clone or group) by name.
-pub fn resource(status: &ClusterStatus, name: &str) -> Result<String, Error> {
-    let c = controller(status)?;
-    let names = resource_names(c);
-    if names.contains(&name) {
-        return Ok(name.to_string());
+/// What a resource name stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Named<'a> {
+    Primitive(&'a ResourceSummary),
+    Group(&'a str),
+    Clone(&'a str),
+}
+
+/// Finds `name` among the known resources; `ID:N` names an instance of a
+/// cloned primitive or group, which stands for that primitive or group.
+fn find<'a>(c: &'a ControllerSummary, name: &str) -> Option<Named<'a>> {
+    let exact = |name: &str| -> Option<Named<'a>> {
+        c.resources.iter().find_map(|r| {
+            if r.id == name {
+                Some(Named::Primitive(r))
+            } else if r.group.as_deref() == Some(name) {
+                r.group.as_deref().map(Named::Group)
+            } else if r.clone.as_deref() == Some(name) {
+                r.clone.as_deref().map(Named::Clone)
+            } else {
+                None
+            }
+        })
+    };
+    if let Some(found) = exact(name) {
+        return Some(found);
     }
+    let (base, n) = name.rsplit_once(':')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let cloned = |found: &Named<'_>| match found {
+        Named::Primitive(r) => r.clone.is_some(),
+        Named::Group(g) => c
+            .resources
+            .iter()
+            .any(|r| r.group.as_deref() == Some(*g) && r.clone.is_some()),
+        Named::Clone(_) => false,
+    };
+    exact(base).filter(cloned)
+}
+
+/// `find`, or `InvalidArgs` listing the known names.
+fn known<'a>(status: &'a ClusterStatus, name: &str) -> Result<Named<'a>, Error> {
+    let c = controller(status)?;
+    if let Some(found) = find(c, name) {
+        return Ok(found);
+    }
+    let names = resource_names(c);
     Err(Error::InvalidArgs(if names.is_empty() {
         format!("no resource {name:?}: the configuration has no resources")
     } else {
@@ -77,13 +119,74 @@ pub fn resource(status: &ClusterStatus, name: &str) -> Result<String, Error> {
     }))
 }
 
+/// The clone around group `g`, if it is cloned.
+fn clone_of_group<'a>(c: &'a ControllerSummary, g: &str) -> Option<&'a str> {
+    c.resources
+        .iter()
+        .filter(|r| r.group.as_deref() == Some(g))
+        .find_map(|r| r.clone.as_deref())
+}
+
+/// A resource name as `ResourceStop` / `ResourceStart` take it: the id
+/// whose target role they set. As crmsh and `crm_resource` do: a group
+/// member is set itself; a primitive in a clone, a clone instance (`ID:N`)
+/// or a cloned group stands for its clone; a group or clone for itself
+/// (and a role set on it acts on all of it, see
+/// [`crate::state::ClusterState::target_role_overrides`]).
+pub fn role_target(status: &ClusterStatus, name: &str) -> Result<String, Error> {
+    let c = controller(status)?;
+    Ok(match known(status, name)? {
+        Named::Primitive(r) if r.group.is_some() => r.id.clone(),
+        Named::Primitive(r) => r.clone.clone().unwrap_or_else(|| r.id.clone()),
+        Named::Group(g) => clone_of_group(c, g).unwrap_or(g).to_string(),
+        Named::Clone(id) => id.to_string(),
+    })
+}
+
+/// A resource name as `Migrate` / `Unmigrate` take it: the top-level
+/// resource that moves (a member moves with its group, a primitive or
+/// instance with its clone), which gets the location preference.
+pub fn placement_target(status: &ClusterStatus, name: &str) -> Result<String, Error> {
+    let c = controller(status)?;
+    Ok(match known(status, name)? {
+        Named::Primitive(r) => r
+            .clone
+            .clone()
+            .or_else(|| r.group.clone())
+            .unwrap_or_else(|| r.id.clone()),
+        Named::Group(g) => clone_of_group(c, g).unwrap_or(g).to_string(),
+        Named::Clone(id) => id.to_string(),
+    })
+}
+
+/// A resource name as `Cleanup` takes it: the primitives whose fail counts
+/// and operation history to forget (every member of a group, the
+/// primitives of a clone).
+pub fn primitives(status: &ClusterStatus, name: &str) -> Result<Vec<String>, Error> {
+    let c = controller(status)?;
+    let found = known(status, name)?;
+    Ok(c.resources
+        .iter()
+        .filter(|r| match found {
+            Named::Primitive(p) => r.id == p.id,
+            Named::Group(g) => r.group.as_deref() == Some(g),
+            Named::Clone(id) => r.clone.as_deref() == Some(id),
+        })
+        .map(|r| r.id.clone())
+        .collect())
+}
+
 /// Where `resource` (primitive, clone or group) runs now: the nodes named
 /// by its primitives' `running_on`, without repeats.
 pub fn running_on<'a>(c: &'a ControllerSummary, resource: &str) -> Vec<&'a str> {
     let mut nodes: Vec<&str> = Vec::new();
     for r in &c.resources {
         let base = r.id.split(':').next().unwrap_or(&r.id);
-        if r.id == resource || base == resource || r.group.as_deref() == Some(resource) {
+        if r.id == resource
+            || base == resource
+            || r.group.as_deref() == Some(resource)
+            || r.clone.as_deref() == Some(resource)
+        {
             for n in &r.running_on {
                 if !nodes.contains(&n.as_str()) {
                     nodes.push(n);
@@ -131,6 +234,10 @@ mod tests {
             running_on: on.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
+        let cloned = |mut r: ResourceSummary, clone: &str| {
+            r.clone = Some(clone.to_string());
+            r
+        };
         ClusterStatus {
             api_version: 1,
             cluster: "c".to_string(),
@@ -156,9 +263,13 @@ mod tests {
                 resources: vec![
                     rsc("web-ip", Some("web"), &["node2"]),
                     rsc("web-server", Some("web"), &["node2"]),
-                    rsc("ping:0", None, &["node1"]),
-                    rsc("ping:1", None, &["node2"]),
+                    cloned(rsc("ping", None, &["node1", "node2"]), "ping-clone"),
                     rsc("idle", None, &[]),
+                    cloned(rsc("db-fs", Some("db"), &["node1", "node2"]), "db-clone"),
+                    cloned(
+                        rsc("db-server", Some("db"), &["node1", "node2"]),
+                        "db-clone",
+                    ),
                 ],
                 ..Default::default()
             }),
@@ -177,18 +288,62 @@ mod tests {
     }
 
     #[test]
-    fn resources_resolve_as_primitives_clones_and_groups() {
+    fn names_resolve_to_where_roles_and_preferences_go_as_crmsh_does() {
         let s = status();
-        for name in ["web", "web-ip", "ping", "ping:1", "idle"] {
-            assert_eq!(resource(&s, name).unwrap(), name);
-        }
-        let Error::InvalidArgs(m) = resource(&s, "db").unwrap_err() else {
-            panic!("InvalidArgs expected")
-        };
-        assert!(
-            m.contains("web, web-ip, web-server, ping, ping:0, ping:1, idle"),
-            "{m}"
+        let role = |n| role_target(&s, n).unwrap();
+        let place = |n| placement_target(&s, n).unwrap();
+        let prims = |n| primitives(&s, n).unwrap();
+        // A group, and a member of it: the role on what is named, the
+        // preference on the group, cleanup of the named primitives.
+        assert_eq!((role("web"), place("web")), ("web".into(), "web".into()));
+        assert_eq!(
+            (role("web-ip"), place("web-ip")),
+            ("web-ip".into(), "web".into())
         );
+        assert_eq!(prims("web"), ["web-ip", "web-server"]);
+        assert_eq!(prims("web-server"), ["web-server"]);
+        // A clone, its primitive, an instance: all stand for the clone.
+        for n in ["ping-clone", "ping", "ping:1"] {
+            assert_eq!(
+                (role(n), place(n)),
+                ("ping-clone".into(), "ping-clone".into())
+            );
+            assert_eq!(prims(n), ["ping"]);
+        }
+        // A cloned group: the group and its instances stand for the clone;
+        // a member (or a member's instance) keeps its role, moves the clone.
+        for n in ["db-clone", "db", "db:0"] {
+            assert_eq!((role(n), place(n)), ("db-clone".into(), "db-clone".into()));
+            assert_eq!(prims(n), ["db-fs", "db-server"]);
+        }
+        for n in ["db-fs", "db-fs:1"] {
+            assert_eq!((role(n), place(n)), ("db-fs".into(), "db-clone".into()));
+        }
+        assert_eq!(
+            (role("idle"), place("idle")),
+            ("idle".into(), "idle".into())
+        );
+        // Unknown names, and instances of what is not cloned.
+        for bad in [
+            "nosuch",
+            "web:1",
+            "idle:0",
+            "ping:",
+            "ping:x",
+            "ping-clone:0x",
+        ] {
+            let Error::InvalidArgs(m) = role_target(&s, bad).unwrap_err() else {
+                panic!("InvalidArgs expected for {bad}")
+            };
+            assert!(
+                m.contains(
+                    "the resources are: web, web-ip, web-server, ping-clone, ping, idle, \
+                     db-clone, db, db-fs, db-server"
+                ),
+                "{m}"
+            );
+            assert!(placement_target(&s, bad).is_err() && primitives(&s, bad).is_err());
+        }
     }
 
     #[test]
@@ -196,7 +351,7 @@ mod tests {
         let s = status();
         assert_eq!(away_from(&s, "web").unwrap(), 2);
         assert_eq!(away_from(&s, "web-ip").unwrap(), 2);
-        let Error::Failed(m) = away_from(&s, "ping").unwrap_err() else {
+        let Error::Failed(m) = away_from(&s, "ping-clone").unwrap_err() else {
             panic!("Failed expected")
         };
         assert!(m.contains("node1, node2"), "{m}");
@@ -206,6 +361,6 @@ mod tests {
         assert!(m.contains("not running anywhere"), "{m}");
         let mut none = status();
         none.controller = None;
-        assert!(matches!(resource(&none, "web"), Err(Error::Failed(_))));
+        assert!(matches!(role_target(&none, "web"), Err(Error::Failed(_))));
     }
 }

@@ -7,14 +7,15 @@
 //!
 //! Exit codes:
 //!
-//! - 0: done (for the placement verbs: the cluster has settled, or
-//!   `--no-wait` and hactld took the change);
+//! - 0: done (for the placement verbs and `config apply`: the cluster has
+//!   settled, or `--no-wait` and hactld took the change);
 //! - 1: the command ran and found a problem (an invalid configuration, a
 //!   key that exists), or hactld refused or failed (its message is shown);
 //! - 2: bad usage (from clap);
 //! - 3: hactld is not running on this node (`status`, `quorum`, the verbs);
 //!   for `fence-device`: the device reports the power off (docs/fencing.md);
-//! - 4: a placement verb timed out waiting for the cluster to settle
+//! - 4: a placement verb or `config apply` timed out waiting for the
+//!   cluster to settle
 //!   (`--timeout`); the change stays in force and the message says what is
 //!   still moving;
 //! - 130: interrupted (Ctrl-C) while waiting; the change stays in force.
@@ -140,11 +141,14 @@ pub enum ConfigCommand {
         running: bool,
     },
     /// Validate FILE and distribute it to every node as the running
-    /// configuration (asks the local hactld; root or group haclient). The
+    /// configuration (asks the local hactld; root or group haclient), then
+    /// wait until every node runs it and the cluster has settled. The
     /// membership part (nodes, totem, quorum) must stay as it is.
     Apply {
         /// The new configuration.
         file: PathBuf,
+        #[command(flatten)]
+        wait: verbs::WaitArgs,
     },
 }
 
@@ -160,7 +164,7 @@ pub fn run(cli: Cli) -> ExitCode {
             show_secrets,
             running: false,
         }) => config_show(file.as_deref().unwrap_or(&cli.config), digest, show_secrets),
-        Command::Config(ConfigCommand::Apply { file }) => verbs::config_apply(&file),
+        Command::Config(ConfigCommand::Apply { file, wait }) => verbs::config_apply(&file, &wait),
         Command::Keygen {
             output,
             force,

@@ -209,6 +209,7 @@ mod tests {
             id: id.to_string(),
             agent: "ipaddr".to_string(),
             group: group.map(str::to_string),
+            clone: None,
             running_on: on.iter().map(|s| s.to_string()).collect(),
             promoted_on: vec![],
             target: target.map(str::to_string),
@@ -252,6 +253,7 @@ mod tests {
                 resource: "spare".to_string(),
                 role: "stopped".to_string(),
             }],
+            config_epoch: 3,
             fail_counts: vec![FailCountSummary {
                 resource: "web-server".to_string(),
                 node: "node2".to_string(),

@@ -10,7 +10,10 @@
 //! idle after a new transition (or stayed idle for 1 s: nothing needed to
 //! change), show what is still moving on stderr when it is a terminal,
 //! and print where the affected resources run. `--no-wait` returns once
-//! hactld has taken the change; `--timeout` bounds the wait.
+//! hactld has taken the change; `--timeout` bounds the wait. `config
+//! apply` waits the same way, after this node runs the new configuration
+//! epoch (`controller.config_epoch`), and then checks that the
+//! configuration in force is the file's.
 //!
 //! `resource restart` is done here, as crmsh does it: `ResourceStop`, wait
 //! until the cluster settled with the resource stopped everywhere, then
@@ -109,7 +112,8 @@ pub enum ResourceCommand {
     /// becomes Stopped, on every node, until `hactl resource start`).
     Stop(ResourceArgs),
     /// Let RESOURCE run again (its target role becomes Started, also over
-    /// a configuration's meta target_role = "stopped").
+    /// a configuration's meta target_role = "stopped" applied before; the
+    /// latest change wins).
     Start(ResourceArgs),
     /// Stop RESOURCE, wait until it is stopped everywhere, then start it
     /// again (--timeout bounds each wait; --no-wait skips only the last).
@@ -182,8 +186,32 @@ impl Verb<'_> {
         }
     }
 
+    /// The resource the change is made on, as hactld resolves the name
+    /// given (a clone instance or a cloned primitive stands for its clone,
+    /// a group member's migrate moves its group; see
+    /// [`crate::api::resolve`]); None: no resource named.
+    fn acts_on(&self, status: &ClusterStatus) -> Option<String> {
+        use crate::api::resolve;
+        let name = self.resource()?;
+        let resolved = match self {
+            Verb::Migrate(_) | Verb::Unmigrate(_) => resolve::placement_target(status, name),
+            Verb::ResourceStop(_) | Verb::ResourceStart(_) => resolve::role_target(status, name),
+            _ => return Some(name.to_string()),
+        };
+        Some(resolved.unwrap_or_else(|_| name.to_string()))
+    }
+
     /// What hactld was asked, for the first output line.
-    fn done_text(&self, local: &str) -> String {
+    fn done_text(&self, local: &str, status: &ClusterStatus) -> String {
+        let line = self.done_line(local, status);
+        match (self.resource(), self.acts_on(status)) {
+            (Some(given), Some(on)) if given != on => format!("{line} ({given} is part of {on})"),
+            _ => line,
+        }
+    }
+
+    fn done_line(&self, local: &str, status: &ClusterStatus) -> String {
+        let on = self.acts_on(status).unwrap_or_default();
         let node = |n: &Option<String>| n.clone().unwrap_or_else(|| local.to_string());
         match self {
             Verb::Standby(a) => format!("{} is in standby", node(&a.node)),
@@ -197,16 +225,16 @@ impl Verb<'_> {
                     || "until hactl unmigrate".to_string(),
                     |d| format!("for {}", human(d)),
                 );
-                format!("{} migrates {whither}, {how_long}", a.resource)
+                format!("{on} migrates {whither}, {how_long}")
             }
-            Verb::Unmigrate(a) => format!("{}: migrate preference removed", a.resource),
+            Verb::Unmigrate(_) => format!("{on}: migrate preference removed"),
             Verb::Cleanup(a) => format!(
                 "cleaned up {} on {}",
                 a.resource.as_deref().unwrap_or("every resource"),
                 a.node.as_deref().unwrap_or("every node")
             ),
-            Verb::ResourceStop(a) => format!("{}: stopping (target role Stopped)", a.resource),
-            Verb::ResourceStart(a) => format!("{}: starting (target role Started)", a.resource),
+            Verb::ResourceStop(_) => format!("{on}: stopping (target role Stopped)"),
+            Verb::ResourceStart(_) => format!("{on}: starting (target role Started)"),
         }
     }
 }
@@ -261,12 +289,24 @@ async fn run_on(
     if let Err(e) = verb.call(proxy).await {
         return Err(verb_failure(verb.method(), e).report());
     }
-    println!("{}", verb.done_text(&before.node.name));
+    println!("{}", verb.done_text(&before.node.name, &before));
     if no_wait {
         return Ok(None);
     }
-    let after = wait_settled(proxy, &before, Duration::from_secs(verb.wait().timeout)).await?;
-    for line in placement_lines(before.controller.as_ref(), after.as_ref(), verb.resource()) {
+    let after = wait_settled(
+        proxy,
+        &before,
+        Duration::from_secs(verb.wait().timeout),
+        None,
+    )
+    .await?
+    .and_then(|s| s.controller);
+    // What moves with the named resource: all of its group or clone (a
+    // stopped member stops those after it too).
+    let shown = verb.resource().map(|name| {
+        crate::api::resolve::placement_target(&before, name).unwrap_or_else(|_| name.to_string())
+    });
+    for line in placement_lines(before.controller.as_ref(), after.as_ref(), shown.as_deref()) {
         println!("{line}");
     }
     Ok(after)
@@ -316,13 +356,16 @@ pub fn resource(cmd: &ResourceCommand) -> ExitCode {
     })
 }
 
-/// Polls until settled; returns the controller's summary then, or the exit
-/// code after saying why it did not settle.
+/// Polls until settled; returns the status then, or the exit code after
+/// saying why it did not settle. With `epoch_above`, the cluster has not
+/// settled before this node runs a configuration epoch above it (`hactl
+/// config apply`).
 async fn wait_settled(
     proxy: &Cluster1ClientProxy<'static>,
     before: &ClusterStatus,
     timeout: Duration,
-) -> Result<Option<ControllerSummary>, ExitCode> {
+    epoch_above: Option<u64>,
+) -> Result<Option<ClusterStatus>, ExitCode> {
     let start = Instant::now();
     let mut waiter = Waiter::new(before.controller.as_ref().map(|c| c.transition));
     let mut progress = Progress::new(std::io::stderr().is_terminal());
@@ -330,10 +373,18 @@ async fn wait_settled(
     tokio::pin!(ctrl_c);
     loop {
         let (settle, now) = match fetch_status(proxy).await {
-            Ok(s) => (
-                waiter.observe(s.controller.as_ref(), start.elapsed()),
-                Some(s),
-            ),
+            Ok(s) => {
+                let epoch = s.controller.as_ref().map_or(0, |c| c.config_epoch);
+                let settle = match epoch_above {
+                    Some(e0) if epoch <= e0 => Settle::Waiting(format!(
+                        "configuration epoch {} not in force yet on {} (it runs epoch {epoch})",
+                        e0 + 1,
+                        s.node.name
+                    )),
+                    _ => waiter.observe(s.controller.as_ref(), start.elapsed()),
+                };
+                (settle, Some(s))
+            }
             Err(Failure::NotRunning(m) | Failure::Failed(m)) => {
                 (Settle::Waiting(format!("hactld did not answer: {m}")), None)
             }
@@ -341,7 +392,7 @@ async fn wait_settled(
         match settle {
             Settle::Done => {
                 progress.clear();
-                return Ok(now.and_then(|s| s.controller));
+                return Ok(now);
             }
             Settle::Waiting(msg) => {
                 if start.elapsed() >= timeout {
@@ -480,9 +531,13 @@ pub fn moving(c: &ControllerSummary) -> String {
     }
 }
 
-/// Whether `r` is `name`, one of its clone instances, or in group `name`.
+/// Whether `r` is `name`, one of its clone instances, or in group or
+/// clone `name`.
 fn belongs(r: &ResourceSummary, name: &str) -> bool {
-    r.id == name || r.id.split(':').next() == Some(name) || r.group.as_deref() == Some(name)
+    r.id == name
+        || r.id.split(':').next() == Some(name)
+        || r.group.as_deref() == Some(name)
+        || r.clone.as_deref() == Some(name)
 }
 
 /// The lines printed once settled: the named resource's primitives, or
@@ -591,8 +646,14 @@ fn human(d: Duration) -> String {
 }
 
 /// `hactl config apply FILE`: sends the file to hactld, which validates it
-/// and distributes it to every node.
-pub fn config_apply(file: &Path) -> ExitCode {
+/// and distributes it to every node; then (unless `--no-wait`) waits until
+/// this node runs the new configuration epoch and the cluster has settled
+/// with it, as the placement verbs wait, checks that the configuration in
+/// force is this file's, and prints where what moved runs. Every member of
+/// the ring takes an epoch in the same agreed order and computes the same
+/// schedule, so this node's view stands for the ring's; an offline node
+/// takes the epoch when it rejoins (it is named).
+pub fn config_apply(file: &Path, wait: &WaitArgs) -> ExitCode {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -601,24 +662,72 @@ pub fn config_apply(file: &Path) -> ExitCode {
         }
     };
     let name = std::path::absolute(file).unwrap_or_else(|_| PathBuf::from(file));
+    // What `ConfigShow()` returns once this file is in force (hactld
+    // validates the file; a file that does not parse here is refused there).
+    let expected = crate::config::parse_str(&text, file)
+        .ok()
+        .map(|l| crate::config::canonical_redacted(&l.config));
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(f) => return f.report(),
     };
-    let result = rt.block_on(async {
-        let proxy = connect().await?;
-        proxy
-            .config_apply(&text, &name.display().to_string())
-            .await
-            .map_err(|e| verb_failure("ConfigApply", e))
-    });
-    match result {
-        Ok(summary) => {
-            println!("{}", summary.trim_end());
-            ExitCode::SUCCESS
+    rt.block_on(async {
+        let proxy = match connect().await {
+            Ok(p) => p,
+            Err(f) => return f.report(),
+        };
+        let before = match fetch_status(&proxy).await {
+            Ok(s) => s,
+            Err(f) => return f.report(),
+        };
+        let summary = match proxy.config_apply(&text, &name.display().to_string()).await {
+            Ok(s) => s,
+            Err(e) => return verb_failure("ConfigApply", e).report(),
+        };
+        println!("{}", summary.trim_end());
+        if wait.no_wait {
+            return ExitCode::SUCCESS;
         }
-        Err(f) => f.report(),
-    }
+        let epoch_before = before.controller.as_ref().map_or(0, |c| c.config_epoch);
+        let timeout = Duration::from_secs(wait.timeout);
+        let after = match wait_settled(&proxy, &before, timeout, Some(epoch_before)).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return ExitCode::FAILURE,
+            Err(code) => return code,
+        };
+        let epoch = after.controller.as_ref().map_or(0, |c| c.config_epoch);
+        let running = match proxy.config_show().await {
+            Ok(t) => t,
+            Err(e) => return verb_failure("ConfigShow", e).report(),
+        };
+        if expected.as_deref().is_some_and(|e| e != running) {
+            eprintln!(
+                "hactl: the configuration in force (epoch {epoch}) is not {}: another hactl config \
+                 apply went first or right after; compare hactl config show --running with the file \
+                 and apply it again if it should be in force",
+                name.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        let offline: Vec<&str> = after
+            .nodes
+            .iter()
+            .filter(|n| !n.online)
+            .map(|n| n.name.as_str())
+            .collect();
+        if offline.is_empty() {
+            println!("configuration epoch {epoch} in force on every node");
+        } else {
+            println!(
+                "configuration epoch {epoch} in force on every node of the ring; {} offline (takes it when it rejoins)",
+                offline.join(", ")
+            );
+        }
+        for line in placement_lines(before.controller.as_ref(), after.controller.as_ref(), None) {
+            println!("{line}");
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 /// `hactl config show --running`: the configuration hactld runs.
@@ -652,6 +761,7 @@ mod tests {
             id: id.to_string(),
             agent: "ipaddr".to_string(),
             group: Some("web".to_string()),
+            clone: None,
             running_on: on.iter().map(|s| s.to_string()).collect(),
             promoted_on: vec![],
             target: target.map(str::to_string),

@@ -145,6 +145,11 @@ pub struct Controller {
     unclean: NodeSet,
     /// Whether this node has forgotten its own history since it started.
     started_clean: bool,
+    /// The resource ids of the configuration at the last tick: one that
+    /// appears later (`hactl config apply` added it) is probed here, as
+    /// every resource is at start, since the DC places nothing before
+    /// every member answered its probe.
+    known_resources: Option<BTreeSet<String>>,
     /// Nodes shutting down cleanly (their resources move away; once they
     /// leave the ring they are offline, not unclean).
     shutting_down: NodeSet,
@@ -388,6 +393,7 @@ impl Controller {
             leaving: false,
             unclean: NodeSet::EMPTY,
             started_clean: false,
+            known_resources: None,
             shutting_down: NodeSet::EMPTY,
             run: None,
             transitions: 0,
@@ -857,9 +863,39 @@ impl Controller {
         }
     }
 
+    /// Probes the resources the configuration gained since the last tick
+    /// (before this node forgot its history at start, the probes of that
+    /// cleanup cover every resource).
+    fn probe_new_resources(&mut self, config: &Config) {
+        let same = self.known_resources.as_ref().is_some_and(|k| {
+            k.len() == config.resources.len() && config.resources.iter().all(|r| k.contains(&r.id))
+        });
+        if same {
+            return;
+        }
+        if let Some(known) = &self.known_resources
+            && self.started_clean
+        {
+            for r in config.resources.iter().filter(|r| !known.contains(&r.id)) {
+                *self
+                    .local_ops
+                    .entry((r.id.clone(), OpName::Monitor, 0))
+                    .or_default() += 1;
+                self.out.push_back(Output::Run {
+                    resource: r.id.clone(),
+                    op: OpName::Monitor,
+                    interval_ms: 0,
+                    timeout_ms: op_timeout_ms(config, &r.id, OpName::Monitor, 0),
+                });
+            }
+        }
+        self.known_resources = Some(config.resources.iter().map(|r| r.id.clone()).collect());
+    }
+
     /// Runs the DC's work: time-outs of awaited results, dispatch, and a new
     /// transition when the last one is over and something changed.
     pub fn tick(&mut self, config: &Config, state: &ClusterState, now_wall: WallMs, now: Instant) {
+        self.probe_new_resources(config);
         if std::mem::take(&mut self.repend) {
             let running: Vec<(String, OpName, u64)> = self
                 .local_ops

@@ -24,10 +24,18 @@ pub struct ControllerSummary {
     pub resources: Vec<ResourceSummary>,
     /// Migrate preferences in force.
     pub migrations: Vec<MigrationSummary>,
-    /// Target roles set by `hactl resource stop|start` (absent in the JSON
-    /// of a daemon from before them: empty).
+    /// Target roles set by `hactl resource stop|start` and in force (not
+    /// replaced by a later configuration or a later start or stop of the
+    /// group or clone around; absent in the JSON of a daemon from before
+    /// them: empty).
     #[serde(default)]
     pub target_roles: Vec<TargetRoleSummary>,
+    /// The replicated configuration epoch this node runs (`hactl config
+    /// apply` makes the next one); 0: the configuration file it started
+    /// with, none applied yet (also in the JSON of a daemon from before
+    /// this field).
+    #[serde(default)]
+    pub config_epoch: u64,
     /// Non-zero fail counts.
     pub fail_counts: Vec<FailCountSummary>,
     /// The last failed operation per resource, node and operation.
@@ -43,6 +51,10 @@ pub struct ResourceSummary {
     pub agent: String,
     /// The group it belongs to, if any.
     pub group: Option<String>,
+    /// The clone it belongs to (directly, or through its group), if any
+    /// (absent in the JSON of a daemon from before this field).
+    #[serde(default)]
+    pub clone: Option<String>,
     /// Nodes where it is active, by name (more than one only for clones,
     /// or when something is wrong).
     pub running_on: Vec<String>,
@@ -154,6 +166,14 @@ pub fn build(
             .find(|g| g.members.iter().any(|m| m == id))
             .map(|g| g.id.clone())
     };
+    let clone_of = |id: &str| {
+        let around = group_of(id);
+        config
+            .clones
+            .iter()
+            .find(|c| c.resource == id || Some(&c.resource) == around.as_ref())
+            .map(|c| c.id.clone())
+    };
     let resources = config
         .resources
         .iter()
@@ -165,6 +185,7 @@ pub fn build(
                 id: r.id.clone(),
                 agent: r.agent.to_string(),
                 group: group_of(&r.id),
+                clone: clone_of(&r.id),
                 running_on: running.clone(),
                 promoted_on: promoted,
                 target: match ctl.target(&r.id) {
@@ -190,9 +211,11 @@ pub fn build(
             }
         })
         .collect();
+    let in_force = state.target_role_overrides(config);
     let target_roles = state
         .target_roles()
         .into_iter()
+        .filter(|(rsc, role)| in_force.get(*rsc) == Some(&Some(*role)))
         .map(|(rsc, role)| TargetRoleSummary {
             resource: rsc.to_string(),
             role: role.as_str().to_string(),
@@ -239,6 +262,7 @@ pub fn build(
         resources,
         migrations,
         target_roles,
+        config_epoch: state.config_epoch(),
         fail_counts,
         failed_actions,
     }

@@ -832,3 +832,40 @@ fn take_submits_hands_over_the_pending_record_and_keeps_the_run() {
         "{rest:?}"
     );
 }
+
+/// The probes (monitor, interval 0) among `out`, by resource.
+fn probes(out: &[Output]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Run {
+                resource,
+                op: OpName::Monitor,
+                interval_ms: 0,
+                ..
+            } => Some(resource.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_resource_added_to_the_configuration_is_probed_on_every_node_once() {
+    let mut w = World::new();
+    w.probed(&[1, 2, 3]);
+    let mut ctls = [Controller::new(1), Controller::new(2)];
+    for c in &mut ctls {
+        c.handle_ring(set(&[1, 2, 3]), true, true, false);
+        let out = w.tick(c);
+        assert!(probes(&out).is_empty(), "nothing new: {out:?}");
+    }
+    // hactl config apply adds "extra": every node probes it, once.
+    let mut more = w.config.clone();
+    let mut extra = more.resources[0].clone();
+    extra.id = "extra".into();
+    more.resources.push(extra);
+    w.config = more;
+    for c in &mut ctls {
+        assert_eq!(probes(&w.tick(c)), ["extra"]);
+        assert!(probes(&w.tick(c)).is_empty(), "probed twice");
+    }
+}

@@ -151,8 +151,10 @@ pub enum Command {
     Unmigrate { resource: String },
     /// `hactl resource stop|start`: the role the resource (primitive,
     /// group or clone) should have, as Pacemaker's `target-role` meta
-    /// attribute that crmsh sets; it overrides the configuration's
-    /// `meta.target_role` of that resource. `None` forgets it: the
+    /// attribute that crmsh sets; the latest change wins: it overrides the
+    /// configuration's `meta.target_role` of that resource unless a
+    /// configuration applied after it states one
+    /// ([`ClusterState::target_role_overrides`]). `None` forgets it: the
     /// configuration's own meta decides again.
     SetTargetRole {
         resource: String,
@@ -795,21 +797,115 @@ impl ClusterState {
     }
 
     /// Sets the target roles in force ([`Command::SetTargetRole`]) as the
-    /// `meta.target_role` of the resource, group or clone of that id,
-    /// overriding the configuration's own. Roles for ids the configuration
-    /// does not know are left out. (The scheduler reads the nearest
-    /// `target_role` from the primitive up through its group and clone, as
-    /// Pacemaker does.)
+    /// `meta.target_role` of the resource, group or clone of that id (see
+    /// [`ClusterState::target_role_overrides`]). (The scheduler reads the
+    /// nearest `target_role` from the primitive up through its group and
+    /// clone, as Pacemaker does.)
     pub fn apply_target_roles(&self, config: &mut Config) {
-        for (rsc, role) in self.target_roles() {
-            if let Some(r) = config.resources.iter_mut().find(|r| r.id == rsc) {
-                r.meta.target_role = Some(role);
-            } else if let Some(g) = config.groups.iter_mut().find(|g| g.id == rsc) {
-                g.meta.target_role = Some(role);
-            } else if let Some(c) = config.clones.iter_mut().find(|c| c.id == rsc) {
-                c.meta.target_role = Some(role);
+        for (id, role) in self.target_role_overrides(config) {
+            if let Some(meta) = meta_mut(config, &id) {
+                meta.target_role = role;
             }
         }
+    }
+
+    /// What the replicated target roles change in `config`: id → the
+    /// `meta.target_role` it gets. The latest change wins, as in Pacemaker,
+    /// where `crm resource start|stop` writes the very meta attribute the
+    /// configuration holds:
+    /// - an entry overrides the configuration's own `meta.target_role` of
+    ///   that id, unless the configuration in force states one and was
+    ///   applied (`hactl config apply`, [`Command::Configure`]) after the
+    ///   entry was made; a configuration that states none leaves the entry
+    ///   in force;
+    /// - an entry on a group or clone that sets a role also clears the
+    ///   older roles of what it contains (its members, the cloned resource
+    ///   and that group's members), from the configuration or from entries,
+    ///   so that starting or stopping the group or clone acts on all of it
+    ///   (crmsh resets the children's `target-role` the same way);
+    /// - a forgotten entry (`role: None`) changes nothing: the
+    ///   configuration decides.
+    ///
+    /// Entries for ids the configuration does not know are left out.
+    pub fn target_role_overrides(&self, config: &Config) -> BTreeMap<String, Option<Role>> {
+        // When the value each id has now was set; the configuration's own
+        // values count from the time it was applied (never, for the file
+        // the daemon started with).
+        let config_stamp = self.config.as_ref().map(|c| c.stamp).unwrap_or_default();
+        let mut set_at: BTreeMap<&str, Stamp> = BTreeMap::new();
+        for (id, meta) in metas(config) {
+            if meta.target_role.is_some() {
+                set_at.insert(id, config_stamp);
+            }
+        }
+        let mut entries: Vec<(&String, &TargetRoleEntry)> = self.target_roles.iter().collect();
+        entries.sort_by_key(|(id, e)| (e.stamp, (*id).clone()));
+        let mut out = BTreeMap::new();
+        for (id, e) in entries {
+            let Some(role) = e.role else { continue };
+            let Some((id, _)) = metas(config).find(|(m, _)| *m == id.as_str()) else {
+                continue;
+            };
+            if set_at.get(id).is_some_and(|s| *s > e.stamp) {
+                continue;
+            }
+            out.insert(id.to_string(), Some(role));
+            set_at.insert(id, e.stamp);
+            for inner in contained(config, id) {
+                if set_at.get(inner).is_some_and(|s| *s < e.stamp) {
+                    out.insert(inner.to_string(), None);
+                    set_at.remove(inner);
+                }
+            }
+        }
+        out
+    }
+
+    /// The target roles in force with `running` (set with `hactl resource
+    /// start|stop`) that applying `new` replaces, because `new` states
+    /// another `meta.target_role` for that id (the latest change wins):
+    /// (id, the role in force, the configuration's), for `hactl config
+    /// apply` to tell the operator.
+    pub fn target_roles_replaced_by(
+        &self,
+        running: &Config,
+        new: &Config,
+    ) -> Vec<(String, Role, Role)> {
+        let in_force = self.target_role_overrides(running);
+        self.target_roles()
+            .into_iter()
+            .filter(|(id, role)| in_force.get(*id) == Some(&Some(*role)))
+            .filter_map(|(id, role)| {
+                let (_, meta) = metas(new).find(|(m, _)| *m == id)?;
+                let theirs = meta.target_role?;
+                (theirs != role).then(|| (id.to_string(), role, theirs))
+            })
+            .collect()
+    }
+
+    /// Why `hactl resource start RESOURCE` would not start it: the group or
+    /// clone around it whose target role in force (after
+    /// [`ClusterState::apply_target_roles`]) is Stopped. Starting a member
+    /// of a stopped group alone would defeat the operator's stop of the
+    /// group (and could not start the members before it anyway), so the
+    /// API refuses it and names the group to start instead.
+    pub fn stopped_container(&self, config: &Config, resource: &str) -> Option<String> {
+        let mut cfg = config.clone();
+        self.apply_target_roles(&mut cfg);
+        let group = cfg
+            .groups
+            .iter()
+            .find(|g| g.members.iter().any(|m| m == resource));
+        let around = group.map_or(resource, |g| g.id.as_str());
+        let clone = cfg.clones.iter().find(|c| c.resource == around);
+        [
+            group.map(|g| (&g.id, g.meta.target_role)),
+            clone.map(|c| (&c.id, c.meta.target_role)),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|(_, role)| *role == Some(Role::Stopped))
+        .map(|(id, _)| id.clone())
     }
 
     /// Fills what the replicated state knows into a scheduler view whose
@@ -872,6 +968,48 @@ impl ClusterState {
                 }
             }
         }
+    }
+}
+
+/// Every id with meta attributes (resources, groups, clones) and its meta.
+fn metas(config: &Config) -> impl Iterator<Item = (&str, &crate::config::Meta)> {
+    let r = config.resources.iter().map(|r| (r.id.as_str(), &r.meta));
+    let g = config.groups.iter().map(|g| (g.id.as_str(), &g.meta));
+    let c = config.clones.iter().map(|c| (c.id.as_str(), &c.meta));
+    r.chain(g).chain(c)
+}
+
+fn meta_mut<'a>(config: &'a mut Config, id: &str) -> Option<&'a mut crate::config::Meta> {
+    if let Some(r) = config.resources.iter_mut().find(|r| r.id == id) {
+        Some(&mut r.meta)
+    } else if let Some(g) = config.groups.iter_mut().find(|g| g.id == id) {
+        Some(&mut g.meta)
+    } else {
+        config
+            .clones
+            .iter_mut()
+            .find(|c| c.id == id)
+            .map(|c| &mut c.meta)
+    }
+}
+
+/// What a group or clone contains, at every depth (a clone's resource, and
+/// that group's members); nothing for a primitive.
+fn contained<'a>(config: &'a Config, id: &str) -> Vec<&'a str> {
+    let members = |g: &str| {
+        config
+            .groups
+            .iter()
+            .find(|x| x.id == g)
+            .map(|x| x.members.iter().map(String::as_str).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    if let Some(c) = config.clones.iter().find(|c| c.id == id) {
+        let mut v = vec![c.resource.as_str()];
+        v.extend(members(&c.resource));
+        v
+    } else {
+        members(id)
     }
 }
 

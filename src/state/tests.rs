@@ -1336,3 +1336,209 @@ fn after_an_abandoned_round_a_node_stands_alone_for_its_state() {
         "node 2's own record of itself was lost"
     );
 }
+
+/// A configuration epoch of `config` applied at `at` (what `hactl config
+/// apply` does).
+fn apply_config(s: &mut ClusterState, config: &Config, at: u64) {
+    let text = crate::config::canonical(config);
+    let epoch = s.config_epoch() + 1;
+    let digest = config_digest(&text);
+    s.apply(
+        1,
+        &Command::Configure {
+            epoch,
+            text,
+            digest,
+        },
+        t(at),
+    )
+    .unwrap();
+}
+
+fn set_role(config: &mut Config, id: &str, role: Option<Role>) {
+    if let Some(r) = config.resources.iter_mut().find(|r| r.id == id) {
+        r.meta.target_role = role;
+    } else if let Some(g) = config.groups.iter_mut().find(|g| g.id == id) {
+        g.meta.target_role = role;
+    } else {
+        let c = config.clones.iter_mut().find(|c| c.id == id).unwrap();
+        c.meta.target_role = role;
+    }
+}
+
+/// The target roles in force once the replicated ones are applied:
+/// id → role, for the ids that have one.
+fn roles_in_force(s: &ClusterState, config: &Config) -> BTreeMap<String, Role> {
+    let mut c = config.clone();
+    s.apply_target_roles(&mut c);
+    let mut out = BTreeMap::new();
+    for r in &c.resources {
+        out.extend(r.meta.target_role.map(|x| (r.id.clone(), x)));
+    }
+    for g in &c.groups {
+        out.extend(g.meta.target_role.map(|x| (g.id.clone(), x)));
+    }
+    for k in &c.clones {
+        out.extend(k.meta.target_role.map(|x| (k.id.clone(), x)));
+    }
+    out
+}
+
+fn roles(pairs: &[(&str, Role)]) -> BTreeMap<String, Role> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+#[test]
+fn the_latest_of_hactl_resource_start_and_config_apply_sets_the_target_role() {
+    use Role::{Started, Stopped};
+    let file = web();
+    let mut stopping = web();
+    set_role(&mut stopping, "vip", Some(Stopped));
+    let mut s = ClusterState::new();
+    // The file the daemons started with counts as older than any command.
+    s.apply(1, &role("vip", Some(Stopped)), t(10)).unwrap();
+    assert_eq!(roles_in_force(&s, &file), roles(&[("vip", Stopped)]));
+    s.apply(1, &role("vip", Some(Started)), t(20)).unwrap();
+    assert_eq!(roles_in_force(&s, &stopping), roles(&[("vip", Started)]));
+    // What config apply tells the operator it replaces.
+    assert_eq!(
+        s.target_roles_replaced_by(&file, &stopping),
+        [("vip".to_string(), Started, Stopped)]
+    );
+    assert!(s.target_roles_replaced_by(&file, &file).is_empty());
+    // A configuration applied later that states target_role = "stopped"
+    // wins over the earlier start ...
+    apply_config(&mut s, &stopping, 30);
+    assert_eq!(roles_in_force(&s, &stopping), roles(&[("vip", Stopped)]));
+    // ... and is not listed as in force any more.
+    assert!(!s.target_role_overrides(&stopping).contains_key("vip"));
+    // A start after it wins again.
+    s.apply(2, &role("vip", Some(Started)), t(40)).unwrap();
+    assert_eq!(roles_in_force(&s, &stopping), roles(&[("vip", Started)]));
+    // A configuration that states no target role leaves the start (or a
+    // stop) in force.
+    s.apply(2, &role("vip", Some(Stopped)), t(50)).unwrap();
+    apply_config(&mut s, &file, 60);
+    assert_eq!(roles_in_force(&s, &file), roles(&[("vip", Stopped)]));
+}
+
+#[test]
+fn a_start_or_stop_of_a_group_or_clone_overrides_older_roles_of_what_it_contains() {
+    use Role::{Started, Stopped};
+    let mut config = web();
+    // The file stops nginx (a member of web) and the cloned nfs-client.
+    set_role(&mut config, "nginx", Some(Stopped));
+    set_role(&mut config, "nfs-client", Some(Stopped));
+    let mut s = ClusterState::new();
+    apply_config(&mut s, &config, 5);
+    s.apply(1, &role("www-data", Some(Stopped)), t(10)).unwrap();
+    assert_eq!(
+        roles_in_force(&s, &config),
+        roles(&[
+            ("nginx", Stopped),
+            ("nfs-client", Stopped),
+            ("www-data", Stopped)
+        ])
+    );
+    // hactl resource start web: all of web, members included.
+    s.apply(1, &role("web", Some(Started)), t(20)).unwrap();
+    assert_eq!(
+        roles_in_force(&s, &config),
+        roles(&[("nfs-client", Stopped), ("web", Started)])
+    );
+    // A member stopped after that stays stopped.
+    s.apply(1, &role("nginx", Some(Stopped)), t(30)).unwrap();
+    assert_eq!(
+        roles_in_force(&s, &config),
+        roles(&[
+            ("nfs-client", Stopped),
+            ("nginx", Stopped),
+            ("web", Started)
+        ])
+    );
+    // The clone: its start overrides its primitive's older stop.
+    s.apply(1, &role("nfs-client-clone", Some(Started)), t(40))
+        .unwrap();
+    assert_eq!(
+        roles_in_force(&s, &config),
+        roles(&[
+            ("nfs-client-clone", Started),
+            ("nginx", Stopped),
+            ("web", Started)
+        ])
+    );
+    // The summary lists only the entries in force.
+    let o = s.target_role_overrides(&config);
+    assert_eq!(
+        o.get("www-data"),
+        Some(&None),
+        "cleared by the start of web"
+    );
+    assert_eq!(o.get("web"), Some(&Some(Started)));
+}
+
+#[test]
+fn a_member_of_a_stopped_group_or_clone_names_it() {
+    use Role::{Started, Stopped};
+    let config = web();
+    let mut s = ClusterState::new();
+    assert_eq!(s.stopped_container(&config, "vip"), None);
+    s.apply(1, &role("web", Some(Stopped)), t(10)).unwrap();
+    assert_eq!(s.stopped_container(&config, "vip"), Some("web".into()));
+    assert_eq!(s.stopped_container(&config, "web"), None, "not a member");
+    s.apply(1, &role("web", Some(Started)), t(20)).unwrap();
+    assert_eq!(s.stopped_container(&config, "vip"), None);
+    let mut stopped_clone = web();
+    set_role(&mut stopped_clone, "nfs-client-clone", Some(Stopped));
+    assert_eq!(
+        s.stopped_container(&stopped_clone, "nfs-client"),
+        Some("nfs-client-clone".into())
+    );
+}
+
+#[test]
+fn a_promotable_clone_stops_and_starts_with_its_target_role_over_its_primitives() {
+    use Role::{Started, Stopped};
+    let mut config = web();
+    let db = {
+        let mut r = config.resources[0].clone();
+        r.id = "db".into();
+        r.agent = crate::config::Agent::Ocf {
+            provider: "heartbeat".into(),
+            kind: "Stateful".into(),
+        };
+        r.meta.target_role = Some(Stopped);
+        r
+    };
+    config.resources.push(db);
+    let mut clone = config.clones[0].clone();
+    clone.id = "db-clone".into();
+    clone.resource = "db".into();
+    clone.promotable = true;
+    config.clones.push(clone);
+    let view = ClusterView {
+        nodes: config
+            .nodes
+            .iter()
+            .map(|n| NodeStatus::online(&n.name))
+            .collect(),
+        has_quorum: true,
+        resources: Vec::new(),
+    };
+    let now = Instant::from_millis(50_000);
+    let instances = |s: &ClusterState| {
+        let mut c = config.clone();
+        s.apply_target_roles(&mut c);
+        crate::scheduler::schedule(&c, &view, now).outcome["db-clone"]
+            .nodes
+            .len()
+    };
+    let mut s = ClusterState::new();
+    assert_eq!(instances(&s), 0, "the file stops db");
+    // hactl resource start db-clone (or db, or db:1: the API names the
+    // clone): every instance, over the primitive's own stop.
+    s.apply(1, &role("db-clone", Some(Started)), t(10)).unwrap();
+    assert_eq!(instances(&s), config.nodes.len());
+    s.apply(1, &role("db-clone", Some(Stopped)), t(20)).unwrap();
+    assert_eq!(instances(&s), 0);
+}
