@@ -163,11 +163,15 @@ pub fn start_bus_in(dir: &Path, with_policy: bool) -> Bus {
         .args(["--nofork", "--nopidfile"])
         .spawn()
         .expect("dbus-daemon (package dbus; scripts/setup.sh installs it)");
+    // Ready once it accepts a connection: the socket file appears at
+    // bind(), before listen(), and a client that connects in between is
+    // refused (seen under load).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
         assert!(
             Instant::now() < deadline,
-            "dbus-daemon did not create its socket"
+            "dbus-daemon did not accept connections on {} within 10 s",
+            socket.display()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
