@@ -4,16 +4,36 @@
 //! false membership changes happen in 10 simulated minutes without any
 //! fault. Prints a table; asserts nothing.
 //!   cargo run --release --example totem_timers
+//! HACTL_TOKENS=150,300, HACTL_RETRANSMITS=4 and HACTL_CONSENSUS=360 (ms)
+//! choose what is measured (hactl's defaults without them).
 
 use std::time::Duration;
 
-use hactl::config::{HOLD_MS_DEFAULT, SEQNO_UNCHANGED_CONST_DEFAULT};
+use hactl::config::{
+    HOLD_MS_DEFAULT, JOIN_MS_DEFAULT, SEQNO_UNCHANGED_CONST_DEFAULT,
+    TOKEN_RETRANSMITS_BEFORE_LOSS_DEFAULT, default_consensus_ms,
+};
 use hactl::sim::{NetFaults, TotemSim};
 use hactl::time::Instant;
 use hactl::totem::srp::{Srp, SrpConfig, TotemEvent};
 use hactl::totem::wire::NodeSet;
 
-const RETRANSMITS_BEFORE_LOSS: u64 = 4;
+/// token_retransmits_before_loss_const (HACTL_RETRANSMITS; hactl's default
+/// without it).
+fn retransmits_before_loss() -> u64 {
+    std::env::var("HACTL_RETRANSMITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::from(TOKEN_RETRANSMITS_BEFORE_LOSS_DEFAULT))
+}
+
+/// The token timeouts to measure (HACTL_TOKENS, comma-separated ms).
+fn tokens() -> Vec<u64> {
+    std::env::var("HACTL_TOKENS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![100, 200, 300, 500, 1000])
+}
 
 fn cfg(n: usize, token_ms: u64) -> SrpConfig {
     let mut nodes = NodeSet::EMPTY;
@@ -21,13 +41,18 @@ fn cfg(n: usize, token_ms: u64) -> SrpConfig {
     SrpConfig {
         token: Duration::from_millis(token_ms),
         token_retransmit: Duration::from_millis(
-            (token_ms * 10 / (RETRANSMITS_BEFORE_LOSS * 10 + 2)).max(1),
+            (token_ms * 10 / (retransmits_before_loss() * 10 + 2)).max(1),
         ),
         // Clamped by Srp::new to its share of token_retransmit.
         hold: Duration::from_millis(HOLD_MS_DEFAULT),
         seqno_unchanged_const: SEQNO_UNCHANGED_CONST_DEFAULT,
         join: Duration::from_millis(50.min(token_ms / 2)),
-        consensus: Duration::from_millis(token_ms * 12 / 10),
+        consensus: Duration::from_millis(
+            std::env::var("HACTL_CONSENSUS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default_consensus_ms(token_ms, JOIN_MS_DEFAULT)),
+        ),
         merge: Duration::from_millis(200),
         max_messages: 17,
         window_size: 50,
@@ -94,7 +119,12 @@ fn false_alarms(n: usize, token_ms: u64, loss: u32, seed: u64, minutes: u64) -> 
         t += 100;
         s.run_until(Instant::from_millis(t));
         for i in 0..n {
-            s.broadcast(i, vec![0; 100]);
+            // Unique payloads: the simulator's checks tell messages apart
+            // by their bytes.
+            let mut payload = vec![0; 100];
+            payload[..8].copy_from_slice(&t.to_le_bytes());
+            payload[8] = i as u8;
+            s.broadcast(i, payload);
         }
     }
     let after: usize = s
@@ -112,10 +142,14 @@ fn false_alarms(n: usize, token_ms: u64, loss: u32, seed: u64, minutes: u64) -> 
 
 fn main() {
     println!(
+        "token_retransmits_before_loss_const = {} (HACTL_RETRANSMITS)",
+        retransmits_before_loss()
+    );
+    println!(
         "token  loss   | crash→new ring, 2 nodes | 3 nodes             | false ring changes in 10 min"
     );
     println!("(ms)   (%)    | median     max          | median     max      | 2 nodes  3 nodes");
-    for token_ms in [100u64, 200, 300, 500, 1000] {
+    for token_ms in tokens() {
         for loss in [0u32, 10_000, 20_000, 50_000] {
             let mut cols = Vec::new();
             for n in [2usize, 3] {

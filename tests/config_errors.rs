@@ -3725,24 +3725,24 @@ then = "app"
 }
 
 #[test]
-fn a_defaulted_consensus_below_join_is_explained() {
-    expect_error_hint(
+fn a_consensus_shorter_than_two_joins_gets_a_warning() {
+    let d = expect_warning(
         r#"
 [cluster]
 name = "c"
 [totem]
-token = 10
+consensus = 80
 [[node]]
 name = "n1"
 id = 1
 addresses = ["10.0.0.1"]
 "#,
-        3,
-        1,
+        4,
+        13,
         "totem.consensus",
-        "consensus defaults to 1.2 × token = 12 ms",
-        "raise token",
+        "consensus (80 ms) leaves time for less than 2 rounds of join messages (50 ms each)",
     );
+    assert!(d.hint.contains("remove consensus"), "{}", d.hint);
 }
 
 #[test]
@@ -3763,7 +3763,8 @@ addresses = ["10.0.0.1"]
     .unwrap_or_else(|d| panic!("{}", dump(&d)));
     assert_eq!(loaded.config.totem.timers.token_ms, 1000);
     assert_eq!(loaded.config.totem.timers.join_ms, 60);
-    assert_eq!(loaded.config.totem.timers.consensus_ms, 1200);
+    // A third of the token (docs/configuration.md, consensus).
+    assert_eq!(loaded.config.totem.timers.consensus_ms, 333);
 }
 
 // ---------------------------------------------------------------- from the documentation review
@@ -4462,7 +4463,7 @@ fn libvirt_uris_the_device_accepts_pass_the_check() {
 
 #[test]
 fn a_hold_above_half_the_token_retransmit_interval_is_clamped_with_a_warning() {
-    // token 300 ms → token_retransmit 300 / 4.2 = 71 ms → at most 40 %: 28 ms.
+    // token 300 ms → token_retransmit 300 / 2.2 = 136 ms → at most 40 %: 54 ms.
     let d = expect_warning(
         r#"
 [cluster]
@@ -4477,7 +4478,7 @@ addresses = ["10.0.0.1"]
         4,
         8,
         "totem.hold",
-        "hold (100 ms) is more than 40 % of the token retransmit interval (71 ms with 1 node); 28 ms is used",
+        "hold (100 ms) is more than 40 % of the token retransmit interval (136 ms with 1 node); 54 ms is used",
     );
     assert!(d.hint.contains("raise token"), "{}", d.hint);
 }
@@ -4501,11 +4502,11 @@ fn hold_accepts_zero_and_units_and_a_default_above_the_limit_is_clamped_silently
     assert!(about_totem(&off).is_empty(), "{}", dump(&off.warnings));
     let units = expect_ok(&text("hold = \"20ms\""));
     assert_eq!(units.config.totem.timers.hold_ms, 20);
-    // token 50 ms → retransmit 11 ms → hold at most 4 ms; the default
-    // (25 ms) is clamped without a warning the user could not act on.
+    // token 50 ms → retransmit 22 ms → hold at most 8 ms; the default
+    // (54 ms) is clamped without a warning the user could not act on.
     let short = expect_ok(&text("token = 50"));
     assert!(about_totem(&short).is_empty(), "{}", dump(&short.warnings));
-    assert_eq!(short.config.totem.timers.effective_hold_ms(1), 4);
+    assert_eq!(short.config.totem.timers.effective_hold_ms(1), 8);
 }
 
 #[test]

@@ -269,8 +269,9 @@ fn show_fills_in_defaults() {
     for expected in [
         "no_quorum_policy = \"stop\"",
         "token = 300",
-        "consensus = 360",
-        "hold = 25",
+        "consensus = 100",
+        "token_retransmits_before_loss_const = 2",
+        "hold = 54",
         "port = 5405",
         "votes = 1",
         "migration_threshold = \"INFINITY\"",
@@ -310,7 +311,7 @@ fn multicast_links_get_a_group_derived_from_the_cluster_name() {
 }
 
 #[test]
-fn consensus_defaults_to_1_2_times_the_token_in_effect_for_the_node_count() {
+fn consensus_defaults_to_a_third_of_the_token_in_effect_for_the_node_count() {
     let mut text =
         String::from("[cluster]\nname = \"x\"\n[totem]\ntoken = 1000\ntoken_coefficient = 500\n");
     for i in 1..=4 {
@@ -319,7 +320,13 @@ fn consensus_defaults_to_1_2_times_the_token_in_effect_for_the_node_count() {
         ));
     }
     // Four nodes: token in effect = 1000 + 2 × 500 = 2000 ms.
-    assert_eq!(parse(&text).totem.timers.consensus_ms, 2400);
+    assert_eq!(parse(&text).totem.timers.consensus_ms, 666);
+    // A short token: two join intervals at least.
+    let short = text.replace(
+        "token = 1000\ntoken_coefficient = 500\n",
+        "token = 150\njoin = 40\n",
+    );
+    assert_eq!(parse(&short).totem.timers.consensus_ms, 80);
 }
 
 #[test]

@@ -23,7 +23,10 @@ use std::path::Path;
 
 pub use diag::{Diagnostic, Severity};
 pub use model::*;
-pub use parse::{FILESYSTEM_PARAMS, HOLD_MS_DEFAULT, IPADDR_PARAMS, SEQNO_UNCHANGED_CONST_DEFAULT};
+pub use parse::{
+    FILESYSTEM_PARAMS, HOLD_MS_DEFAULT, IPADDR_PARAMS, JOIN_MS_DEFAULT,
+    SEQNO_UNCHANGED_CONST_DEFAULT, TOKEN_RETRANSMITS_BEFORE_LOSS_DEFAULT, default_consensus_ms,
+};
 pub use score::Score;
 pub use show::{canonical, canonical_redacted, membership_canonical, membership_digest};
 

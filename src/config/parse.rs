@@ -15,20 +15,31 @@ use super::model::*;
 use super::reader::{Spans, Table, integer_of, match_choice, type_name};
 use super::score::Score;
 
-/// Provisional totem defaults, chosen for fast failure detection on a LAN
-/// (corosync 3.1's are in brackets). The totem work measures and tunes them.
+/// Totem defaults, chosen for fast failure detection on a LAN (corosync
+/// 3.1's are in brackets); measured in docs/totem.md ("Choosing the
+/// defaults"). A crash is noticed after token + consensus (400 ms); an idle
+/// ring costs one token rotation per hold (54 ms).
 pub const TOKEN_MS_DEFAULT: u64 = 300; // [3000]
 pub const TOKEN_COEFFICIENT_MS_DEFAULT: u64 = 0; // [650]
-pub const TOKEN_RETRANSMITS_BEFORE_LOSS_DEFAULT: u32 = 4; // [4]
+/// Two re-sends of a lost token before it counts as lost (corosync: four):
+/// the retransmit interval, token / 2.2 = 136 ms, bounds the hold, and with
+/// it the idle cost; the simulator's lossy network shows no false
+/// membership change at 5 % loss with it (examples/totem_timers.rs).
+pub const TOKEN_RETRANSMITS_BEFORE_LOSS_DEFAULT: u32 = 2; // [4]
+/// consensus without a value: a third of the effective token, at least
+/// this many join intervals (two rounds of join messages).
+pub const CONSENSUS_JOIN_ROUNDS_MIN: u64 = 2; // [1.2 × token]
 pub const JOIN_MS_DEFAULT: u64 = 50; // [50]
 pub const MERGE_MS_DEFAULT: u64 = 200; // [200]
 pub const DOWNCHECK_MS_DEFAULT: u64 = 1000; // [1000]
 pub const FAIL_RECV_CONST_DEFAULT: u32 = 2500; // [2500]
 pub const SEQNO_UNCHANGED_CONST_DEFAULT: u32 = 30; // [30]
 /// Token hold of an idle ring (corosync derives it: 0.8 × token_retransmit
-/// − 10 ms, 561 ms with its defaults). Measured in docs/totem.md: idle CPU
-/// falls with 1/hold, and a hold cancel makes the latency independent of it.
-pub const HOLD_MS_DEFAULT: u64 = 25; // [derived]
+/// − 10 ms, 561 ms with its defaults): the most the default token allows
+/// (40 % of its 136 ms retransmit interval). Measured in docs/totem.md: idle
+/// CPU falls with 1/hold, and a hold cancel makes the latency independent
+/// of it.
+pub const HOLD_MS_DEFAULT: u64 = 54; // [derived]
 pub const MAX_MESSAGES_DEFAULT: u32 = 17; // [17]
 pub const WINDOW_SIZE_DEFAULT: u32 = 50; // [50]
 pub const TOTEM_PORT_DEFAULT: u16 = 5405;
@@ -676,32 +687,47 @@ fn parse_totem(t: Option<Table>, sink: &mut Sink, spans: &mut Spans) -> TotemSec
     s
 }
 
-/// Fills in consensus (corosync: 1.2 × the token in effect for this many
-/// nodes) and checks it against join and token.
+/// The consensus timeout without a value: a third of the token in effect
+/// for this many nodes, and at least two join intervals.
+///
+/// corosync uses 1.2 × token. A crash is noticed after token + consensus,
+/// and a member that stops answering for that long is taken as failed, so
+/// the two timeouts add up to both the detection time and the stall a node
+/// may have without being dropped; only their split differs. The token
+/// timeout already waits out a stall (and makes the token rotate, which is
+/// what an idle ring costs), while consensus only has to let the live
+/// members' join messages meet once the token is gone: every member still
+/// in the ring enters gather as soon as it sees a join, and joins are sent
+/// every `join`. So hactl spends the detection time on the token and gives
+/// consensus two rounds of joins (docs/totem.md, "Choosing the defaults").
+pub fn default_consensus_ms(token_ms: u64, join_ms: u64) -> u64 {
+    (token_ms / 3).max(join_ms * CONSENSUS_JOIN_ROUNDS_MIN)
+}
+
+/// Fills in consensus ([`default_consensus_ms`]) and checks it against join.
 fn settle_consensus(totem: &mut TotemSection, nodes: usize, sink: &mut Sink, spans: &Spans) {
     let t = &mut totem.timers;
     let explicit = t.consensus_ms != 0;
     let token_ms = t.effective_token_ms(nodes);
     if !explicit {
-        t.consensus_ms = token_ms * 12 / 10;
+        t.consensus_ms = default_consensus_ms(token_ms, t.join_ms);
     }
     if t.consensus_ms < t.join_ms {
         sink.error(
             &spans.at("totem.consensus"),
             "totem.consensus",
-            if explicit {
-                format!("consensus ({} ms) is shorter than join ({} ms)", t.consensus_ms, t.join_ms)
-            } else {
-                format!("consensus defaults to 1.2 × token = {} ms, which is shorter than join ({} ms)", t.consensus_ms, t.join_ms)
-            },
-            "consensus must be at least join: raise token, lower join, or set consensus (the usual value is 1.2 × token)",
+            format!("consensus ({} ms) is shorter than join ({} ms)", t.consensus_ms, t.join_ms),
+            "consensus must be at least join: raise consensus or lower join (without a value, consensus is a third of token and at least two joins)",
         );
-    } else if explicit && t.consensus_ms * 10 < token_ms * 12 {
+    } else if explicit && t.consensus_ms < t.join_ms * CONSENSUS_JOIN_ROUNDS_MIN {
         sink.warning(
             &spans.at("totem.consensus"),
             "totem.consensus",
-            format!("consensus ({} ms) is below 1.2 × token ({token_ms} ms with {nodes} nodes)", t.consensus_ms),
-            "membership may form before a lost token is noticed everywhere; remove consensus to use 1.2 × token",
+            format!(
+                "consensus ({} ms) leaves time for less than {CONSENSUS_JOIN_ROUNDS_MIN} rounds of join messages ({} ms each)",
+                t.consensus_ms, t.join_ms
+            ),
+            "one lost join can then drop a live member from the next membership; remove consensus to use the default",
         );
     }
 }

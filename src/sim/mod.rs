@@ -463,22 +463,32 @@ pub fn run_seeds(test: &str, short: u64, long: u64, run: impl Fn(u64) -> String 
     );
 }
 
-/// The protocol settings of nodes 1..=`n` with hactl's default timers
-/// (token 300 ms, token_retransmit 300 / 4.2, consensus 1.2 × token, join
-/// 50 ms, merge 200 ms, the default hold), as the simulation tests use them.
+/// The protocol settings of nodes 1..=`n` with hactl's default timers, as
+/// the parser fills them in for `n` nodes (token 300 ms, token_retransmit
+/// 300 / 2.2 = 136 ms, hold 54 ms, consensus 100 ms, join 50 ms, merge
+/// 200 ms), as the simulation tests use them.
 pub fn srp_config(n: usize) -> SrpConfig {
     let mut nodes = NodeSet::EMPTY;
     (1..=n as u32).for_each(|id| nodes.insert(id));
+    // hactl's default timers, as the parser fills them in.
+    let timers = crate::config::parse_str(
+        "[cluster]\nname = \"sim\"\n[[node]]\nname = \"n1\"\nid = 1\naddresses = [\"10.0.0.1\"]\n",
+        std::path::Path::new("sim.toml"),
+    )
+    .expect("the default configuration loads")
+    .config
+    .totem
+    .timers;
     SrpConfig {
-        token: Duration::from_millis(300),
-        token_retransmit: Duration::from_millis(71),
-        hold: Duration::from_millis(crate::config::HOLD_MS_DEFAULT),
-        seqno_unchanged_const: crate::config::SEQNO_UNCHANGED_CONST_DEFAULT,
-        join: Duration::from_millis(50),
-        consensus: Duration::from_millis(360),
-        merge: Duration::from_millis(200),
-        max_messages: 17,
-        window_size: 50,
+        token: Duration::from_millis(timers.effective_token_ms(n)),
+        token_retransmit: Duration::from_millis(timers.token_retransmit_ms(n)),
+        hold: Duration::from_millis(timers.effective_hold_ms(n)),
+        seqno_unchanged_const: timers.seqno_unchanged_const,
+        join: Duration::from_millis(timers.join_ms),
+        consensus: Duration::from_millis(timers.consensus_ms),
+        merge: Duration::from_millis(timers.merge_ms),
+        max_messages: timers.max_messages,
+        window_size: timers.window_size,
         nodes,
     }
 }
