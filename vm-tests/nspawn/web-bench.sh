@@ -2,7 +2,7 @@
 # web-bench.sh: figures of the web cluster of web-cluster.sh (issue 8, item
 # 10), measured from the HTTP client's side: the time from an action to the
 # first page served by the new node (the client polls http://VIP/ every
-# 50 ms, each fetch with a 1 s limit), repeated N times; then hactld's
+# 10 ms, each fetch with a 1 s limit), repeated N times; then hactld's
 # resident memory (VmRSS) and CPU seconds per idle minute on each node.
 # Prints figures and medians; asserts nothing (a benchmark, not a test).
 #
@@ -14,6 +14,8 @@
 #   HACTL_BIN_DIR       take hactld and hactl from here (default: cargo build
 #                       --release; the figures are for a release build)
 #   HACTL_CACHE         as for web-cluster.sh
+#   HACTL_BENCH_TOTEM   extra [totem] lines for the nodes' configuration, to
+#                       compare timers (e.g. $'consensus = 360\nhold = 25')
 #
 # FENCING IS OFF here too (no fence device configured): a crash is recovered
 # as soon as the survivors have formed a new ring, without the time a fence
@@ -30,6 +32,9 @@ WC_DIR=$CACHE/runs/$WC_PREFIX
 # shellcheck source=vm-tests/nspawn/lib/webcluster.sh
 source "$HERE/lib/webcluster.sh"
 NODES=(node1:1 node2:2 node4:4)
+# Poll the VIP every 10 ms (each poll also runs curl).
+WC_POLL_S=0.01
+WC_TOTEM_EXTRA=${HACTL_BENCH_TOTEM:-}
 
 die() { echo "web-bench.sh: $*" >&2; exit 1; }
 trap 'exec 3>&2 2>/dev/null; wc_cleanup; exec 2>&3 3>&-' EXIT
@@ -47,7 +52,7 @@ else
   WC_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
 fi
 
-echo "web-bench.sh: $N repetitions, idle ${IDLE_S}s; binaries $WC_BIN; FENCING OFF (fencing_disabled_i_understand_split_brain)"
+echo "web-bench.sh: $N repetitions, idle ${IDLE_S}s; binaries $WC_BIN; FENCING OFF (fencing_disabled_i_understand_split_brain)${WC_TOTEM_EXTRA:+; extra [totem] lines: ${WC_TOTEM_EXTRA//$'\n'/; }}"
 { mkdir -p "$WC_DIR" && : > "$WC_DIR/created"; } || die "mkdir $WC_DIR"
 "$WC_BIN/hactl" keygen --output "$WC_DIR/authkey" >/dev/null || die "hactl keygen"
 wc_net_up || die "network namespaces"
@@ -77,7 +82,7 @@ wait_moved() {
   while [ "$(wc_now_ms)" -lt "$deadline" ]; do
     WC_LAST=$(wc_served_by)
     case $WC_LAST in node*) [ "$WC_LAST" != "$1" ] && return 0 ;; esac
-    sleep 0.05
+    sleep "$WC_POLL_S"
   done
   return 1
 }
@@ -135,7 +140,7 @@ for i in $(seq "$N"); do
 done
 
 echo
-echo "Time from the action to the first page served by the new node (client polls every 50 ms):"
+echo "Time from the action to the first page served by the new node (client polls every ${WC_POLL_S} s):"
 report "SIGKILL of the serving container" "$WC_DIR/crash"
 report "hactl migrate web NODE" "$WC_DIR/migrate"
 report "hactl standby NODE (the server)" "$WC_DIR/standby"

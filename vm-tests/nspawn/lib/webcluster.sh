@@ -109,6 +109,7 @@ timeout = "20s"
 
 [totem]
 authkey = "/etc/hactl/authkey"
+${WC_TOTEM_EXTRA:-}
 
 [[totem.link]]
 network = "$WC_NET.0/24"
@@ -309,7 +310,7 @@ wc_served_by() {
   fi
 }
 
-# wc_wait_served NODE SECONDS: polls every 50 ms until the VIP serves the
+# wc_wait_served NODE SECONDS: polls every $WC_POLL_S (default 0.05) s until the VIP serves the
 # page from NODE ("none": until nothing answers); sets WC_WAITED_MS (from
 # the call) and WC_LAST (the last answer). Status 1 on timeout.
 wc_wait_served() {
@@ -320,7 +321,7 @@ wc_wait_served() {
     WC_WAITED_MS=$(( $(wc_now_ms) - t0 ))
     [ "$WC_LAST" = "$want" ] && return 0
     [ "$(wc_now_ms)" -ge "$deadline" ] && return 1
-    sleep 0.05
+    sleep "${WC_POLL_S:-0.05}"
   done
 }
 
