@@ -62,6 +62,10 @@ use super::{
 pub const FORCE_TERM_WAIT_MS: u64 = 5_000;
 /// How long `blkid` may take to find a label or UUID.
 const BLKID_TIMEOUT_MS: u64 = 10_000;
+/// When blkid finds no device with the label or UUID, ask this many times
+/// more, this long apart, before saying there is none.
+const BLKID_RETRIES: u32 = 4;
+const BLKID_RETRY_MS: u64 = 250;
 /// Unmount attempts on a busy mount after killing its users (a process may
 /// take a moment to release its files after it died).
 const UMOUNT_ATTEMPTS_MAX: u32 = 10;
@@ -704,24 +708,38 @@ fn by_tag(
     deadline: Instant,
 ) -> Result<PathBuf, OpOutcome> {
     let link = Path::new("/dev/disk").join(udev_dir).join(value);
-    if let Ok(p) = fs::canonicalize(&link) {
-        return Ok(p);
-    }
-    let out = run_program(
-        // Without blkid's cache file: it can miss a device that was just
-        // made while other blkid processes rewrite the cache (seen in CI,
-        // with tests making loop devices in parallel); a probe of every
-        // device is cheap on an appliance.
-        Command::new("blkid").args(["-c", "/dev/null", blkid_flag, value]),
-        Duration::from_millis(BLKID_TIMEOUT_MS)
-            .min(deadline.saturating_duration_since(Instant::now())),
-    )
-    .map_err(|e| {
-        OpOutcome::fail(
-            OcfCode::ErrInstalled,
-            format!("cannot look up {tag}={value}: blkid: {e} (install util-linux)"),
+    // A device that just appeared may not be found at once (seen in CI
+    // under load: a loop device made a moment before); ask again a few
+    // times before saying there is none.
+    let mut out = String::new();
+    for attempt in 0..=BLKID_RETRIES {
+        if let Ok(p) = fs::canonicalize(&link) {
+            return Ok(p);
+        }
+        out = run_program(
+            // Without blkid's cache file: it can miss a device that was just
+            // made while other blkid processes rewrite the cache (seen in CI,
+            // with tests making loop devices in parallel); a probe of every
+            // device is cheap on an appliance.
+            Command::new("blkid").args(["-c", "/dev/null", blkid_flag, value]),
+            Duration::from_millis(BLKID_TIMEOUT_MS)
+                .min(deadline.saturating_duration_since(Instant::now())),
         )
-    })?;
+        .map_err(|e| {
+            OpOutcome::fail(
+                OcfCode::ErrInstalled,
+                format!("cannot look up {tag}={value}: blkid: {e} (install util-linux)"),
+            )
+        })?;
+        let retry = Duration::from_millis(BLKID_RETRY_MS);
+        if out.trim().starts_with('/')
+            || attempt == BLKID_RETRIES
+            || Instant::now() + retry >= deadline
+        {
+            break;
+        }
+        std::thread::sleep(retry);
+    }
     let dev = out.trim();
     if dev.is_empty() || !dev.starts_with('/') {
         return Err(OpOutcome::fail(
