@@ -799,7 +799,8 @@ fn hactl_resource_stop_start_restart_wait_and_restart_starts_only_after_the_stop
 
 /// `Fence` answers when the fencing is over, which takes the devices'
 /// time: longer than the 5 s other requests wait for the main loop. Other
-/// calls are answered meanwhile.
+/// calls are answered meanwhile. `hactl fence` prints the outcome, or
+/// exits 4 when its --timeout runs out first.
 #[test]
 fn fence_waits_for_the_outcome_beyond_the_request_timeout() {
     if !is_root() {
@@ -830,6 +831,30 @@ fn fence_waits_for_the_outcome_beyond_the_request_timeout() {
         );
         assert_eq!(server.next(), Seen::Fence(3));
     });
+    // hactl fence: the outcome, or exit 4 when --timeout runs out first.
+    let o = hactl(&bus, false, &["fence", "node3", "--timeout", "2"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains("no outcome of fencing node3 within 2 s; it may still be going on"),
+        "{out}"
+    );
+    assert_eq!(server.next(), Seen::Fence(3));
+    let o = hactl(&bus, false, &["fence", "node3"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("node node3 fenced (reboot) with pdu in 6.0 s"),
+        "{out}"
+    );
+    assert_eq!(server.next(), Seen::Fence(3));
+    let o = hactl(&bus, false, &["fence", "node2"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("hactl: fence node2: node node2 has no fence_levels"),
+        "{out}"
+    );
 }
 
 #[test]

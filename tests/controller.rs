@@ -10,7 +10,10 @@
 //! recovered by the survivors; without quorum the last node stops
 //! everything (no_quorum_policy = "stop"). With a D-Bus API per node: the
 //! placement verbs return once the cluster settled, and `hactl resource
-//! stop|start|restart` stop, start and restart a resource.
+//! stop|start|restart` stop, start and restart a resource. With fencing
+//! on (a script fence agent that SIGKILLs the target's hactld): `hactl
+//! fence NODE` powers it off once, its resources recover on a survivor,
+//! and the fencing shows in the status; refusals say why.
 
 mod common;
 
