@@ -1117,7 +1117,7 @@ fn fence_refused(c: &Cluster, n: usize, node: &str, says: &str) {
 /// the status on every node, node3 is offline, beta runs again on a
 /// survivor, and node3 was fenced once (the controller does not fence it a
 /// second time when the ring notices it gone). Refused: this node itself,
-/// an unknown node, a node without fence levels.
+/// an unknown node, a node without fence levels, a node without quorum.
 #[test]
 fn hactl_fence_powers_a_node_off_once_and_its_resources_recover_on_a_survivor() {
     if !nix::unistd::geteuid().is_root() {
@@ -1182,6 +1182,15 @@ fn hactl_fence_powers_a_node_off_once_and_its_resources_recover_on_a_survivor() 
         c.logs()
     );
     assert_eq!(c.running("alpha"), vec![2], "{}", c.logs());
+
+    // node2 dies too: node1 alone has no quorum, and fences nothing.
+    let mut two = c.signal(2, Signal::SIGKILL);
+    let _ = two.wait();
+    c.wait_for("node1 without quorum", 30, |c| {
+        status_json(c, 1)["quorum"]["quorate"] == false
+    });
+    fence_refused(&c, 1, "node3", "this node's partition has no quorum");
+    assert_eq!(c.fence_calls(), vec!["reboot node3".to_string()]);
 }
 
 /// With fencing disabled, `hactl fence` says so (exit 1) and fences
