@@ -162,6 +162,13 @@ pub struct Controller {
     /// the ring (`hactl fence`): their next leave is clean, or the DC would
     /// fence them a second time. Forgotten when they leave or join again.
     fenced_members: NodeSet,
+    /// When each node last joined the ring (the wall clock of the last
+    /// tick before): a fencing that ended before a member joined fenced an
+    /// earlier life of it (a record that comes late, after the node
+    /// rebooted and rejoined), not the member that runs now.
+    joined_at: BTreeMap<NodeId, WallMs>,
+    /// The wall clock at the last tick.
+    last_wall: WallMs,
     /// Nodes this node's daemon fences on an operator's request, until
     /// when at the latest: a transition's fencing of one of them awaits
     /// that outcome (the `Fenced` record) instead of fencing it again.
@@ -406,6 +413,8 @@ impl Controller {
             leaving: false,
             unclean: NodeSet::EMPTY,
             fenced_members: NodeSet::EMPTY,
+            joined_at: BTreeMap::new(),
+            last_wall: WallMs(0),
             fence_requests: BTreeMap::new(),
             started_clean: false,
             known_resources: None,
@@ -619,6 +628,9 @@ impl Controller {
         // A fenced node that is back (rebooted) is a node like any other:
         // if it is lost again, it must be fenced again.
         self.fenced_members = self.fenced_members.minus(joined);
+        for id in joined.iter() {
+            self.joined_at.insert(id, self.last_wall);
+        }
     }
 
     /// A node announced its clean shutdown.
@@ -655,14 +667,12 @@ impl Controller {
     }
 
     /// A node was fenced (a successful `Fenced` record was applied): it is
-    /// safe to start its resources elsewhere. A node still in the ring (an
-    /// operator fenced it) leaves cleanly when the ring notices.
+    /// safe to start its resources elsewhere. (A node still in the ring,
+    /// fenced by an operator, is seen to in [`Controller::handle_applied`].)
     pub fn handle_fenced(&mut self, node: NodeId) {
         if self.unclean.contains(node) {
             self.unclean.remove(node);
             self.changed();
-        } else if self.members.contains(node) {
-            self.fenced_members.insert(node);
         }
     }
 
@@ -703,6 +713,21 @@ impl Controller {
         }
         if let Command::Fenced(rec) = cmd {
             self.fence_requests.remove(&rec.target);
+            // A member fenced (an operator's `hactl fence`): when the ring
+            // notices it gone, that is the fencing's outcome, a clean
+            // leave. Not if it joined after the fencing ended: then the
+            // record is late and the member a rebooted, unfenced one
+            // (clocks of different nodes: a skew beyond a reboot's time
+            // would defeat this).
+            if rec.error.is_none()
+                && self.members.contains(rec.target)
+                && self
+                    .joined_at
+                    .get(&rec.target)
+                    .is_none_or(|joined| *joined <= rec.at)
+            {
+                self.fenced_members.insert(rec.target);
+            }
         }
         if let Command::Fenced(rec) = cmd
             && let Some(run) = &mut self.run
@@ -935,6 +960,7 @@ impl Controller {
     /// Runs the DC's work: time-outs of awaited results, dispatch, and a new
     /// transition when the last one is over and something changed.
     pub fn tick(&mut self, config: &Config, state: &ClusterState, now_wall: WallMs, now: Instant) {
+        self.last_wall = now_wall;
         self.probe_new_resources(config);
         if std::mem::take(&mut self.repend) {
             let running: Vec<(String, OpName, u64)> = self

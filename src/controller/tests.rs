@@ -982,3 +982,34 @@ fn the_dc_awaits_an_operator_fencing_in_flight_instead_of_fencing_twice() {
     let out = ticks(&w, &mut dc);
     assert!(out.contains(&Output::Fence { target: 3 }), "{out:?}");
 }
+
+/// The DC fenced lost node 3, but its record comes late (the DC's ring was
+/// busy): node 3 had rebooted and joined again before. The record is about
+/// its earlier life: losing the node that runs now is unclean, as ever.
+#[test]
+fn a_fencing_record_that_comes_after_the_node_rejoined_does_not_make_its_next_leave_clean() {
+    let mut w = World::fencing(&[3]);
+    w.probed(&[1, 2, 3]);
+    let started = w.result(3, OpName::Start, 0);
+    w.apply(3, started, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, true);
+    w.tick(&mut dc);
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = w.tick(&mut dc);
+    assert!(out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    let late = fence_record(&w, 3, None);
+    // Node 3 boots and joins again, 20 s later; then the record applies.
+    w.clock += 20_000;
+    w.tick(&mut dc);
+    dc.handle_joined(set(&[3]));
+    dc.handle_ring(set(&[1, 2, 3]), true, true, true);
+    dc.handle_fenced(3);
+    w.apply(1, late, &mut [&mut dc]);
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    assert_eq!(
+        dc.ring_view().unclean,
+        set(&[3]),
+        "the rebooted node 3 was lost: unclean"
+    );
+}
