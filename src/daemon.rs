@@ -1559,6 +1559,47 @@ addresses = ["10.0.0.3"]
     }
 
     #[test]
+    fn hactl_fence_is_refused_for_this_node_with_fencing_off_or_without_levels() {
+        let text = |extra_cluster: &str| {
+            format!(
+                "[cluster]\nname = \"t\"\n{extra_cluster}\n\
+                 [[node]]\nname = \"node1\"\nid = 1\naddresses = [\"10.0.0.1\"]\n\
+                 [[node]]\nname = \"node2\"\nid = 2\naddresses = [\"10.0.0.2\"]\nfence_levels = [[\"pdu\"]]\n\
+                 [[node]]\nname = \"node3\"\nid = 3\naddresses = [\"10.0.0.3\"]\n\
+                 [[fence_device]]\nid = \"pdu\"\nkind = \"agent\"\nagent = \"fence_apc\"\n"
+            )
+        };
+        let on = config::parse_str(&text(""), Path::new("t.toml"))
+            .expect("valid")
+            .config;
+        let file = Path::new("/etc/hactl/cluster.toml");
+        assert_eq!(fence_refusal(&on, file, 1, 2), None);
+        let me = fence_refusal(&on, file, 2, 2).unwrap();
+        assert!(
+            me.contains("node node2 is the node this hactld runs on")
+                && me.contains("run hactl fence node2 on another node"),
+            "{me}"
+        );
+        let none = fence_refusal(&on, file, 1, 3).unwrap();
+        assert!(
+            none.contains("node node3 has no fence_levels")
+                && none.contains("/etc/hactl/cluster.toml"),
+            "{none}"
+        );
+        let off = config::parse_str(
+            &text("fencing_disabled_i_understand_split_brain = true"),
+            Path::new("t.toml"),
+        )
+        .expect("valid")
+        .config;
+        let e = fence_refusal(&off, file, 1, 2).unwrap();
+        assert!(
+            e.contains("fencing is disabled") && e.contains("/etc/hactl/cluster.toml"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn local_node_is_found_by_flag_then_hostname_then_address() {
         let c = three_nodes();
         let a2: IpAddr = "10.0.0.2".parse().unwrap();

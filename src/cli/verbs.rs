@@ -972,6 +972,22 @@ mod tests {
     }
 
     #[test]
+    fn fence_waits_for_every_device_of_every_level_with_its_delay() {
+        let text = "[cluster]\nname = \"t\"\n\
+            [[node]]\nname = \"n1\"\nid = 1\naddresses = [\"10.0.0.1\"]\n\
+            [[node]]\nname = \"n2\"\nid = 2\naddresses = [\"10.0.0.2\"]\nfence_levels = [[\"a\", \"b\"], [\"c\"]]\n\
+            [[fence_device]]\nid = \"a\"\nkind = \"agent\"\nagent = \"fence_apc\"\ntimeout = \"10s\"\ndelay = \"2s\"\n\
+            [[fence_device]]\nid = \"b\"\nkind = \"agent\"\nagent = \"fence_apc\"\ntimeout = \"5s\"\n\
+            [[fence_device]]\nid = \"c\"\nkind = \"agent\"\nagent = \"fence_apc\"\ntimeout = \"30s\"\n";
+        let c = crate::config::parse_str(text, Path::new("t.toml"))
+            .expect("valid")
+            .config;
+        assert_eq!(fence_wait(&c, "n2"), Some(Duration::from_secs(47)));
+        assert_eq!(fence_wait(&c, "n1"), None, "no levels");
+        assert_eq!(fence_wait(&c, "n9"), None, "no such node");
+    }
+
+    #[test]
     fn lifetimes() {
         let s = |n| Ok(Duration::from_secs(n));
         assert_eq!(parse_lifetime("30s"), s(30));
