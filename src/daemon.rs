@@ -607,7 +607,8 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
         }
     }
     let mut ctl = Controller::new(started.node.id);
-    // Outcomes of fencing this node ran as the DC.
+    // Outcomes of fencing this node ran: as the DC, or asked by `hactl
+    // fence` (both are recorded with Command::Fenced, in agreed order).
     let (fence_tx, mut fence_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut tick = tokio::time::interval(CONTROLLER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -675,15 +676,17 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                 flush_out(&mut driver, &mut state_out);
             }
             Some(req) = requests.recv() => {
-                if let Some(later) = handle_request(req, tokio::time::Instant::now(), &mut started, &quorum, &ctl) {
+                let fencing = Fencing { tx: fence_tx.clone(), now: driver.now(), config_file: opts.config.clone() };
+                if let Some(later) = handle_request(req, tokio::time::Instant::now(), &mut started, &quorum, &mut ctl, &fencing) {
                     deferred.push(later);
                 }
                 controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
                 flush_out(&mut driver, &mut state_out);
             }
             _ = tick.tick() => {
+                let fencing = Fencing { tx: fence_tx.clone(), now: driver.now(), config_file: opts.config.clone() };
                 for (since, req) in std::mem::take(&mut deferred) {
-                    if let Some(later) = handle_request(req, since, &mut started, &quorum, &ctl) {
+                    if let Some(later) = handle_request(req, since, &mut started, &quorum, &mut ctl, &fencing) {
                         deferred.push(later);
                     }
                 }
@@ -1156,7 +1159,8 @@ fn handle_request(
     since: tokio::time::Instant,
     started: &mut Started,
     quorum: &Quorum,
-    ctl: &Controller,
+    ctl: &mut Controller,
+    fencing: &Fencing,
 ) -> Option<(tokio::time::Instant, crate::api::Request)> {
     use crate::api::Request;
     let settling = started.ring.is_none()
@@ -1256,6 +1260,84 @@ fn handle_request(
                 }
             }
         }
+        Request::Fence { node, reply } => {
+            let refusal = refusal.or_else(|| {
+                fence_refusal(&started.config, &fencing.config_file, started.node.id, node)
+            });
+            if let Some(r) = refusal {
+                let _ = reply.send(Err(r));
+                return None;
+            }
+            let name = member_names(&started.config, NodeSet::single(node));
+            warn!(target = %name, "fencing: fencing node {name} (requested with hactl fence)");
+            // The controller leaves it to this fencing if the node dies of
+            // it before its record is applied (src/controller, fence_requested).
+            ctl.fence_requested(node, fencing.now);
+            let tx = fencing.tx.clone();
+            let config = started.config.clone();
+            let me = started.node.id;
+            // Off the main loop: the devices may take their timeouts; the
+            // record goes the way of the controller's fencing (fence_rx),
+            // and the caller is answered when it is over.
+            tokio::spawn(async move {
+                let began = std::time::Instant::now();
+                let rec = fence_node(&config, me, node).await;
+                let took = began.elapsed();
+                let answer = match &rec.error {
+                    None => Ok(format!(
+                        "node {name} fenced ({}) with {} in {:.1} s",
+                        rec.action.as_str(),
+                        rec.device,
+                        took.as_secs_f64()
+                    )),
+                    Some(e) => Err(format!(
+                        "node {name} could not be fenced (after {:.1} s): {e}",
+                        took.as_secs_f64()
+                    )),
+                };
+                let _ = tx.send(rec);
+                let _ = reply.send(answer);
+            });
+        }
+    }
+    None
+}
+
+/// What [`handle_request`] needs to start a fencing: where its record goes
+/// (the main loop's `fence_rx`), the clock of the controller, and the
+/// configuration file's name for messages.
+struct Fencing {
+    tx: tokio::sync::mpsc::UnboundedSender<crate::state::FenceRecord>,
+    now: crate::time::Instant,
+    config_file: PathBuf,
+}
+
+/// Why `hactl fence` of node `target` is refused on node `me` (quorum
+/// aside), or None: `target` is this node, fencing is off, or `target` has
+/// no fence levels.
+fn fence_refusal(
+    config: &Config,
+    config_file: &Path,
+    me: crate::totem::NodeId,
+    target: crate::totem::NodeId,
+) -> Option<String> {
+    let name = member_names(config, NodeSet::single(target));
+    let file = config_file.display();
+    if target == me {
+        return Some(format!(
+            "node {name} is the node this hactld runs on, and a node does not fence itself: run hactl fence {name} on another node of the cluster"
+        ));
+    }
+    if config.cluster.fencing_disabled {
+        return Some(format!(
+            "fencing is disabled in this cluster ([cluster] fencing_disabled_i_understand_split_brain = true in {file}): add a [[fence_device]] and fence_levels for {name}, remove that setting, and apply the configuration"
+        ));
+    }
+    let node = config.nodes.iter().find(|n| n.id == target)?;
+    if node.fence_levels.is_empty() {
+        return Some(format!(
+            "node {name} has no fence_levels: add a [[fence_device]] that can power it off and fence_levels = [[\"DEVICE\"]] to its [[node]] in {file}, then apply the configuration (hactl fence-device status DEVICE checks the device first)"
+        ));
     }
     None
 }
@@ -1474,6 +1556,47 @@ addresses = ["10.0.0.3"]
         config::parse_str(text, Path::new("t.toml"))
             .expect("valid")
             .config
+    }
+
+    #[test]
+    fn hactl_fence_is_refused_for_this_node_with_fencing_off_or_without_levels() {
+        let text = |extra_cluster: &str| {
+            format!(
+                "[cluster]\nname = \"t\"\n{extra_cluster}\n\
+                 [[node]]\nname = \"node1\"\nid = 1\naddresses = [\"10.0.0.1\"]\n\
+                 [[node]]\nname = \"node2\"\nid = 2\naddresses = [\"10.0.0.2\"]\nfence_levels = [[\"pdu\"]]\n\
+                 [[node]]\nname = \"node3\"\nid = 3\naddresses = [\"10.0.0.3\"]\n\
+                 [[fence_device]]\nid = \"pdu\"\nkind = \"agent\"\nagent = \"fence_apc\"\n"
+            )
+        };
+        let on = config::parse_str(&text(""), Path::new("t.toml"))
+            .expect("valid")
+            .config;
+        let file = Path::new("/etc/hactl/cluster.toml");
+        assert_eq!(fence_refusal(&on, file, 1, 2), None);
+        let me = fence_refusal(&on, file, 2, 2).unwrap();
+        assert!(
+            me.contains("node node2 is the node this hactld runs on")
+                && me.contains("run hactl fence node2 on another node"),
+            "{me}"
+        );
+        let none = fence_refusal(&on, file, 1, 3).unwrap();
+        assert!(
+            none.contains("node node3 has no fence_levels")
+                && none.contains("/etc/hactl/cluster.toml"),
+            "{none}"
+        );
+        let off = config::parse_str(
+            &text("fencing_disabled_i_understand_split_brain = true"),
+            Path::new("t.toml"),
+        )
+        .expect("valid")
+        .config;
+        let e = fence_refusal(&off, file, 1, 2).unwrap();
+        assert!(
+            e.contains("fencing is disabled") && e.contains("/etc/hactl/cluster.toml"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -92,6 +92,7 @@ fn base_status() -> (ClusterStatus, QuorumStatus) {
 enum Seen {
     Submit(StateCommand),
     Apply { text: String, file: String },
+    Fence(u32),
 }
 
 /// The API task and the stand-in main loop, on their own thread and
@@ -125,6 +126,9 @@ impl Server {
 ///   settled with web stopped); `SetTargetRole web Started`: OK, then web
 ///   starts on node2 the same way;
 /// - `ApplyConfig`: refused if the text contains "bad", else a summary;
+/// - `Fence` node3: answered after 6 s (longer than a request's 5 s, as
+///   fence devices take), from a task, the main loop going on meanwhile;
+///   `Fence` of another node: refused at once;
 /// - anything else: OK, nothing changes.
 async fn main_loop(
     api: ApiHandle,
@@ -203,6 +207,18 @@ async fn main_loop(
                 };
                 let _ = seen.send(Seen::Apply { text, file });
                 let _ = reply.send(answer);
+            }
+            Request::Fence { node, reply } => {
+                let _ = seen.send(Seen::Fence(node));
+                if node == 3 {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(6)).await;
+                        let _ =
+                            reply.send(Ok("node node3 fenced (reboot) with pdu in 6.0 s".into()));
+                    });
+                } else {
+                    let _ = reply.send(Err(format!("node node{node} has no fence_levels")));
+                }
             }
         }
     }
@@ -443,6 +459,11 @@ fn unknown_nodes_and_resources_are_invalid_args_listing_the_known_ones() {
             let m = invalid_args(r);
             assert!(m.contains(list), "{what}: {m}");
         }
+        let m = invalid_args(p.fence("node9").await.map(drop));
+        assert!(m.contains(nodes), "fence: {m}");
+        // Fence has no "this node" default: the name is required.
+        let m = invalid_args(p.fence("").await.map(drop));
+        assert!(m.contains("name the node to fence"), "fence \"\": {m}");
         server.none();
     });
 }
@@ -503,7 +524,7 @@ fn dbus_send(bus: &Bus, who: Option<&[u32]>, method: &str, args: &[&str]) -> (bo
     (o.status.success(), text(&o))
 }
 
-const MUTATING: [(&str, &[&str]); 8] = [
+const MUTATING: [(&str, &[&str]); 9] = [
     ("Standby", &["string:node2"]),
     ("Online", &["string:node2"]),
     ("Migrate", &["string:web", "string:node1", "uint64:0"]),
@@ -512,6 +533,7 @@ const MUTATING: [(&str, &[&str]); 8] = [
     ("ResourceStop", &["string:web"]),
     ("ResourceStart", &["string:web"]),
     ("ConfigApply", &["string:x", "string:f.toml"]),
+    ("Fence", &["string:node3"]),
 ];
 
 #[test]
@@ -775,6 +797,66 @@ fn hactl_resource_stop_start_restart_wait_and_restart_starts_only_after_the_stop
     server.none();
 }
 
+/// `Fence` answers when the fencing is over, which takes the devices'
+/// time: longer than the 5 s other requests wait for the main loop. Other
+/// calls are answered meanwhile. `hactl fence` prints the outcome, or
+/// exits 4 when its --timeout runs out first.
+#[test]
+fn fence_waits_for_the_outcome_beyond_the_request_timeout() {
+    if !is_root() {
+        panic!("needs root (the shipped policy lets only root own org.hactl.Cluster1)");
+    }
+    let bus = start_bus(true);
+    let server = start_server(&bus);
+    rt().block_on(async {
+        let p = client(&bus).await;
+        let m = failed(p.fence("node2").await);
+        assert!(m.contains("node node2 has no fence_levels"), "{m}");
+        assert_eq!(server.next(), Seen::Fence(2));
+        let started = Instant::now();
+        let (fenced, status) = tokio::join!(p.fence("node3"), async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            (p.status().await, started.elapsed())
+        });
+        assert_eq!(
+            fenced.unwrap(),
+            "node node3 fenced (reboot) with pdu in 6.0 s"
+        );
+        assert!(started.elapsed() >= Duration::from_secs(6));
+        assert!(status.0.is_ok(), "{:?}", status.0);
+        assert!(
+            status.1 < Duration::from_secs(3),
+            "Status waited for the fencing: {:?}",
+            status.1
+        );
+        assert_eq!(server.next(), Seen::Fence(3));
+    });
+    // hactl fence: the outcome, or exit 4 when --timeout runs out first.
+    let o = hactl(&bus, false, &["fence", "node3", "--timeout", "2"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains("no outcome of fencing node3 within 2 s; it may still be going on"),
+        "{out}"
+    );
+    assert_eq!(server.next(), Seen::Fence(3));
+    let o = hactl(&bus, false, &["fence", "node3"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("node node3 fenced (reboot) with pdu in 6.0 s"),
+        "{out}"
+    );
+    assert_eq!(server.next(), Seen::Fence(3));
+    let o = hactl(&bus, false, &["fence", "node2"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("hactl: fence node2: node node2 has no fence_levels"),
+        "{out}"
+    );
+}
+
 #[test]
 fn hactl_verbs_without_a_daemon_exit_3() {
     let bus = start_bus(true);
@@ -784,6 +866,7 @@ fn hactl_verbs_without_a_daemon_exit_3() {
         &["cleanup"],
         &["resource", "restart", "web"],
         &["config", "show", "--running"],
+        &["fence", "node2"],
     ] {
         let o = hactl(&bus, false, args);
         let out = text(&o);

@@ -38,6 +38,7 @@ fn the_bash_completion_offers_every_subcommand() {
         "cleanup",
         "resource",
         "config",
+        "fence",
     ] {
         assert!(subs.iter().any(|s| s == verb), "{verb} is not a subcommand");
     }
@@ -92,5 +93,9 @@ fn the_man_pages_are_hactl_1_and_one_per_subcommand() {
         assert!(p.contains(&format!(".TH hactl-{sub} 1")), "hactl-{sub}.1");
     }
     assert!(page("hactl-config-apply").contains("haclient"));
+    assert!(
+        page("hactl-fence").contains("\\-\\-timeout"),
+        "hactl fence --timeout"
+    );
     assert!(!out_dir.join("hactl-generate.1").exists());
 }

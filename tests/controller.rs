@@ -10,7 +10,10 @@
 //! recovered by the survivors; without quorum the last node stops
 //! everything (no_quorum_policy = "stop"). With a D-Bus API per node: the
 //! placement verbs return once the cluster settled, and `hactl resource
-//! stop|start|restart` stop, start and restart a resource.
+//! stop|start|restart` stop, start and restart a resource. With fencing
+//! on (a script fence agent that SIGKILLs the target's hactld): `hactl
+//! fence NODE` powers it off once, its resources recover on a survivor,
+//! and the fencing shows in the status; refusals say why.
 
 mod common;
 
@@ -969,4 +972,243 @@ fn hactl_config_apply_returns_once_every_node_runs_it_and_the_latest_target_role
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("bad"), "{err}");
     assert_eq!(epochs(&c), [4, 4, 4]);
+}
+
+/// A fence agent for the fencing tests (the standard protocol: options on
+/// stdin): it "powers off" the node named by `plug` by SIGKILLing that
+/// node's hactld, whose PID the test wrote to PIDS/NODE, and reports the
+/// power off once the process is gone (a zombie counts as gone: the test
+/// reaps it later). Every call is logged to LOG as "ACTION PLUG".
+const FENCE_AGENT: &str = r#"#!/bin/sh
+action=; plug=
+while IFS='=' read -r k v; do
+  case "$k" in
+  action) action=$v ;;
+  plug|port) plug=$v ;;
+  esac
+done
+echo "$action $plug" >> "LOG"
+pid=$(cat "PIDS/$plug" 2>/dev/null)
+alive() {
+  [ -n "$pid" ] || return 1
+  st=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)
+  [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+case "$action" in
+off|reboot)
+  [ -n "$pid" ] || { echo "no PID file for $plug" >&2; exit 1; }
+  kill -9 "$pid" 2>/dev/null
+  i=0
+  while alive && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+  alive && { echo "$plug ($pid) still runs" >&2; exit 1; }
+  exit 0 ;;
+on) exit 0 ;;
+status|monitor) alive && exit 0; exit 2 ;;
+metadata) echo '<?xml version="1.0"?><resource-agent name="fence_hactl_test" shortdesc="test"/>'; exit 0 ;;
+*) exit 1 ;;
+esac
+"#;
+
+/// Fencing on: node3's fence level is the agent above ("power-node3");
+/// node1 and node2 have none. beta prefers node3, so that something runs
+/// there to be recovered.
+const FENCING: &str = r#"
+[[location]]
+resource = "beta"
+node = "node3"
+score = 100
+
+[[fence_device]]
+id = "power-node3"
+kind = "agent"
+agent = "AGENT"
+params = { plug = "node3" }
+timeout = "10s"
+"#;
+
+impl Cluster {
+    /// A cluster with [`FENCING`]: the fence agent written to the test's
+    /// directory, node3's fence level; `disabled`: with
+    /// `fencing_disabled_i_understand_split_brain = true` on top.
+    fn with_fencing(port: u16, net: u8, disabled: bool) -> Cluster {
+        let c = Cluster::with_resources(port, net, true, FENCING);
+        let dir = c.dir.path();
+        std::fs::create_dir_all(dir.join("pids")).unwrap();
+        let agent = dir.join("fence_hactl_test");
+        std::fs::write(
+            &agent,
+            FENCE_AGENT
+                .replace("LOG", dir.join("fence.log").to_str().unwrap())
+                .replace("PIDS", dir.join("pids").to_str().unwrap()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = dir.join("cluster.toml");
+        let mut text = std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("\"AGENT\"", &format!("\"{}\"", agent.display()));
+        let node3 = format!("addresses = [\"127.0.0.{net}3\"]");
+        assert!(text.contains(&node3));
+        text = text.replace(
+            &node3,
+            &format!("{node3}\nfence_levels = [[\"power-node3\"]]"),
+        );
+        if disabled {
+            text = text.replace(
+                "name = \"ctl\"",
+                "name = \"ctl\"\nfencing_disabled_i_understand_split_brain = true",
+            );
+        }
+        std::fs::write(&file, text).unwrap();
+        c
+    }
+
+    /// Starts every node and writes its hactld's PID where the fence agent
+    /// looks; returns once the resources run where they prefer and every
+    /// node's API answers.
+    fn start_fencing_cluster(&mut self) {
+        for n in 1..=3 {
+            self.start(n);
+            let pid = self.daemons[n - 1].as_ref().unwrap().id();
+            std::fs::write(
+                self.dir.path().join(format!("pids/node{n}")),
+                pid.to_string(),
+            )
+            .unwrap();
+        }
+        self.wait_for("alpha on node2, beta on node3", 30, |c| {
+            c.running("alpha") == vec![2] && c.running("beta") == vec![3]
+        });
+        self.wait_for("the API answers on every node", 30, |c| {
+            (1..=3).all(|n| c.hactl(n, &["status"]).0 == 0)
+        });
+    }
+
+    /// The fence agent's calls that power a node off: "off NODE" or
+    /// "reboot NODE".
+    fn fence_calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("fence.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("off ") || l.starts_with("reboot "))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// `hactl fence NODE` that hactld refuses: exit 1 and the message.
+fn fence_refused(c: &Cluster, n: usize, node: &str, says: &str) {
+    let (code, out, err, _) = c.hactl(n, &["fence", node]);
+    assert_eq!(
+        code,
+        1,
+        "hactl fence {node} on node{n}: exit {code}\nstdout: {out}\nstderr: {err}\n{}",
+        c.logs()
+    );
+    assert!(
+        err.contains(says),
+        "hactl fence {node} on node{n}: {says:?} not in\n{err}"
+    );
+}
+
+/// `hactl fence node3` as an operator runs it: it returns once node3 is
+/// powered off (its hactld killed by the fence agent), the fencing is in
+/// the status on every node, node3 is offline, beta runs again on a
+/// survivor, and node3 was fenced once (the controller does not fence it a
+/// second time when the ring notices it gone). Refused: this node itself,
+/// an unknown node, a node without fence levels, a node without quorum.
+#[test]
+fn hactl_fence_powers_a_node_off_once_and_its_resources_recover_on_a_survivor() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the key must be root-owned, run as root");
+        return;
+    }
+    let mut c = Cluster::with_fencing(15580, 10, false);
+    c.start_fencing_cluster();
+
+    fence_refused(&c, 1, "node1", "a node does not fence itself");
+    fence_refused(&c, 1, "node9", "the nodes are: node1, node2, node3");
+    fence_refused(&c, 2, "node1", "node node1 has no fence_levels");
+    assert_eq!(c.fence_calls(), Vec::<String>::new(), "a refusal fenced");
+
+    let (out, took) = run_ok(&c, 1, &["fence", "node3"]);
+    eprintln!("hactl fence node3 returned in {took:?}: {out}");
+    assert!(
+        out.contains("node node3 fenced (reboot) with power-node3 in "),
+        "{out}"
+    );
+    // When it returned, node3's hactld was dead (killed by the agent).
+    let mut three = c.daemons[2].take().unwrap();
+    let exit = three.try_wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        exit.and_then(|s| s.signal()),
+        Some(Signal::SIGKILL as i32),
+        "node3's hactld when hactl fence returned: {exit:?}"
+    );
+
+    c.wait_for("beta recovered on a survivor", 30, |c| {
+        c.running("beta").len() == 1
+    });
+    for n in [1, 2] {
+        let s = status_json(&c, n);
+        let node3 = s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "node3")
+            .unwrap()
+            .clone();
+        assert_eq!(node3["online"], false, "node{n}: {s:#}");
+        let fencing = s["controller"]["fencing"].as_array().unwrap().clone();
+        assert_eq!(fencing.len(), 1, "node{n}: {s:#}");
+        assert_eq!(fencing[0]["target"], "node3", "{s:#}");
+        assert_eq!(fencing[0]["executor"], "node1", "{s:#}");
+        assert_eq!(fencing[0]["device"], "power-node3", "{s:#}");
+        assert_eq!(fencing[0]["ok"], true, "{s:#}");
+    }
+    let (text, _) = run_ok(&c, 2, &["status"]);
+    assert!(
+        text.contains("node3 by node1: reboot done with power-node3"),
+        "{text}"
+    );
+    // Settled, and still fenced only once.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.fence_calls(),
+        vec!["reboot node3".to_string()],
+        "{}",
+        c.logs()
+    );
+    assert_eq!(c.running("alpha"), vec![2], "{}", c.logs());
+
+    // node2 dies too: node1 alone has no quorum, and fences nothing.
+    let mut two = c.signal(2, Signal::SIGKILL);
+    let _ = two.wait();
+    c.wait_for("node1 without quorum", 30, |c| {
+        status_json(c, 1)["quorum"]["quorate"] == false
+    });
+    fence_refused(&c, 1, "node3", "this node's partition has no quorum");
+    assert_eq!(c.fence_calls(), vec!["reboot node3".to_string()]);
+}
+
+/// With fencing disabled, `hactl fence` says so (exit 1) and fences
+/// nothing, though node3 has a fence level.
+#[test]
+fn hactl_fence_is_refused_when_fencing_is_disabled() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the key must be root-owned, run as root");
+        return;
+    }
+    let mut c = Cluster::with_fencing(15590, 11, true);
+    c.start_fencing_cluster();
+    fence_refused(
+        &c,
+        1,
+        "node3",
+        "fencing is disabled in this cluster ([cluster] fencing_disabled_i_understand_split_brain = true in ",
+    );
+    assert_eq!(c.fence_calls(), Vec::<String>::new());
+    assert!(c.daemons[2].as_mut().unwrap().try_wait().unwrap().is_none());
 }

@@ -13,7 +13,8 @@
 //!   `Online(s node)`, `Migrate(s resource, s node, t lifetime_seconds)`,
 //!   `Unmigrate(s resource)`, `Cleanup(s resource, s node)`,
 //!   `ResourceStop(s resource)`, `ResourceStart(s resource)`,
-//!   `ConfigApply(s text, s file) -> s`;
+//!   `ConfigApply(s text, s file) -> s`, `Fence(s node) -> s` (answers
+//!   once the fencing is over, so it may take up to [`FENCE_TIMEOUT`]);
 //! - signal `MembershipChanged(u ring_rep, t ring_seq, as members)` when a
 //!   new ring is installed, and `QuorumChanged(b quorate, u total_votes,
 //!   u expected_votes, u quorum)` when the quorum summary changes.
@@ -106,6 +107,14 @@ pub enum Request {
         file: String,
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// `hactl fence NODE`: fence `node` with its fence levels now. The main
+    /// loop refuses (no quorum, this node, fencing off, no fence levels) or
+    /// starts the fencing and hands `reply` to it: Ok(summary line) once
+    /// the devices confirmed it, Err(what failed) otherwise.
+    Fence {
+        node: crate::totem::NodeId,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 /// How many requests may wait for the main loop; a call beyond that fails
@@ -113,6 +122,10 @@ pub enum Request {
 pub const REQUEST_QUEUE: usize = 64;
 /// How long a mutating method waits for the main loop's reply.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `Fence` waits for the fencing's outcome: the controller's own
+/// bound on a fencing ([`crate::controller::FENCE_RESULT_TIMEOUT`]); each
+/// device is bounded by its `timeout` well before that.
+pub const FENCE_TIMEOUT: Duration = crate::controller::FENCE_RESULT_TIMEOUT;
 
 /// The main loop's side of the API.
 pub struct ApiHandle {
@@ -230,6 +243,16 @@ impl Cluster1 {
 
     /// Hands `request` to the main loop and waits for its answer.
     async fn ask<T>(&self, request: Request, answer: oneshot::Receiver<T>) -> zbus::fdo::Result<T> {
+        self.ask_within(request, answer, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Cluster1::ask`], waiting up to `timeout`.
+    async fn ask_within<T>(
+        &self,
+        request: Request,
+        answer: oneshot::Receiver<T>,
+        timeout: Duration,
+    ) -> zbus::fdo::Result<T> {
         use mpsc::error::TrySendError;
         match self.requests.try_send(request) {
             Ok(()) => {}
@@ -246,7 +269,7 @@ impl Cluster1 {
                 ));
             }
         }
-        match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+        match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(_)) => Err(zbus::fdo::Error::Failed(
                 "hactld dropped the request without answering; check journalctl -u hactld"
@@ -254,7 +277,7 @@ impl Cluster1 {
             )),
             Err(_) => Err(zbus::fdo::Error::Failed(format!(
                 "hactld did not answer in {} s; check systemctl status hactld and journalctl -u hactld",
-                REQUEST_TIMEOUT.as_secs()
+                timeout.as_secs()
             ))),
         }
     }
@@ -483,6 +506,31 @@ impl Cluster1 {
             .map_err(zbus::fdo::Error::Failed)
     }
 
+    /// Fences `node` now with its fence levels (Pacemaker's `stonith_admin
+    /// --fence`); returns a summary line once the devices confirmed it, an
+    /// error naming what failed otherwise. Refused without quorum, for this
+    /// node itself, with fencing off, or for a node without fence levels.
+    async fn fence(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        node: &str,
+    ) -> zbus::fdo::Result<String> {
+        check_admin(conn, &header).await?;
+        if node.is_empty() {
+            return Err(zbus::fdo::Error::InvalidArgs(
+                "name the node to fence (hactld does not fence the node it runs on)".to_string(),
+            ));
+        }
+        let (node, _) = resolve::node(&self.snapshot()?.status, node)?;
+        let (reply, answer) = oneshot::channel();
+        // The main loop answers at once when it refuses; otherwise the
+        // fencing task answers when the devices are done.
+        self.ask_within(Request::Fence { node, reply }, answer, FENCE_TIMEOUT)
+            .await?
+            .map_err(zbus::fdo::Error::Failed)
+    }
+
     /// A new ring was installed: its id and its members' names.
     #[zbus(signal)]
     async fn membership_changed(
@@ -523,6 +571,7 @@ pub trait Cluster1Client {
     fn resource_stop(&self, resource: &str) -> zbus::Result<()>;
     fn resource_start(&self, resource: &str) -> zbus::Result<()>;
     fn config_apply(&self, text: &str, file: &str) -> zbus::Result<String>;
+    fn fence(&self, node: &str) -> zbus::Result<String>;
     #[zbus(signal)]
     fn membership_changed(
         &self,

@@ -2,7 +2,7 @@
 //! (`config check|show`, `keygen`, `simulate`, `ra`) run here directly;
 //! `status`, `quorum` and the verbs that change the cluster (`standby`,
 //! `online`, `migrate`, `unmigrate`, `cleanup`, `resource start|stop|restart`,
-//! `config apply`) ask the
+//! `config apply`, `fence`) ask the
 //! local `hactld` over D-Bus (docs/api.md).
 //!
 //! Exit codes:
@@ -15,7 +15,7 @@
 //! - 3: hactld is not running on this node (`status`, `quorum`, the verbs);
 //!   for `fence-device`: the device reports the power off (docs/fencing.md);
 //! - 4: a placement verb or `config apply` timed out waiting for the
-//!   cluster to settle
+//!   cluster to settle, or `fence` for the fencing's outcome
 //!   (`--timeout`); the change stays in force and the message says what is
 //!   still moving;
 //! - 130: interrupted (Ctrl-C) while waiting; the change stays in force.
@@ -113,6 +113,12 @@ pub enum Command {
     /// `resource stop|start|restart`); waits until the cluster has settled.
     #[command(subcommand)]
     Resource(verbs::ResourceCommand),
+    /// Fence NODE now with its fence levels (asks the local hactld, which
+    /// runs the devices; as stonith_admin --fence): waits for the outcome.
+    /// Exit 0 fenced, 1 refused (no quorum, this node, fencing off, no
+    /// fence levels) or failed, 3 hactld is not running here, 4 no outcome
+    /// within --timeout.
+    Fence(verbs::FenceArgs),
     /// Shell completions and man pages, for packagers (docs/api.md).
     #[command(subcommand, hide = true)]
     Generate(generate::GenerateCommand),
@@ -181,6 +187,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Unmigrate(args) => verbs::run(verbs::Verb::Unmigrate(&args)),
         Command::Cleanup(args) => verbs::run(verbs::Verb::Cleanup(&args)),
         Command::Resource(cmd) => verbs::resource(&cmd),
+        Command::Fence(args) => verbs::fence(&args),
         Command::Generate(cmd) => generate::run(&cmd),
     }
 }

@@ -157,8 +157,28 @@ pub fn controller_text(c: &ControllerSummary) -> String {
             );
         }
     }
+    if !c.fencing.is_empty() {
+        // The latest few; `status --json` has the whole history.
+        let _ = writeln!(out, "\nFencing history (latest first):");
+        for f in c.fencing.iter().take(FENCING_SHOWN) {
+            let outcome = match &f.error {
+                None => format!("{} done with {}", f.action, f.device),
+                Some(e) => format!("{} FAILED: {e}", f.action),
+            };
+            let _ = writeln!(
+                out,
+                "  * {} by {}: {outcome} at {}",
+                f.target,
+                f.executor,
+                utc(f.at_ms)
+            );
+        }
+    }
     out
 }
+
+/// How many fencing records the text status shows.
+const FENCING_SHOWN: usize = 5;
 
 fn seconds(ms: u64) -> String {
     if ms.is_multiple_of(1000) {
@@ -201,7 +221,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 mod tests {
     use super::*;
     use crate::controller::summary::{
-        FailCountSummary, FailedAction, MigrationSummary, TargetRoleSummary,
+        FailCountSummary, FailedAction, FencingSummary, MigrationSummary, TargetRoleSummary,
     };
 
     fn rsc(id: &str, group: Option<&str>, on: &[&str], target: Option<&str>) -> ResourceSummary {
@@ -270,6 +290,26 @@ mod tests {
                 reason: Some("nginx.service is inactive".to_string()),
                 at_ms: 0,
             }],
+            fencing: vec![
+                FencingSummary {
+                    target: "node3".to_string(),
+                    device: "pdu".to_string(),
+                    action: "reboot".to_string(),
+                    executor: "node1".to_string(),
+                    ok: true,
+                    error: None,
+                    at_ms: 1_000,
+                },
+                FencingSummary {
+                    target: "node3".to_string(),
+                    device: "bmc".to_string(),
+                    action: "reboot".to_string(),
+                    executor: "node2".to_string(),
+                    ok: false,
+                    error: Some("bmc: timeout".to_string()),
+                    at_ms: 0,
+                },
+            ],
         };
         let t = controller_text(&c);
         for line in [
@@ -283,6 +323,7 @@ mod tests {
             "Target roles:\n  * spare: stopped (hactl resource start spare)",
             "Fail counts:\n  * web-server on node2: fail count 2 (last 1970-01-01 00:00:00 UTC)",
             "Failed actions:\n  * web-server monitor (every 10 s) on node2: not running (rc 7) at 1970-01-01 00:00:00 UTC: nginx.service is inactive",
+            "Fencing history (latest first):\n  * node3 by node1: reboot done with pdu at 1970-01-01 00:00:01 UTC\n  * node3 by node2: reboot FAILED: bmc: timeout at 1970-01-01 00:00:00 UTC",
         ] {
             assert!(t.contains(line), "missing {line:?} in\n{t}");
         }

@@ -67,10 +67,18 @@ impl Failure {
 const NOT_RUNNING: &str = "hactld is not running on this node (no owner of org.hactl.Cluster1 on the system bus); start it with systemctl start hactld";
 
 pub(super) async fn connect() -> Result<Cluster1ClientProxy<'static>, Failure> {
+    connect_with(CALL_TIMEOUT).await
+}
+
+/// [`connect`], with calls that may take up to `method_timeout` (`hactl
+/// fence` waits for the devices).
+pub(super) async fn connect_with(
+    method_timeout: Duration,
+) -> Result<Cluster1ClientProxy<'static>, Failure> {
     let built = tokio::time::timeout(
         CALL_TIMEOUT,
         zbus::connection::Builder::system()
-            .method_timeout(CALL_TIMEOUT)
+            .method_timeout(method_timeout)
             .build(),
     )
     .await;

@@ -1,7 +1,8 @@
 //! The verbs that change the cluster, after crmsh: `standby [NODE]`,
 //! `online [NODE]`, `migrate RESOURCE [NODE] [--lifetime D]`,
 //! `unmigrate RESOURCE`, `cleanup [RESOURCE] [--node NODE]`,
-//! `resource stop|start|restart RESOURCE` and `config apply FILE`. Each asks the local hactld over D-Bus
+//! `resource stop|start|restart RESOURCE`, `config apply FILE` and
+//! `fence NODE`. Each asks the local hactld over D-Bus
 //! (docs/api.md); hactld checks the caller (root or group haclient) and the
 //! names.
 //!
@@ -730,6 +731,110 @@ pub fn config_apply(file: &Path, wait: &WaitArgs) -> ExitCode {
     })
 }
 
+/// `hactl fence NODE`.
+#[derive(Args, Debug)]
+pub struct FenceArgs {
+    /// The node to fence (another node than this one).
+    pub node: String,
+    /// How long to wait for the outcome; past it hactl exits 4 (the
+    /// fencing may still go on). Default: the timeouts (and delays) of
+    /// every device in NODE's fence levels, from the running
+    /// configuration, plus 10 s.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
+
+/// What `hactl fence` waits beyond the devices' own timeouts (the call's
+/// way through the bus and the main loop).
+pub const FENCE_WAIT_MARGIN: Duration = Duration::from_secs(10);
+
+/// The longest fencing of `node` can take with `config`: every device of
+/// every level, each its delay and its timeout (a level that fails hands
+/// over to the next). None when the node or its levels are unknown.
+pub fn fence_wait(config: &crate::config::Config, node: &str) -> Option<Duration> {
+    let node = config.node_by_name(node)?;
+    if node.fence_levels.is_empty() {
+        return None;
+    }
+    let ms: u64 = node
+        .fence_levels
+        .iter()
+        .flatten()
+        .map(|id| {
+            config
+                .fence_devices
+                .iter()
+                .find(|d| d.id == *id)
+                .map_or(0, |d| d.delay_ms.saturating_add(d.timeout_ms))
+        })
+        .fold(0, u64::saturating_add);
+    Some(Duration::from_millis(ms))
+}
+
+/// `hactl fence NODE [--timeout S]`: asks the local hactld to fence NODE
+/// now with its fence levels (`Fence`, docs/api.md) and waits for the
+/// outcome. Exit 0 fenced, 1 refused or failed, 3 no hactld, 4 no outcome
+/// within the timeout.
+pub fn fence(args: &FenceArgs) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(f) => return f.report(),
+    };
+    rt.block_on(async {
+        let timeout = match args.timeout {
+            Some(s) => Duration::from_secs(s),
+            None => {
+                // The running configuration says how long the devices may
+                // take; without it, the daemon's own bound.
+                let proxy = match connect().await {
+                    Ok(p) => p,
+                    Err(f) => return f.report(),
+                };
+                let from_config = proxy.config_show().await.ok().and_then(|text| {
+                    let loaded =
+                        crate::config::parse_str(&text, Path::new("running configuration")).ok()?;
+                    fence_wait(&loaded.config, &args.node)
+                });
+                from_config.unwrap_or(crate::api::FENCE_TIMEOUT) + FENCE_WAIT_MARGIN
+            }
+        };
+        // The bus must not give up before we do.
+        let proxy = match super::status::connect_with(timeout + FENCE_WAIT_MARGIN).await {
+            Ok(p) => p,
+            Err(f) => return f.report(),
+        };
+        let timed_out = || {
+            eprintln!(
+                "hactl: no outcome of fencing {} within {} s; it may still be going on: see the fencing history in hactl status and journalctl -u hactld, and check the node's fence devices (hactl fence-device status DEVICE)",
+                args.node,
+                timeout.as_secs()
+            );
+            ExitCode::from(EXIT_TIMEOUT)
+        };
+        match tokio::time::timeout(timeout, proxy.fence(&args.node)).await {
+            Ok(Ok(summary)) => {
+                println!("{}", summary.trim_end());
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => {
+                use zbus::fdo::Error as Fdo;
+                if let zbus::Error::FDO(fdo) = &e {
+                    match fdo.as_ref() {
+                        Fdo::InvalidArgs(m) | Fdo::Failed(m) => {
+                            eprintln!("hactl: fence {}: {m}", args.node);
+                            return ExitCode::FAILURE;
+                        }
+                        Fdo::NoReply(_) | Fdo::Timeout(_) => return timed_out(),
+                        _ => {}
+                    }
+                }
+                verb_failure("Fence", e).report()
+            }
+            Err(_) => timed_out(),
+        }
+    })
+}
+
 /// `hactl config show --running`: the configuration hactld runs.
 pub fn config_show_running() -> ExitCode {
     let rt = match runtime() {
@@ -864,6 +969,22 @@ mod tests {
             placement_lines(Some(&after), Some(&after), None),
             ["no resource moved"]
         );
+    }
+
+    #[test]
+    fn fence_waits_for_every_device_of_every_level_with_its_delay() {
+        let text = "[cluster]\nname = \"t\"\n\
+            [[node]]\nname = \"n1\"\nid = 1\naddresses = [\"10.0.0.1\"]\n\
+            [[node]]\nname = \"n2\"\nid = 2\naddresses = [\"10.0.0.2\"]\nfence_levels = [[\"a\", \"b\"], [\"c\"]]\n\
+            [[fence_device]]\nid = \"a\"\nkind = \"agent\"\nagent = \"fence_apc\"\ntimeout = \"10s\"\ndelay = \"2s\"\n\
+            [[fence_device]]\nid = \"b\"\nkind = \"agent\"\nagent = \"fence_apc\"\ntimeout = \"5s\"\n\
+            [[fence_device]]\nid = \"c\"\nkind = \"agent\"\nagent = \"fence_apc\"\ntimeout = \"30s\"\n";
+        let c = crate::config::parse_str(text, Path::new("t.toml"))
+            .expect("valid")
+            .config;
+        assert_eq!(fence_wait(&c, "n2"), Some(Duration::from_secs(47)));
+        assert_eq!(fence_wait(&c, "n1"), None, "no levels");
+        assert_eq!(fence_wait(&c, "n9"), None, "no such node");
     }
 
     #[test]

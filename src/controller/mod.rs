@@ -34,7 +34,12 @@
 //! - **Left nodes.** A node that leaves the ring is offline when fencing is
 //!   off, unclean when it is on (to be fenced before its resources start
 //!   elsewhere; also a node outside the ring whose recorded state shows
-//!   something active and that was not fenced since).
+//!   something active and that was not fenced since). A node fenced while
+//!   still in the ring (an operator's `hactl fence`) leaves cleanly: its
+//!   leave is the fencing's outcome, not a new failure to fence again for.
+//!   While this node's daemon fences a node on such a request
+//!   ([`Controller::fence_requested`]), a transition's fencing of the same
+//!   node waits for that outcome instead of running the devices again.
 //!
 //! docs/controller.md describes it for operators.
 
@@ -153,6 +158,21 @@ pub struct Controller {
     /// Nodes shutting down cleanly (their resources move away; once they
     /// leave the ring they are offline, not unclean).
     shutting_down: NodeSet,
+    /// Members a successful fencing was recorded for while they were in
+    /// the ring (`hactl fence`): their next leave is clean, or the DC would
+    /// fence them a second time. Forgotten when they leave or join again.
+    fenced_members: NodeSet,
+    /// When each node last joined the ring (the wall clock of the last
+    /// tick before): a fencing that ended before a member joined fenced an
+    /// earlier life of it (a record that comes late, after the node
+    /// rebooted and rejoined), not the member that runs now.
+    joined_at: BTreeMap<NodeId, WallMs>,
+    /// The wall clock at the last tick.
+    last_wall: WallMs,
+    /// Nodes this node's daemon fences on an operator's request, until
+    /// when at the latest: a transition's fencing of one of them awaits
+    /// that outcome (the `Fenced` record) instead of fencing it again.
+    fence_requests: BTreeMap<NodeId, Instant>,
     run: Option<Run>,
     transitions: u64,
     /// Something changed since the last transition was computed.
@@ -392,6 +412,10 @@ impl Controller {
             fencing: false,
             leaving: false,
             unclean: NodeSet::EMPTY,
+            fenced_members: NodeSet::EMPTY,
+            joined_at: BTreeMap::new(),
+            last_wall: WallMs(0),
+            fence_requests: BTreeMap::new(),
             started_clean: false,
             known_resources: None,
             shutting_down: NodeSet::EMPTY,
@@ -529,11 +553,16 @@ impl Controller {
         if members != self.members {
             let left = self.members.minus(members);
             if fencing {
-                for id in left.minus(self.shutting_down).iter() {
+                for id in left
+                    .minus(self.shutting_down)
+                    .minus(self.fenced_members)
+                    .iter()
+                {
                     self.unclean.insert(id);
                 }
             }
             self.shutting_down = self.shutting_down.intersect(members);
+            self.fenced_members = self.fenced_members.intersect(members);
             // A node back in the ring is no longer a danger.
             self.unclean = self.unclean.minus(members);
             if let Some(run) = &mut self.run {
@@ -596,6 +625,12 @@ impl Controller {
             self.shutting_down = self.shutting_down.minus(joined);
             self.changed();
         }
+        // A fenced node that is back (rebooted) is a node like any other:
+        // if it is lost again, it must be fenced again.
+        self.fenced_members = self.fenced_members.minus(joined);
+        for id in joined.iter() {
+            self.joined_at.insert(id, self.last_wall);
+        }
     }
 
     /// A node announced its clean shutdown.
@@ -631,12 +666,24 @@ impl Controller {
         })
     }
 
-    /// A node was fenced: it is safe to start its resources elsewhere.
+    /// A node was fenced (a successful `Fenced` record was applied): it is
+    /// safe to start its resources elsewhere. (A node still in the ring,
+    /// fenced by an operator, is seen to in [`Controller::handle_applied`].)
     pub fn handle_fenced(&mut self, node: NodeId) {
         if self.unclean.contains(node) {
             self.unclean.remove(node);
             self.changed();
         }
+    }
+
+    /// This node's daemon begins fencing `target` on an operator's request
+    /// (`hactl fence`); its outcome comes as a `Fenced` record. Until then
+    /// (at the latest [`FENCE_RESULT_TIMEOUT`] after `now`), a transition
+    /// that must fence `target` (it died of the fencing before the record
+    /// was applied) awaits that record instead of fencing it again.
+    pub fn fence_requested(&mut self, target: NodeId, now: Instant) {
+        self.fence_requests
+            .insert(target, now + FENCE_RESULT_TIMEOUT);
     }
 
     fn changed(&mut self) {
@@ -663,6 +710,24 @@ impl Controller {
                 });
             }
             _ => {}
+        }
+        if let Command::Fenced(rec) = cmd {
+            self.fence_requests.remove(&rec.target);
+            // A member fenced (an operator's `hactl fence`): when the ring
+            // notices it gone, that is the fencing's outcome, a clean
+            // leave. Not if it joined after the fencing ended: then the
+            // record is late and the member a rebooted, unfenced one
+            // (clocks of different nodes: a skew beyond a reboot's time
+            // would defeat this).
+            if rec.error.is_none()
+                && self.members.contains(rec.target)
+                && self
+                    .joined_at
+                    .get(&rec.target)
+                    .is_none_or(|joined| *joined <= rec.at)
+            {
+                self.fenced_members.insert(rec.target);
+            }
         }
         if let Command::Fenced(rec) = cmd
             && let Some(run) = &mut self.run
@@ -895,6 +960,7 @@ impl Controller {
     /// Runs the DC's work: time-outs of awaited results, dispatch, and a new
     /// transition when the last one is over and something changed.
     pub fn tick(&mut self, config: &Config, state: &ClusterState, now_wall: WallMs, now: Instant) {
+        self.last_wall = now_wall;
         self.probe_new_resources(config);
         if std::mem::take(&mut self.repend) {
             let running: Vec<(String, OpName, u64)> = self
@@ -1121,7 +1187,21 @@ impl Controller {
                     continue;
                 }
                 if let Some(target) = step.fence {
-                    self.out.push_back(Output::Fence { target });
+                    if self
+                        .fence_requests
+                        .get(&target)
+                        .is_some_and(|until| now < *until)
+                    {
+                        // The operator's fencing of it runs here: its
+                        // record completes this step.
+                        let label = step.label.clone();
+                        self.out.push_back(Output::Note(format!(
+                            "transition {}: {label}: already being fenced on an operator's request; awaiting that outcome",
+                            run.id
+                        )));
+                    } else {
+                        self.out.push_back(Output::Fence { target });
+                    }
                     step.state = ActionState::InFlight {
                         deadline: now + FENCE_RESULT_TIMEOUT,
                     };

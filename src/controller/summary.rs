@@ -1,6 +1,7 @@
 //! What the controller tells `hactl status` and D-Bus clients: the DC, whether
 //! the cluster has settled, where every resource runs, standby nodes,
-//! migrate preferences, fail counts and failed actions. Part of the JSON of
+//! migrate preferences, fail counts, failed actions and the fencing
+//! history. Part of the JSON of
 //! `Status()` (field `controller`, docs/api.md).
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,30 @@ pub struct ControllerSummary {
     pub fail_counts: Vec<FailCountSummary>,
     /// The last failed operation per resource, node and operation.
     pub failed_actions: Vec<FailedAction>,
+    /// The replicated fencing history (by the controller or `hactl fence`),
+    /// newest first (absent in the JSON of a daemon from before it: empty).
+    #[serde(default)]
+    pub fencing: Vec<FencingSummary>,
+}
+
+/// One fencing attempt and how it ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FencingSummary {
+    /// The node fenced, by name.
+    pub target: String,
+    /// The fence level used (its devices joined by `+`; for a failure, the
+    /// last level tried).
+    pub device: String,
+    /// `reboot`, `off` or `on`.
+    pub action: String,
+    /// The node that ran the fence devices, by name.
+    pub executor: String,
+    /// True when the devices confirmed it.
+    pub ok: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
 }
 
 /// One resource and where it runs.
@@ -265,5 +290,19 @@ pub fn build(
         config_epoch: state.config_epoch(),
         fail_counts,
         failed_actions,
+        fencing: state
+            .fencing
+            .iter()
+            .rev()
+            .map(|f| FencingSummary {
+                target: name_of(f.target),
+                device: f.device.clone(),
+                action: f.action.as_str().to_string(),
+                executor: name_of(f.executor),
+                ok: f.error.is_none(),
+                error: f.error.clone(),
+                at_ms: f.at.0,
+            })
+            .collect(),
     }
 }

@@ -869,3 +869,147 @@ fn a_resource_added_to_the_configuration_is_probed_on_every_node_once() {
         assert!(probes(&w.tick(c)).is_empty(), "probed twice");
     }
 }
+
+fn fence_record(w: &World, target: NodeId, error: Option<&str>) -> Command {
+    Command::Fenced(crate::state::FenceRecord {
+        at: WallMs(w.clock),
+        target,
+        device: format!("f{target}"),
+        action: crate::state::FenceAction::Reboot,
+        error: error.map(str::to_string),
+        executor: 1,
+    })
+}
+
+/// Ticks the DC a few times; the outputs of every tick.
+fn ticks(w: &World, dc: &mut Controller) -> Vec<Output> {
+    (0..3).flat_map(|_| w.tick(dc)).collect()
+}
+
+/// `hactl fence node3` while node 3 is in the ring: the fencing's record is
+/// applied before the ring notices node 3 gone. Its leave is the fencing's
+/// outcome: clean, not a reason to fence it a second time; web starts on a
+/// survivor at once. Once node 3 is back, losing it again is unclean again.
+#[test]
+fn a_node_fenced_while_in_the_ring_leaves_cleanly_and_is_not_fenced_again() {
+    let mut w = World::fencing(&[3]);
+    w.probed(&[1, 2, 3]);
+    let started = w.result(3, OpName::Start, 0);
+    w.apply(3, started, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, true);
+    w.tick(&mut dc);
+
+    let fenced = fence_record(&w, 3, None);
+    dc.handle_fenced(3);
+    w.apply(1, fenced, &mut [&mut dc]);
+    assert_eq!(dc.ring_view().unclean, NodeSet::EMPTY);
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    assert_eq!(
+        dc.ring_view().unclean,
+        NodeSet::EMPTY,
+        "node 3 left because it was fenced: clean"
+    );
+    let out = ticks(&w, &mut dc);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Fence { .. })),
+        "node 3 fenced a second time: {out:?}"
+    );
+    assert!(
+        executes(&out)
+            .iter()
+            .any(|e| e.op == OpName::Start && e.node == 2),
+        "web starts on node 2: {out:?}"
+    );
+
+    // Node 3 rebooted and joined again; lost again, it is unclean again.
+    dc.handle_joined(set(&[3]));
+    dc.handle_ring(set(&[1, 2, 3]), true, true, true);
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    assert_eq!(dc.ring_view().unclean, set(&[3]));
+}
+
+/// `hactl fence node3` on the DC, and node 3 dies of it before the record
+/// is applied (the ring notices first): the transition's fencing of node 3
+/// awaits the operator's outcome instead of running the devices again; the
+/// record completes it. A failed operator fencing leaves the DC to fence.
+#[test]
+fn the_dc_awaits_an_operator_fencing_in_flight_instead_of_fencing_twice() {
+    let mut w = World::fencing(&[3]);
+    w.probed(&[1, 2, 3]);
+    let started = w.result(3, OpName::Start, 0);
+    w.apply(3, started, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, true);
+    w.tick(&mut dc);
+
+    dc.fence_requested(3, Instant::from_millis(w.clock));
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = ticks(&w, &mut dc);
+    assert!(
+        !out.contains(&Output::Fence { target: 3 }),
+        "fenced while the operator's fencing runs: {out:?}"
+    );
+    assert!(
+        executes(&out).iter().all(|e| e.op != OpName::Start),
+        "started before node 3 was fenced: {out:?}"
+    );
+    let fenced = fence_record(&w, 3, None);
+    dc.handle_fenced(3);
+    w.apply(1, fenced, &mut [&mut dc]);
+    let out = ticks(&w, &mut dc);
+    assert!(!out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    assert!(
+        executes(&out)
+            .iter()
+            .any(|e| e.op == OpName::Start && e.node == 2),
+        "web starts on node 2 once the operator's fencing is recorded: {out:?}"
+    );
+
+    // Another time, the operator's fencing fails: the DC fences itself.
+    let mut w = World::fencing(&[3]);
+    w.probed(&[1, 2, 3]);
+    let started = w.result(3, OpName::Start, 0);
+    w.apply(3, started, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, true);
+    w.tick(&mut dc);
+    dc.fence_requested(3, Instant::from_millis(w.clock));
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    ticks(&w, &mut dc);
+    let failed = fence_record(&w, 3, Some("f3: timeout"));
+    w.apply(1, failed, &mut [&mut dc]);
+    let out = ticks(&w, &mut dc);
+    assert!(out.contains(&Output::Fence { target: 3 }), "{out:?}");
+}
+
+/// The DC fenced lost node 3, but its record comes late (the DC's ring was
+/// busy): node 3 had rebooted and joined again before. The record is about
+/// its earlier life: losing the node that runs now is unclean, as ever.
+#[test]
+fn a_fencing_record_that_comes_after_the_node_rejoined_does_not_make_its_next_leave_clean() {
+    let mut w = World::fencing(&[3]);
+    w.probed(&[1, 2, 3]);
+    let started = w.result(3, OpName::Start, 0);
+    w.apply(3, started, &mut []);
+    let mut dc = Controller::new(1);
+    dc.handle_ring(set(&[1, 2, 3]), true, true, true);
+    w.tick(&mut dc);
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = w.tick(&mut dc);
+    assert!(out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    let late = fence_record(&w, 3, None);
+    // Node 3 boots and joins again, 20 s later; then the record applies.
+    w.clock += 20_000;
+    w.tick(&mut dc);
+    dc.handle_joined(set(&[3]));
+    dc.handle_ring(set(&[1, 2, 3]), true, true, true);
+    dc.handle_fenced(3);
+    w.apply(1, late, &mut [&mut dc]);
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    assert_eq!(
+        dc.ring_view().unclean,
+        set(&[3]),
+        "the rebooted node 3 was lost: unclean"
+    );
+}
