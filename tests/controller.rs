@@ -78,6 +78,20 @@ node = "node2"
 score = 100
 "#;
 
+/// Root is needed (the key must be root-owned); CI runs as root, so there
+/// a missing root is a failure, not a skip.
+fn require_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI runs as root; these tests need root (the cluster key must be root-owned)"
+    );
+    eprintln!("skipped: the key must be root-owned, run as root");
+    false
+}
+
 struct Cluster {
     daemons: Vec<Option<Child>>,
     /// One private system-like bus per node (the D-Bus API), if asked for.
@@ -262,8 +276,7 @@ fn marker(dir: &Path, resource: &str) -> PathBuf {
 
 #[test]
 fn three_daemons_place_probe_restart_move_and_recover_resources() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the key must be root-owned, run as root");
+    if !require_root() {
         return;
     }
     let mut c = Cluster::new(15520, 4, false);
@@ -353,8 +366,7 @@ fn run_ok(c: &Cluster, n: usize, args: &[&str]) -> (String, Duration) {
 
 #[test]
 fn hactl_verbs_change_placement_and_return_once_the_cluster_settled() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the key must be root-owned, run as root");
+    if !require_root() {
         return;
     }
     let mut c = Cluster::new(15530, 5, true);
@@ -613,8 +625,7 @@ fn mtime(path: &Path) -> std::time::SystemTime {
 
 #[test]
 fn hactl_resource_stop_start_restart_change_where_alpha_runs_and_return_once_settled() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the key must be root-owned, run as root");
+    if !require_root() {
         return;
     }
     let mut c = Cluster::new(15540, 6, true);
@@ -751,8 +762,7 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn hactl_resource_verbs_act_on_groups_members_clones_and_instances_as_crmsh_does() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the key must be root-owned, run as root");
+    if !require_root() {
         return;
     }
     let mut c = Cluster::with_resources(15560, 8, true, GROUP_AND_CLONE);
@@ -876,8 +886,7 @@ score = 100
 
 #[test]
 fn hactl_config_apply_returns_once_every_node_runs_it_and_the_latest_target_role_wins() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the key must be root-owned, run as root");
+    if !require_root() {
         return;
     }
     let mut c = Cluster::new(15570, 9, true);
@@ -1120,8 +1129,7 @@ fn fence_refused(c: &Cluster, n: usize, node: &str, says: &str) {
 /// an unknown node, a node without fence levels, a node without quorum.
 #[test]
 fn hactl_fence_powers_a_node_off_once_and_its_resources_recover_on_a_survivor() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the key must be root-owned, run as root");
+    if !require_root() {
         return;
     }
     let mut c = Cluster::with_fencing(15580, 10, false);
@@ -1197,8 +1205,7 @@ fn hactl_fence_powers_a_node_off_once_and_its_resources_recover_on_a_survivor() 
 /// nothing, though node3 has a fence level.
 #[test]
 fn hactl_fence_is_refused_when_fencing_is_disabled() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the key must be root-owned, run as root");
+    if !require_root() {
         return;
     }
     let mut c = Cluster::with_fencing(15590, 11, true);
