@@ -61,8 +61,8 @@ pub fn set_realtime() -> Result<(), String> {
     let param = libc::sched_param {
         sched_priority: REALTIME_PRIORITY,
     };
-    // SAFETY: sched_setscheduler reads `param` only; pid 0 is this thread,
-    // called before any other thread exists, so every thread inherits it.
+    // SAFETY: sched_setscheduler reads `param` only; pid 0 is the calling
+    // thread, the one that runs the main loop.
     let rc =
         unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
     if rc == 0 {
@@ -417,6 +417,22 @@ fn new_incarnation(state_dir: &Path) -> Result<u64, String> {
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the process exit code.
 pub fn run(opts: Options) -> ExitCode {
+    status("loading configuration");
+    let started = match start(&opts) {
+        Ok(s) => s,
+        Err(msg) => {
+            refusal_line(&format!("hactld: refusing to start: {msg}"));
+            status(&format!("failed: {msg}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    // Only now: a refusal to start exits at normal priority, giving
+    // journald (at normal priority) the time to attribute its lines to the
+    // unit (`journalctl -u hactld`), which it cannot once the process is
+    // gone (seen in vm-tests/nspawn check g with real-time from the start).
+    // The main loop runs on this thread (a current-thread runtime); threads
+    // made later (the runtime's blocking pool) and child processes start at
+    // normal priority (SCHED_RESET_ON_FORK).
     if opts.realtime {
         match set_realtime() {
             Ok(()) => info!(
@@ -428,15 +444,6 @@ pub fn run(opts: Options) -> ExitCode {
             ),
         }
     }
-    status("loading configuration");
-    let started = match start(&opts) {
-        Ok(s) => s,
-        Err(msg) => {
-            refusal_line(&format!("hactld: refusing to start: {msg}"));
-            status(&format!("failed: {msg}"));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
