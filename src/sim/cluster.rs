@@ -530,6 +530,11 @@ impl ClusterSim {
                                 }
                             }
                             Ok(Message::Leaving) => node.ctl.handle_leaving(sender),
+                            // Nothing here runs `hactl fence` (only the DC's
+                            // own fencing is simulated); delivered as hactld does.
+                            Ok(Message::Fencing { target }) => {
+                                node.ctl.handle_fencing(sender, target, now)
+                            }
                             Err(e) => {
                                 error = Some(format!(
                                     "node {}: controller message from {sender} refused: {e:?}",
@@ -655,7 +660,11 @@ impl ClusterSim {
                         SystemTime::UNIX_EPOCH + Duration::from_millis(wall.0),
                     );
                 }
-                controller::Output::Fence { target } => fences.push(target),
+                // Nothing here announces an operator's fencing (the
+                // simulator runs no `hactl fence`); if it did, this node
+                // would run the devices as for its own fencing.
+                controller::Output::Fence { target }
+                | controller::Output::OperatorFence { target } => fences.push(target),
                 controller::Output::ForgetFailures { resource } => {
                     node.exec.cleanup(resource.as_deref())
                 }
