@@ -12,8 +12,9 @@
 //! placement verbs return once the cluster settled, and `hactl resource
 //! stop|start|restart` stop, start and restart a resource. With fencing
 //! on (a script fence agent that SIGKILLs the target's hactld): `hactl
-//! fence NODE` powers it off once, its resources recover on a survivor,
-//! and the fencing shows in the status; refusals say why.
+//! fence NODE`, on the DC or on another node, powers it off once, its
+//! resources recover on a survivor, and the fencing shows in the status;
+//! refusals say why.
 
 mod common;
 

@@ -1200,9 +1200,12 @@ impl Controller {
             .map(|a| {
                 let op = op_of_task(a.task);
                 let label = format!(
-                    "{} {}{}{}",
+                    "{}{}{}{}",
                     a.task.as_str(),
-                    a.resource.as_deref().unwrap_or(""),
+                    a.resource
+                        .as_deref()
+                        .map(|r| format!(" {r}"))
+                        .unwrap_or_default(),
                     if a.interval_ms > 0 {
                         format!(" every {} ms", a.interval_ms)
                     } else {
