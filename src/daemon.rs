@@ -1326,6 +1326,35 @@ struct OperatorFencing {
 }
 
 impl Fencer {
+    /// Answers the caller of an announced fencing of `target` that will
+    /// not run with `reason`, and records it as failed (through
+    /// `fence_rx`, as any outcome) so that no node awaits it any longer.
+    fn refuse_operator_fencing(
+        &mut self,
+        config: &Config,
+        me: crate::totem::NodeId,
+        target: crate::totem::NodeId,
+        reason: String,
+    ) {
+        let name = member_names(config, NodeSet::single(target));
+        let Some(i) = self.waiting.iter().position(|w| w.target == target) else {
+            error!(target = %name, "fencing: the controller refused an operator's fencing of node {name} that nobody requested here (a bug)");
+            return;
+        };
+        let waiting = self.waiting.remove(i).expect("found");
+        let _ = self.tx.send(crate::state::FenceRecord {
+            at: wall_now(),
+            target,
+            device: String::new(),
+            action: crate::state::FenceAction::Reboot,
+            error: Some(reason.clone()),
+            executor: me,
+        });
+        let _ = waiting
+            .reply
+            .send(Err(format!("node {name} was not fenced: {reason}")));
+    }
+
     /// Runs the fencing of `target` an operator asked for (its
     /// announcement came back) off the main loop: the devices may take
     /// their timeouts; the record goes the way of the controller's fencing
@@ -1486,6 +1515,9 @@ fn controller_turn(
             }
             controller::Output::OperatorFence { target } => {
                 fencer.start_operator_fencing(&started.config, started.node.id, target)
+            }
+            controller::Output::OperatorFenceRefused { target, reason } => {
+                fencer.refuse_operator_fencing(&started.config, started.node.id, target, reason)
             }
             controller::Output::Fence { target } => {
                 let tx = fencer.tx.clone();

@@ -48,7 +48,9 @@
 //!   the ring (or restarts) or no record came within
 //!   [`FENCE_RESULT_TIMEOUT`] of the announcement. (A fencing is announced
 //!   anyway after [`FENCE_ANNOUNCE_WAIT`] without the message back: a ring
-//!   that keeps re-forming does not stop an operator's fencing.)
+//!   that keeps re-forming does not stop an operator's fencing; a
+//!   partition that lost quorum meanwhile does:
+//!   [`Output::OperatorFenceRefused`].)
 //!
 //! docs/controller.md describes it for operators.
 
@@ -111,8 +113,14 @@ pub enum Output {
     /// Run the fencing of `target` an operator asked for on this node
     /// ([`Controller::announce_fencing`]): its announcement came back in
     /// agreed order (or did not within [`FENCE_ANNOUNCE_WAIT`]). One per
-    /// announcement, in the order they were made.
+    /// announcement (this or [`Output::OperatorFenceRefused`]), in the
+    /// order they were made.
     OperatorFence { target: NodeId },
+    /// Do not run the fencing of `target` an operator asked for: this
+    /// node's partition lost quorum before the devices started. The daemon
+    /// answers the caller with `reason` and records the fencing as failed
+    /// (`Command::Fenced` with an error), so that no node awaits it.
+    OperatorFenceRefused { target: NodeId, reason: String },
     /// Clear the executor's fail counts of a resource (every resource for
     /// None): a cleanup reached this node.
     ForgetFailures { resource: Option<String> },
@@ -771,7 +779,22 @@ impl Controller {
             && let Some(i) = self.announced.iter().position(|(t, _)| *t == target)
         {
             self.announced.remove(i);
+            self.start_operator_fencing(target);
+        }
+    }
+
+    /// The devices may run for an announced operator fencing of `target`,
+    /// if this node's partition still has quorum (a partition without it
+    /// fences nobody: the node may be fine in the majority's ring).
+    fn start_operator_fencing(&mut self, target: NodeId) {
+        if self.quorate {
             self.out.push_back(Output::OperatorFence { target });
+        } else {
+            self.fence_requests.remove(&(target, self.me));
+            self.out.push_back(Output::OperatorFenceRefused {
+                target,
+                reason: "this node's partition lost quorum before the fencing started: run hactl fence on a node of the quorate partition".to_string(),
+            });
         }
     }
 
@@ -1092,7 +1115,7 @@ impl Controller {
                 "the announcement of fencing node {target} did not come back within {} s (the ring is re-forming?); fencing it anyway",
                 FENCE_ANNOUNCE_WAIT.as_secs()
             )));
-            self.out.push_back(Output::OperatorFence { target });
+            self.start_operator_fencing(target);
         }
         self.fence_requests.retain(|_, until| now < *until);
         self.probe_new_resources(config);

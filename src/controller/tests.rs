@@ -1210,3 +1210,69 @@ fn an_operator_fencing_runs_anyway_when_its_announcement_does_not_come_back_in_t
     two.handle_fencing(2, 3, Instant::from_millis(w.clock));
     assert!(operator_fences(&outputs(&mut two)).is_empty(), "twice");
 }
+
+/// The announced fencing fails (node 2's record says so): the DC fences
+/// node 3 itself. A failure of another node's fencing of node 3 does not
+/// end the wait for node 2's.
+#[test]
+fn the_dc_fences_the_node_itself_when_the_announced_fencing_fails() {
+    let (mut w, mut dc, _) = web_on_node3_with_fencing();
+    dc.handle_fencing(2, 3, Instant::from_millis(w.clock));
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = ticks(&w, &mut dc);
+    assert!(!out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    let other = fence_record_by(&w, 1, 3, Some("f3: timeout"));
+    w.apply(2, other, &mut [&mut dc]);
+    let out = ticks(&w, &mut dc);
+    assert!(
+        !out.contains(&Output::Fence { target: 3 }),
+        "another node's failure ended the wait for node 2's fencing: {out:?}"
+    );
+    let failed = fence_record_by(&w, 2, 3, Some("f3: timeout"));
+    w.apply(2, failed, &mut [&mut dc]);
+    let out = ticks(&w, &mut dc);
+    assert!(
+        out.contains(&Output::Fence { target: 3 }),
+        "node 2's fencing failed: the DC must fence node 3 itself: {out:?}"
+    );
+}
+
+/// The partition of the node that announced a fencing lost quorum before
+/// the announcement came back: the devices do not run (the target may be
+/// fine in the majority's ring), the caller is told why, and this node,
+/// as a DC later, does not await a fencing that never ran.
+#[test]
+fn an_announced_operator_fencing_does_not_run_once_the_partition_lost_quorum() {
+    let (w, mut dc, mut two) = web_on_node3_with_fencing();
+    let now = Instant::from_millis(w.clock);
+    two.announce_fencing(3, now);
+    outputs(&mut two);
+    two.handle_ring(set(&[2]), true, false, true);
+    outputs(&mut two);
+    two.handle_fencing(2, 3, now);
+    let out = outputs(&mut two);
+    assert!(operator_fences(&out).is_empty(), "{out:?}");
+    assert!(
+        out.iter().any(|o| matches!(o,
+            Output::OperatorFenceRefused { target: 3, reason } if reason.contains("lost quorum"))),
+        "{out:?}"
+    );
+    // The same when the announcement does not come back at all: the DC
+    // (node 1) that announced it and then lost quorum fences nobody, and
+    // once quorate again it fences node 3 itself, without waiting.
+    dc.announce_fencing(3, now);
+    outputs(&mut dc);
+    dc.handle_ring(set(&[1]), true, false, true);
+    let mut w = w;
+    w.clock += FENCE_ANNOUNCE_WAIT.as_millis() as u64;
+    let out = w.tick(&mut dc);
+    assert!(operator_fences(&out).is_empty(), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::OperatorFenceRefused { target: 3, .. })),
+        "{out:?}"
+    );
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = ticks(&w, &mut dc);
+    assert!(out.contains(&Output::Fence { target: 3 }), "{out:?}");
+}

@@ -665,6 +665,7 @@ impl ClusterSim {
                 // would run the devices as for its own fencing.
                 controller::Output::Fence { target }
                 | controller::Output::OperatorFence { target } => fences.push(target),
+                controller::Output::OperatorFenceRefused { .. } => {}
                 controller::Output::ForgetFailures { resource } => {
                     node.exec.cleanup(resource.as_deref())
                 }
