@@ -21,6 +21,9 @@
 //! running), then, if the DC that asked is still the same process, its
 //! replica records `Command::Fenced` (success), as `fence_node` does. The
 //! fenced machine boots again a few seconds later and starts hactld.
+//! An operator's fencing (`hactl fence`, announced with
+//! `Message::Fencing`) is not simulated: the message is delivered to the
+//! controllers as hactld delivers it, but no node sends one.
 //!
 //! docs/simulation-cluster.md describes the invariants the tests check.
 
