@@ -617,6 +617,10 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
     // Outcomes of fencing this node ran: as the DC, or asked by `hactl
     // fence` (both are recorded with Command::Fenced, in agreed order).
     let (fence_tx, mut fence_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut fencer = Fencer {
+        tx: fence_tx,
+        waiting: std::collections::VecDeque::new(),
+    };
     let mut tick = tokio::time::interval(CONTROLLER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     publish(&api, &mut started, &driver, &quorum, &ctl);
@@ -679,31 +683,31 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                     Some(e) => error!(target = rec.target, "fencing: node {} could not be fenced: {e}; its resources stay where they are until it is", member_names(&started.config, NodeSet::single(rec.target))),
                 }
                 started.replica.submit(crate::state::Command::Fenced(rec), wall_now());
-                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &mut fencer);
                 flush_out(&mut driver, &mut state_out);
             }
             Some(req) = requests.recv() => {
-                let fencing = Fencing { tx: fence_tx.clone(), now: driver.now(), config_file: opts.config.clone() };
-                if let Some(later) = handle_request(req, tokio::time::Instant::now(), &mut started, &quorum, &mut ctl, &fencing) {
+                let mut fencing = Fencing { fencer: &mut fencer, now: driver.now(), config_file: &opts.config };
+                if let Some(later) = handle_request(req, tokio::time::Instant::now(), &mut started, &quorum, &mut ctl, &mut fencing) {
                     deferred.push(later);
                 }
-                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &mut fencer);
                 flush_out(&mut driver, &mut state_out);
             }
             _ = tick.tick() => {
-                let fencing = Fencing { tx: fence_tx.clone(), now: driver.now(), config_file: opts.config.clone() };
+                let mut fencing = Fencing { fencer: &mut fencer, now: driver.now(), config_file: &opts.config };
                 for (since, req) in std::mem::take(&mut deferred) {
-                    if let Some(later) = handle_request(req, since, &mut started, &quorum, &mut ctl, &fencing) {
+                    if let Some(later) = handle_request(req, since, &mut started, &quorum, &mut ctl, &mut fencing) {
                         deferred.push(later);
                     }
                 }
-                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &mut fencer);
                 flush_out(&mut driver, &mut state_out);
             }
             Some(ev) = op_events.recv() => {
                 started.changes += 1;
                 controller_op_event(&mut ctl, &ev);
-                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
+                controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &mut fencer);
                 flush_out(&mut driver, &mut state_out);
                 publish(&api, &mut started, &driver, &quorum, &ctl);
             }
@@ -791,6 +795,14 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                                         info!(node = %member_names(&started.config, NodeSet::single(sender)), "controller: node {} is shutting down; its resources move away", member_names(&started.config, NodeSet::single(sender)));
                                         ctl.handle_leaving(sender);
                                     }
+                                    Ok(Message::Fencing { target }) => {
+                                        // Every node notes who fences whom;
+                                        // this node's own announcement back
+                                        // starts its devices
+                                        // (Output::OperatorFence).
+                                        info!(node = %member_names(&started.config, NodeSet::single(sender)), target = %member_names(&started.config, NodeSet::single(target)), "controller: node {} fences node {} on an operator's request", member_names(&started.config, NodeSet::single(sender)), member_names(&started.config, NodeSet::single(target)));
+                                        ctl.handle_fencing(sender, target, driver.now());
+                                    }
                                     Err(e) => warn!(sender, error = %e, "controller: message refused"),
                                 }
                             }
@@ -828,7 +840,7 @@ async fn main_loop(opts: Options, mut started: Started) -> ExitCode {
                         started.changes += 1;
                         api.publish_config(config::canonical_redacted(&started.config));
                     }
-                    controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &fence_tx);
+                    controller_turn(&mut ctl, &mut started, &driver, &quorum, &executor, &mut state_out, &mut fencer);
                     publish(&api, &mut started, &driver, &quorum, &ctl);
                 }
                 flush_out(&mut driver, &mut state_out);
@@ -1167,7 +1179,7 @@ fn handle_request(
     started: &mut Started,
     quorum: &Quorum,
     ctl: &mut Controller,
-    fencing: &Fencing,
+    fencing: &mut Fencing,
 ) -> Option<(tokio::time::Instant, crate::api::Request)> {
     use crate::api::Request;
     let settling = started.ring.is_none()
@@ -1269,54 +1281,125 @@ fn handle_request(
         }
         Request::Fence { node, reply } => {
             let refusal = refusal.or_else(|| {
-                fence_refusal(&started.config, &fencing.config_file, started.node.id, node)
+                fence_refusal(&started.config, fencing.config_file, started.node.id, node)
             });
             if let Some(r) = refusal {
                 let _ = reply.send(Err(r));
                 return None;
             }
             let name = member_names(&started.config, NodeSet::single(node));
-            warn!(target = %name, "fencing: fencing node {name} (requested with hactl fence)");
-            // The controller leaves it to this fencing if the node dies of
-            // it before its record is applied (src/controller, fence_requested).
-            ctl.fence_requested(node, fencing.now);
-            let tx = fencing.tx.clone();
-            let config = started.config.clone();
-            let me = started.node.id;
-            // Off the main loop: the devices may take their timeouts; the
-            // record goes the way of the controller's fencing (fence_rx),
-            // and the caller is answered when it is over.
-            tokio::spawn(async move {
-                let began = std::time::Instant::now();
-                let rec = fence_node(&config, me, node).await;
-                let took = began.elapsed();
-                let answer = match &rec.error {
-                    None => Ok(format!(
-                        "node {name} fenced ({}) with {} in {:.1} s",
-                        rec.action.as_str(),
-                        rec.device,
-                        took.as_secs_f64()
-                    )),
-                    Some(e) => Err(format!(
-                        "node {name} could not be fenced (after {:.1} s): {e}",
-                        took.as_secs_f64()
-                    )),
-                };
-                let _ = tx.send(rec);
-                let _ = reply.send(answer);
+            info!(target = %name, "fencing: announcing to the ring that this node fences node {name} (requested with hactl fence)");
+            // Every node learns who fences whom before the devices run, so
+            // that a DC that sees the node leave awaits this fencing's
+            // record instead of fencing it again (src/controller,
+            // announce_fencing); the devices start at
+            // Output::OperatorFence (controller_turn).
+            ctl.announce_fencing(node, fencing.now);
+            fencing.fencer.waiting.push_back(OperatorFencing {
+                target: node,
+                reply,
+                since: std::time::Instant::now(),
             });
         }
     }
     None
 }
 
-/// What [`handle_request`] needs to start a fencing: where its record goes
-/// (the main loop's `fence_rx`), the clock of the controller, and the
-/// configuration file's name for messages.
-struct Fencing {
-    tx: tokio::sync::mpsc::UnboundedSender<crate::state::FenceRecord>,
+/// What [`handle_request`] needs to start a fencing: the fencer, the clock
+/// of the controller, and the configuration file's name for messages.
+struct Fencing<'a> {
+    fencer: &'a mut Fencer,
     now: crate::time::Instant,
-    config_file: PathBuf,
+    config_file: &'a Path,
+}
+
+/// The fencing this node's daemon runs: where outcomes go (the main loop's
+/// `fence_rx`, which records them with `Command::Fenced`), and the `hactl
+/// fence` callers whose fencing was announced to the ring and has not
+/// started yet.
+struct Fencer {
+    tx: tokio::sync::mpsc::UnboundedSender<crate::state::FenceRecord>,
+    /// Oldest first; the controller starts them in the same order
+    /// (`Output::OperatorFence`), each within `FENCE_ANNOUNCE_WAIT`.
+    waiting: std::collections::VecDeque<OperatorFencing>,
+}
+
+/// A `hactl fence` call whose devices have not started yet.
+struct OperatorFencing {
+    target: crate::totem::NodeId,
+    reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+    /// When the request was taken (the answer's duration counts from it).
+    since: std::time::Instant,
+}
+
+impl Fencer {
+    /// Answers the caller of an announced fencing of `target` that will
+    /// not run with `reason`, and records it as failed (through
+    /// `fence_rx`, as any outcome) so that no node awaits it any longer.
+    fn refuse_operator_fencing(
+        &mut self,
+        config: &Config,
+        me: crate::totem::NodeId,
+        target: crate::totem::NodeId,
+        reason: String,
+    ) {
+        let name = member_names(config, NodeSet::single(target));
+        let Some(i) = self.waiting.iter().position(|w| w.target == target) else {
+            error!(target = %name, "fencing: the controller refused an operator's fencing of node {name} that nobody requested here (a bug)");
+            return;
+        };
+        let waiting = self.waiting.remove(i).expect("found");
+        let _ = self.tx.send(crate::state::FenceRecord {
+            at: wall_now(),
+            target,
+            device: String::new(),
+            action: crate::state::FenceAction::Reboot,
+            error: Some(reason.clone()),
+            executor: me,
+        });
+        let _ = waiting
+            .reply
+            .send(Err(format!("node {name} was not fenced: {reason}")));
+    }
+
+    /// Runs the fencing of `target` an operator asked for (its
+    /// announcement came back) off the main loop: the devices may take
+    /// their timeouts; the record goes the way of the controller's fencing
+    /// (`fence_rx`), and the caller is answered when it is over.
+    fn start_operator_fencing(
+        &mut self,
+        config: &Config,
+        me: crate::totem::NodeId,
+        target: crate::totem::NodeId,
+    ) {
+        let name = member_names(config, NodeSet::single(target));
+        let Some(i) = self.waiting.iter().position(|w| w.target == target) else {
+            error!(target = %name, "fencing: the controller asked to run an operator's fencing of node {name} that nobody requested here (a bug); not fencing");
+            return;
+        };
+        let waiting = self.waiting.remove(i).expect("found");
+        warn!(target = %name, "fencing: fencing node {name} (requested with hactl fence)");
+        let tx = self.tx.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            let rec = fence_node(&config, me, target).await;
+            let took = waiting.since.elapsed();
+            let answer = match &rec.error {
+                None => Ok(format!(
+                    "node {name} fenced ({}) with {} in {:.1} s",
+                    rec.action.as_str(),
+                    rec.device,
+                    took.as_secs_f64()
+                )),
+                Some(e) => Err(format!(
+                    "node {name} could not be fenced (after {:.1} s): {e}",
+                    took.as_secs_f64()
+                )),
+            };
+            let _ = tx.send(rec);
+            let _ = waiting.reply.send(answer);
+        });
+    }
 }
 
 /// Why `hactl fence` of node `target` is refused on node `me` (quorum
@@ -1399,7 +1482,7 @@ fn controller_turn(
     quorum: &Quorum,
     executor: &crate::executor::ExecutorHandle,
     out: &mut std::collections::VecDeque<Vec<u8>>,
-    fence_tx: &tokio::sync::mpsc::UnboundedSender<crate::state::FenceRecord>,
+    fencer: &mut Fencer,
 ) {
     let members = started.ring.map_or(NodeSet::EMPTY, |(_, m)| m);
     let settled =
@@ -1437,8 +1520,14 @@ fn controller_turn(
                     check_level: 0,
                 });
             }
+            controller::Output::OperatorFence { target } => {
+                fencer.start_operator_fencing(&started.config, started.node.id, target)
+            }
+            controller::Output::OperatorFenceRefused { target, reason } => {
+                fencer.refuse_operator_fencing(&started.config, started.node.id, target, reason)
+            }
             controller::Output::Fence { target } => {
-                let tx = fence_tx.clone();
+                let tx = fencer.tx.clone();
                 let config = started.config.clone();
                 let me = started.node.id;
                 warn!(target = %member_names(&started.config, NodeSet::single(target)), "fencing: fencing node {}", member_names(&started.config, NodeSet::single(target)));

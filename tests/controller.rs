@@ -12,8 +12,9 @@
 //! placement verbs return once the cluster settled, and `hactl resource
 //! stop|start|restart` stop, start and restart a resource. With fencing
 //! on (a script fence agent that SIGKILLs the target's hactld): `hactl
-//! fence NODE` powers it off once, its resources recover on a survivor,
-//! and the fencing shows in the status; refusals say why.
+//! fence NODE`, on the DC or on another node, powers it off once, its
+//! resources recover on a survivor, and the fencing shows in the status;
+//! refusals say why.
 
 mod common;
 
@@ -987,7 +988,9 @@ fn hactl_config_apply_returns_once_every_node_runs_it_and_the_latest_target_role
 /// stdin): it "powers off" the node named by `plug` by SIGKILLing that
 /// node's hactld, whose PID the test wrote to PIDS/NODE, and reports the
 /// power off once the process is gone (a zombie counts as gone: the test
-/// reaps it later). Every call is logged to LOG as "ACTION PLUG".
+/// reaps it later), or, while the file SLOW exists, that many seconds
+/// later (a device that confirms a power-off late, as fence_ipmilan's
+/// power_wait makes it). Every call is logged to LOG as "ACTION PLUG".
 const FENCE_AGENT: &str = r#"#!/bin/sh
 action=; plug=
 while IFS='=' read -r k v; do
@@ -1010,6 +1013,7 @@ off|reboot)
   i=0
   while alive && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
   alive && { echo "$plug ($pid) still runs" >&2; exit 1; }
+  [ -e "SLOW" ] && sleep "$(cat "SLOW")"
   exit 0 ;;
 on) exit 0 ;;
 status|monitor) alive && exit 0; exit 2 ;;
@@ -1048,6 +1052,7 @@ impl Cluster {
             &agent,
             FENCE_AGENT
                 .replace("LOG", dir.join("fence.log").to_str().unwrap())
+                .replace("SLOW", dir.join("fence.slow").to_str().unwrap())
                 .replace("PIDS", dir.join("pids").to_str().unwrap()),
         )
         .unwrap();
@@ -1078,13 +1083,7 @@ impl Cluster {
     /// node's API answers.
     fn start_fencing_cluster(&mut self) {
         for n in 1..=3 {
-            self.start(n);
-            let pid = self.daemons[n - 1].as_ref().unwrap().id();
-            std::fs::write(
-                self.dir.path().join(format!("pids/node{n}")),
-                pid.to_string(),
-            )
-            .unwrap();
+            self.start_fenceable(n);
         }
         self.wait_for("alpha on node2, beta on node3", 30, |c| {
             c.running("alpha") == vec![2] && c.running("beta") == vec![3]
@@ -1092,6 +1091,18 @@ impl Cluster {
         self.wait_for("the API answers on every node", 30, |c| {
             (1..=3).all(|n| c.hactl(n, &["status"]).0 == 0)
         });
+    }
+
+    /// Starts node `n` and writes its hactld's PID where the fence agent
+    /// looks.
+    fn start_fenceable(&mut self, n: usize) {
+        self.start(n);
+        let pid = self.daemons[n - 1].as_ref().unwrap().id();
+        std::fs::write(
+            self.dir.path().join(format!("pids/node{n}")),
+            pid.to_string(),
+        )
+        .unwrap();
     }
 
     /// The fence agent's calls that power a node off: "off NODE" or
@@ -1125,8 +1136,13 @@ fn fence_refused(c: &Cluster, n: usize, node: &str, says: &str) {
 /// powered off (its hactld killed by the fence agent), the fencing is in
 /// the status on every node, node3 is offline, beta runs again on a
 /// survivor, and node3 was fenced once (the controller does not fence it a
-/// second time when the ring notices it gone). Refused: this node itself,
-/// an unknown node, a node without fence levels, a node without quorum.
+/// second time when the ring notices it gone). Then node3 is back and
+/// `hactl fence node3` runs on node2, which is not the DC, with a device
+/// that confirms the power-off 4 s late (the ring notices a lost node within about 1 s): the ring notices node3 gone
+/// before the record is applied, and the DC, which had node2's
+/// announcement, awaits it instead of fencing node3 again: once more, one
+/// power-off. Refused: this node itself, an unknown node, a node without
+/// fence levels, a node without quorum.
 #[test]
 fn hactl_fence_powers_a_node_off_once_and_its_resources_recover_on_a_survivor() {
     if !require_root() {
@@ -1190,6 +1206,63 @@ fn hactl_fence_powers_a_node_off_once_and_its_resources_recover_on_a_survivor() 
         c.logs()
     );
     assert_eq!(c.running("alpha"), vec![2], "{}", c.logs());
+    let _ = three.wait();
+
+    // node3 is back (beta with it); node2, not the DC (node1 is, the
+    // lowest id), fences it with a device that confirms 4 s late.
+    c.start_fenceable(3);
+    c.wait_for("node3 back, beta on node3", 30, |c| {
+        c.running("beta") == vec![3]
+            && (1..=3).all(|n| c.hactl(n, &["status"]).0 == 0)
+            && status_json(c, 1)["controller"]["idle"] == true
+    });
+    assert_eq!(status_json(&c, 2)["controller"]["dc"], "node1");
+    std::fs::write(c.dir.path().join("fence.slow"), "4").unwrap();
+    let (out, took) = run_ok(&c, 2, &["fence", "node3"]);
+    eprintln!("hactl fence node3 on node2 returned in {took:?}: {out}");
+    assert!(
+        out.contains("node node3 fenced (reboot) with power-node3 in "),
+        "{out}"
+    );
+    assert!(
+        took >= Duration::from_secs(4),
+        "{took:?}: the device was slow"
+    );
+    let mut three = c.daemons[2].take().unwrap();
+    assert_eq!(
+        three.try_wait().unwrap().and_then(|s| s.signal()),
+        Some(Signal::SIGKILL as i32),
+        "node3's hactld when hactl fence returned on node2"
+    );
+    let _ = three.wait();
+    c.wait_for("beta recovered on a survivor again", 30, |c| {
+        c.running("beta").len() == 1 && status_json(c, 1)["controller"]["idle"] == true
+    });
+    let fencing = status_json(&c, 1)["controller"]["fencing"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(fencing.len(), 2, "{fencing:#?}");
+    let by_node2: Vec<_> = fencing
+        .iter()
+        .filter(|f| f["executor"] == "node2")
+        .collect();
+    assert_eq!(by_node2.len(), 1, "{fencing:#?}");
+    assert_eq!(by_node2[0]["target"], "node3", "{fencing:#?}");
+    assert_eq!(by_node2[0]["ok"], true, "{fencing:#?}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.fence_calls(),
+        vec!["reboot node3".to_string(), "reboot node3".to_string()],
+        "node3 was powered off more than once by hactl fence on node2 (the DC fenced it too?)\n{}",
+        c.logs()
+    );
+    assert!(
+        c.log(1)
+            .contains("already being fenced by node 2 on an operator's request"),
+        "the DC did not await node2's fencing:\n{}",
+        c.log(1)
+    );
 
     // node2 dies too: node1 alone has no quorum, and fences nothing.
     let mut two = c.signal(2, Signal::SIGKILL);
@@ -1198,7 +1271,7 @@ fn hactl_fence_powers_a_node_off_once_and_its_resources_recover_on_a_survivor() 
         status_json(c, 1)["quorum"]["quorate"] == false
     });
     fence_refused(&c, 1, "node3", "this node's partition has no quorum");
-    assert_eq!(c.fence_calls(), vec!["reboot node3".to_string()]);
+    assert_eq!(c.fence_calls().len(), 2, "{:?}", c.fence_calls());
 }
 
 /// With fencing disabled, `hactl fence` says so (exit 1) and fences

@@ -37,9 +37,20 @@
 //!   something active and that was not fenced since). A node fenced while
 //!   still in the ring (an operator's `hactl fence`) leaves cleanly: its
 //!   leave is the fencing's outcome, not a new failure to fence again for.
-//!   While this node's daemon fences a node on such a request
-//!   ([`Controller::fence_requested`]), a transition's fencing of the same
-//!   node waits for that outcome instead of running the devices again.
+//! - **Operator fencing announced.** The node that runs `hactl fence`
+//!   first announces it to the ring ([`Controller::announce_fencing`],
+//!   [`Message::Fencing`] in agreed order) and starts the devices only once
+//!   the announcement came back to it ([`Output::OperatorFence`]): every
+//!   node then knows who fences whom before the ring can notice the target
+//!   gone. A DC whose transition must fence a node announced that way
+//!   awaits that fencing's `Fenced` record instead of running the devices
+//!   a second time; it fences the node itself when the fencing node leaves
+//!   the ring (or restarts) or no record came within
+//!   [`FENCE_RESULT_TIMEOUT`] of the announcement. (A fencing is announced
+//!   anyway after [`FENCE_ANNOUNCE_WAIT`] without the message back: a ring
+//!   that keeps re-forming does not stop an operator's fencing; a
+//!   partition that lost quorum meanwhile does:
+//!   [`Output::OperatorFenceRefused`].)
 //!
 //! docs/controller.md describes it for operators.
 
@@ -67,6 +78,11 @@ pub const RESULT_GRACE: Duration = Duration::from_secs(10);
 /// How long the DC waits for the outcome of fencing (every level of every
 /// device, each bounded by its own timeout) before it counts it as failed.
 pub const FENCE_RESULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a node that fences on an operator's request waits for its
+/// announcement ([`Message::Fencing`]) to come back before it fences
+/// anyway (a healthy ring delivers it within milliseconds; a ring that
+/// re-forms within a second or two).
+pub const FENCE_ANNOUNCE_WAIT: Duration = Duration::from_secs(5);
 /// At start, how long a DC waits for the configured nodes that are not in
 /// its ring yet before it places anything (Pacemaker's dc-deadtime, which is
 /// 20 s): a resource already running on a node that joins a moment later is
@@ -94,6 +110,17 @@ pub enum Output {
     /// Fence this node (the DC asks its own daemon, which runs the node's
     /// fence levels and records the outcome with `Command::Fenced`).
     Fence { target: NodeId },
+    /// Run the fencing of `target` an operator asked for on this node
+    /// ([`Controller::announce_fencing`]): its announcement came back in
+    /// agreed order (or did not within [`FENCE_ANNOUNCE_WAIT`]). One per
+    /// announcement (this or [`Output::OperatorFenceRefused`]), in the
+    /// order they were made.
+    OperatorFence { target: NodeId },
+    /// Do not run the fencing of `target` an operator asked for: this
+    /// node's partition lost quorum before the devices started. The daemon
+    /// answers the caller with `reason` and records the fencing as failed
+    /// (`Command::Fenced` with an error), so that no node awaits it.
+    OperatorFenceRefused { target: NodeId, reason: String },
     /// Clear the executor's fail counts of a resource (every resource for
     /// None): a cleanup reached this node.
     ForgetFailures { resource: Option<String> },
@@ -119,6 +146,9 @@ struct Step {
     run: Option<(NodeId, String, OpName, u64, u64)>,
     /// The node to fence, for fencing actions.
     fence: Option<NodeId>,
+    /// For a fencing action in flight: the node whose announced fencing
+    /// of the target it awaits (None: this node's daemon fences it).
+    awaits: Option<NodeId>,
     label: String,
     state: ActionState,
     preds: Vec<usize>,
@@ -169,10 +199,15 @@ pub struct Controller {
     joined_at: BTreeMap<NodeId, WallMs>,
     /// The wall clock at the last tick.
     last_wall: WallMs,
-    /// Nodes this node's daemon fences on an operator's request, until
-    /// when at the latest: a transition's fencing of one of them awaits
-    /// that outcome (the `Fenced` record) instead of fencing it again.
-    fence_requests: BTreeMap<NodeId, Instant>,
+    /// Announced operator fencings: (target, the node that fences it) →
+    /// until when at the latest. A transition's fencing of the target
+    /// awaits that outcome (the `Fenced` record) instead of fencing it
+    /// again, while the fencing node is this one or a member. Bounded:
+    /// at most one entry per pair of node ids.
+    fence_requests: BTreeMap<(NodeId, NodeId), Instant>,
+    /// This node's own announcements that have not come back yet: target,
+    /// and when to fence anyway ([`FENCE_ANNOUNCE_WAIT`]); oldest first.
+    announced: VecDeque<(NodeId, Instant)>,
     run: Option<Run>,
     transitions: u64,
     /// Something changed since the last transition was computed.
@@ -345,6 +380,24 @@ fn pending_elsewhere(
     })
 }
 
+/// The node announced as fencing `target` (in `requests`, see
+/// `Controller::fence_requests`) whose outcome a transition awaits, and
+/// until when: this node (`me`), or a member, whose announcement has not
+/// expired; the one that lasts longest.
+fn announced_fencing(
+    requests: &BTreeMap<(NodeId, NodeId), Instant>,
+    me: NodeId,
+    members: NodeSet,
+    target: NodeId,
+    now: Instant,
+) -> Option<(NodeId, Instant)> {
+    requests
+        .range((target, 0)..=(target, NodeId::MAX))
+        .map(|(&(_, fencer), &until)| (fencer, until))
+        .filter(|&(fencer, until)| now < until && (fencer == me || members.contains(fencer)))
+        .max_by_key(|&(_, until)| until)
+}
+
 /// The primitive a scheduler resource name refers to (`ID:N` → `ID`).
 pub fn primitive_of(resource: &str) -> &str {
     resource.split_once(':').map_or(resource, |(p, _)| p)
@@ -416,6 +469,7 @@ impl Controller {
             joined_at: BTreeMap::new(),
             last_wall: WallMs(0),
             fence_requests: BTreeMap::new(),
+            announced: VecDeque::new(),
             started_clean: false,
             known_resources: None,
             shutting_down: NodeSet::EMPTY,
@@ -575,6 +629,7 @@ impl Controller {
                     }
                 }
             }
+            self.forget_fencers(left);
         }
         if (members, settled, quorate) != (self.members, self.settled, self.quorate) {
             self.members = members;
@@ -628,6 +683,20 @@ impl Controller {
         // A fenced node that is back (rebooted) is a node like any other:
         // if it is lost again, it must be fenced again.
         self.fenced_members = self.fenced_members.minus(joined);
+        // A fencing node that restarted within one ring change lost the
+        // fencing it announced with its process.
+        let mut restarted = joined;
+        if restarted.contains(self.me) {
+            restarted.remove(self.me);
+        }
+        if self
+            .fence_requests
+            .keys()
+            .any(|(_, fencer)| restarted.contains(*fencer))
+        {
+            self.forget_fencers(restarted);
+            self.changed();
+        }
         for id in joined.iter() {
             self.joined_at.insert(id, self.last_wall);
         }
@@ -676,14 +745,81 @@ impl Controller {
         }
     }
 
-    /// This node's daemon begins fencing `target` on an operator's request
-    /// (`hactl fence`); its outcome comes as a `Fenced` record. Until then
-    /// (at the latest [`FENCE_RESULT_TIMEOUT`] after `now`), a transition
-    /// that must fence `target` (it died of the fencing before the record
-    /// was applied) awaits that record instead of fencing it again.
-    pub fn fence_requested(&mut self, target: NodeId, now: Instant) {
+    /// An operator asked this node to fence `target` (`hactl fence`):
+    /// announce it to the ring. The daemon runs the devices at
+    /// [`Output::OperatorFence`], once the announcement came back (every
+    /// node has it then, before the ring can notice `target` gone), or
+    /// after [`FENCE_ANNOUNCE_WAIT`] without it. Recorded here at once,
+    /// so that this node, as the DC, never fences `target` itself
+    /// meanwhile.
+    pub fn announce_fencing(&mut self, target: NodeId, now: Instant) {
+        assert!(target != self.me, "a node does not fence itself");
         self.fence_requests
-            .insert(target, now + FENCE_RESULT_TIMEOUT);
+            .insert((target, self.me), now + FENCE_RESULT_TIMEOUT);
+        self.announced
+            .push_back((target, now + FENCE_ANNOUNCE_WAIT));
+        self.out
+            .push_back(Output::Broadcast(Message::fencing_bytes(target)));
+    }
+
+    /// Node `sender` announced that it fences `target` on an operator's
+    /// request ([`Message::Fencing`], delivered in agreed order). Until its
+    /// `Fenced` record is applied (at the latest [`FENCE_RESULT_TIMEOUT`]
+    /// after `now`), while `sender` stays in the ring, a transition that
+    /// must fence `target` (it died of that fencing before the record was
+    /// applied) awaits that record instead of fencing it again.
+    pub fn handle_fencing(&mut self, sender: NodeId, target: NodeId, now: Instant) {
+        if sender == target {
+            // Nobody fences itself (hactld refuses it): not a real request.
+            return;
+        }
+        self.fence_requests
+            .insert((target, sender), now + FENCE_RESULT_TIMEOUT);
+        if sender == self.me
+            && let Some(i) = self.announced.iter().position(|(t, _)| *t == target)
+        {
+            self.announced.remove(i);
+            self.start_operator_fencing(target);
+        }
+    }
+
+    /// The devices may run for an announced operator fencing of `target`,
+    /// if this node's partition still has quorum (a partition without it
+    /// fences nobody: the node may be fine in the majority's ring).
+    fn start_operator_fencing(&mut self, target: NodeId) {
+        if self.quorate {
+            self.out.push_back(Output::OperatorFence { target });
+        } else {
+            self.fence_requests.remove(&(target, self.me));
+            self.out.push_back(Output::OperatorFenceRefused {
+                target,
+                reason: "this node's partition lost quorum before the fencing started: run hactl fence on a node of the quorate partition".to_string(),
+            });
+        }
+    }
+
+    /// Forgets the announced fencings of `fencers` (they left the ring, or
+    /// restarted: their fencing died with them); a transition awaiting one
+    /// counts its fencing as failed and fences the node itself next time.
+    fn forget_fencers(&mut self, fencers: NodeSet) {
+        let me = self.me;
+        self.fence_requests
+            .retain(|(_, fencer), _| *fencer == me || !fencers.contains(*fencer));
+        if let Some(run) = &mut self.run {
+            for s in &mut run.steps {
+                if let (ActionState::InFlight { .. }, Some(fencer), Some(target)) =
+                    (s.state, s.awaits, s.fence)
+                    && fencers.contains(fencer)
+                {
+                    s.state = ActionState::Failed;
+                    run.aborted = true;
+                    self.out.push_back(Output::Note(format!(
+                        "transition {}: {}: node {fencer}, which was fencing node {target} on an operator's request, left or restarted; the DC fences node {target} itself",
+                        run.id, s.label
+                    )));
+                }
+            }
+        }
     }
 
     fn changed(&mut self) {
@@ -712,7 +848,11 @@ impl Controller {
             _ => {}
         }
         if let Command::Fenced(rec) = cmd {
-            self.fence_requests.remove(&rec.target);
+            // A success ends every fencing of the target; a failure only
+            // the one that failed.
+            self.fence_requests.retain(|(target, fencer), _| {
+                *target != rec.target || (rec.error.is_some() && *fencer != rec.executor)
+            });
             // A member fenced (an operator's `hactl fence`): when the ring
             // notices it gone, that is the fencing's outcome, a clean
             // leave. Not if it joined after the fencing ended: then the
@@ -729,10 +869,16 @@ impl Controller {
                 self.fenced_members.insert(rec.target);
             }
         }
+        let me = self.me;
         if let Command::Fenced(rec) = cmd
             && let Some(run) = &mut self.run
             && let Some(step) = run.steps.iter_mut().find(|s| {
-                matches!(s.state, ActionState::InFlight { .. }) && s.fence == Some(rec.target)
+                // A success by anyone completes it; a failure only if it is
+                // of the fencing the step awaits (another node's operator
+                // fencing, or this node's own).
+                matches!(s.state, ActionState::InFlight { .. })
+                    && s.fence == Some(rec.target)
+                    && (rec.error.is_none() || rec.executor == s.awaits.unwrap_or(me))
             })
         {
             step.state = if rec.error.is_none() {
@@ -961,6 +1107,17 @@ impl Controller {
     /// transition when the last one is over and something changed.
     pub fn tick(&mut self, config: &Config, state: &ClusterState, now_wall: WallMs, now: Instant) {
         self.last_wall = now_wall;
+        while let Some(&(target, at)) = self.announced.front()
+            && now >= at
+        {
+            self.announced.pop_front();
+            self.out.push_back(Output::Note(format!(
+                "the announcement of fencing node {target} did not come back within {} s (the ring is re-forming?); fencing it anyway",
+                FENCE_ANNOUNCE_WAIT.as_secs()
+            )));
+            self.start_operator_fencing(target);
+        }
+        self.fence_requests.retain(|_, until| now < *until);
         self.probe_new_resources(config);
         if std::mem::take(&mut self.repend) {
             let running: Vec<(String, OpName, u64)> = self
@@ -1066,9 +1223,12 @@ impl Controller {
             .map(|a| {
                 let op = op_of_task(a.task);
                 let label = format!(
-                    "{} {}{}{}",
+                    "{}{}{}{}",
                     a.task.as_str(),
-                    a.resource.as_deref().unwrap_or(""),
+                    a.resource
+                        .as_deref()
+                        .map(|r| format!(" {r}"))
+                        .unwrap_or_default(),
                     if a.interval_ms > 0 {
                         format!(" every {} ms", a.interval_ms)
                     } else {
@@ -1098,6 +1258,7 @@ impl Controller {
                     } else {
                         None
                     },
+                    awaits: None,
                     label,
                     state: ActionState::Waiting,
                     preds: Vec::new(),
@@ -1187,24 +1348,35 @@ impl Controller {
                     continue;
                 }
                 if let Some(target) = step.fence {
-                    if self
-                        .fence_requests
-                        .get(&target)
-                        .is_some_and(|until| now < *until)
-                    {
-                        // The operator's fencing of it runs here: its
-                        // record completes this step.
-                        let label = step.label.clone();
-                        self.out.push_back(Output::Note(format!(
-                            "transition {}: {label}: already being fenced on an operator's request; awaiting that outcome",
-                            run.id
-                        )));
-                    } else {
-                        self.out.push_back(Output::Fence { target });
-                    }
-                    step.state = ActionState::InFlight {
-                        deadline: now + FENCE_RESULT_TIMEOUT,
+                    let deadline = match announced_fencing(
+                        &self.fence_requests,
+                        self.me,
+                        self.members,
+                        target,
+                        now,
+                    ) {
+                        Some((fencer, until)) => {
+                            // An operator's fencing of it runs (announced
+                            // in agreed order): its record completes this
+                            // step; if none comes in time, or the fencing
+                            // node leaves, the step fails and the next
+                            // transition fences it here.
+                            step.awaits = (fencer != self.me).then_some(fencer);
+                            let label = step.label.clone();
+                            self.out.push_back(Output::Note(format!(
+                                "transition {}: {label}: already being fenced by node {fencer} on an operator's request; awaiting that outcome (for {} s at most)",
+                                run.id,
+                                until.saturating_since(now).as_secs()
+                            )));
+                            until
+                        }
+                        None => {
+                            step.awaits = None;
+                            self.out.push_back(Output::Fence { target });
+                            now + FENCE_RESULT_TIMEOUT
+                        }
                     };
+                    step.state = ActionState::InFlight { deadline };
                     progressed = true;
                     continue;
                 }

@@ -871,13 +871,18 @@ fn a_resource_added_to_the_configuration_is_probed_on_every_node_once() {
 }
 
 fn fence_record(w: &World, target: NodeId, error: Option<&str>) -> Command {
+    fence_record_by(w, 1, target, error)
+}
+
+/// A `Fenced` record of node `executor`'s fencing of `target`.
+fn fence_record_by(w: &World, executor: NodeId, target: NodeId, error: Option<&str>) -> Command {
     Command::Fenced(crate::state::FenceRecord {
         at: WallMs(w.clock),
         target,
         device: format!("f{target}"),
         action: crate::state::FenceAction::Reboot,
         error: error.map(str::to_string),
-        executor: 1,
+        executor,
     })
 }
 
@@ -943,7 +948,7 @@ fn the_dc_awaits_an_operator_fencing_in_flight_instead_of_fencing_twice() {
     dc.handle_ring(set(&[1, 2, 3]), true, true, true);
     w.tick(&mut dc);
 
-    dc.fence_requested(3, Instant::from_millis(w.clock));
+    dc.announce_fencing(3, Instant::from_millis(w.clock));
     dc.handle_ring(set(&[1, 2]), true, true, true);
     let out = ticks(&w, &mut dc);
     assert!(
@@ -974,7 +979,7 @@ fn the_dc_awaits_an_operator_fencing_in_flight_instead_of_fencing_twice() {
     let mut dc = Controller::new(1);
     dc.handle_ring(set(&[1, 2, 3]), true, true, true);
     w.tick(&mut dc);
-    dc.fence_requested(3, Instant::from_millis(w.clock));
+    dc.announce_fencing(3, Instant::from_millis(w.clock));
     dc.handle_ring(set(&[1, 2]), true, true, true);
     ticks(&w, &mut dc);
     let failed = fence_record(&w, 3, Some("f3: timeout"));
@@ -1012,4 +1017,262 @@ fn a_fencing_record_that_comes_after_the_node_rejoined_does_not_make_its_next_le
         set(&[3]),
         "the rebooted node 3 was lost: unclean"
     );
+}
+
+/// Node 3 runs web; the DC (node 1) and node 2 see a settled ring of all
+/// three.
+fn web_on_node3_with_fencing() -> (World, Controller, Controller) {
+    let mut w = World::fencing(&[3]);
+    w.probed(&[1, 2, 3]);
+    let started = w.result(3, OpName::Start, 0);
+    w.apply(3, started, &mut []);
+    let mut dc = Controller::new(1);
+    let mut two = Controller::new(2);
+    for c in [&mut dc, &mut two] {
+        c.handle_ring(set(&[1, 2, 3]), true, true, true);
+        w.tick(c);
+    }
+    (w, dc, two)
+}
+
+/// The totem payloads among `out`.
+fn broadcasts(out: &[Output]) -> Vec<Vec<u8>> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn operator_fences(out: &[Output]) -> Vec<NodeId> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::OperatorFence { target } => Some(*target),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `hactl fence node3` on node 2 (not the DC): node 2 announces it and
+/// starts the devices only once the announcement came back; the DC, which
+/// delivered it first (agreed order), sees node 3 leave before the record
+/// is applied and does not fence node 3 a second time: it awaits node 2's
+/// record, then starts web on a survivor.
+#[test]
+fn a_dc_awaits_the_fencing_a_non_dc_node_announced_instead_of_fencing_twice() {
+    let (mut w, mut dc, mut two) = web_on_node3_with_fencing();
+    let now = Instant::from_millis(w.clock);
+    two.announce_fencing(3, now);
+    let out = outputs(&mut two);
+    assert_eq!(broadcasts(&out), [Message::fencing_bytes(3)], "{out:?}");
+    assert!(
+        operator_fences(&out).is_empty(),
+        "the devices run before the announcement came back: {out:?}"
+    );
+    assert!(operator_fences(&w.tick(&mut two)).is_empty());
+    // Delivered in agreed order: to the DC, and back to node 2.
+    let Ok(Message::Fencing { target }) = Message::from_bytes(&broadcasts(&out)[0]) else {
+        panic!("not a fencing announcement: {out:?}");
+    };
+    dc.handle_fencing(2, target, now);
+    assert!(outputs(&mut dc).is_empty(), "the DC acted on it");
+    two.handle_fencing(2, target, now);
+    assert_eq!(operator_fences(&outputs(&mut two)), [3]);
+    two.handle_fencing(2, target, now);
+    assert!(
+        operator_fences(&outputs(&mut two)).is_empty(),
+        "one fencing per announcement"
+    );
+
+    // Node 3 dies of it; the ring notices before the record is applied.
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    assert_eq!(dc.ring_view().unclean, set(&[3]));
+    let out = ticks(&w, &mut dc);
+    assert!(
+        !out.contains(&Output::Fence { target: 3 }),
+        "the DC fenced node 3 while node 2 fences it: {out:?}"
+    );
+    assert!(
+        executes(&out).iter().all(|e| e.op != OpName::Start),
+        "started before node 3 was fenced: {out:?}"
+    );
+    // Later, still within the deadline: still waiting.
+    w.clock += FENCE_RESULT_TIMEOUT.as_millis() as u64 / 2;
+    let out = ticks(&w, &mut dc);
+    assert!(!out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    let fenced = fence_record_by(&w, 2, 3, None);
+    dc.handle_fenced(3);
+    w.apply(2, fenced, &mut [&mut dc]);
+    let out = ticks(&w, &mut dc);
+    assert!(!out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    assert!(
+        executes(&out)
+            .iter()
+            .any(|e| e.op == OpName::Start && e.node == 2),
+        "web starts on node 2 once node 2's fencing is recorded: {out:?}"
+    );
+}
+
+/// The same announcement, but node 2, which fences node 3, leaves the ring
+/// (or restarts) before its record comes: its fencing died with it, and
+/// the DC fences node 3 itself. Never waits for nothing.
+#[test]
+fn the_dc_fences_the_node_itself_once_the_node_that_announced_its_fencing_left() {
+    // Node 2 leaves with node 3 (quorum from elsewhere, e.g. a quorum
+    // device: the DC stays quorate).
+    let (w, mut dc, _) = web_on_node3_with_fencing();
+    dc.handle_fencing(2, 3, Instant::from_millis(w.clock));
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = ticks(&w, &mut dc);
+    assert!(!out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    dc.handle_ring(set(&[1]), true, true, true);
+    let out = ticks(&w, &mut dc);
+    assert!(
+        out.contains(&Output::Fence { target: 3 }),
+        "node 2 left: the DC must fence node 3 itself: {out:?}"
+    );
+
+    // Node 2 left first, then node 3: the announcement is no longer in
+    // force when the DC must fence node 3.
+    let (w, mut dc, _) = web_on_node3_with_fencing();
+    dc.handle_fencing(2, 3, Instant::from_millis(w.clock));
+    dc.handle_ring(set(&[1, 3]), true, true, true);
+    w.tick(&mut dc);
+    dc.handle_ring(set(&[1]), true, true, true);
+    let out = ticks(&w, &mut dc);
+    assert!(out.contains(&Output::Fence { target: 3 }), "{out:?}");
+
+    // Node 2 restarted within one ring change (it left and joined again
+    // at once): the ring's members are the same, its fencing is gone.
+    let (w, mut dc, _) = web_on_node3_with_fencing();
+    dc.handle_fencing(2, 3, Instant::from_millis(w.clock));
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = ticks(&w, &mut dc);
+    assert!(!out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    dc.handle_joined(set(&[2]));
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = ticks(&w, &mut dc);
+    assert!(
+        out.contains(&Output::Fence { target: 3 }),
+        "node 2 restarted: the DC must fence node 3 itself: {out:?}"
+    );
+}
+
+/// The same announcement, but no record comes within the fencing deadline
+/// (node 2 stays, its devices hang): the DC fences node 3 itself then, not
+/// earlier.
+#[test]
+fn the_dc_fences_the_node_itself_when_the_announced_fencing_records_nothing_in_time() {
+    let (mut w, mut dc, _) = web_on_node3_with_fencing();
+    let announced = w.clock;
+    dc.handle_fencing(2, 3, Instant::from_millis(announced));
+    w.clock += 1_000;
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = ticks(&w, &mut dc);
+    assert!(!out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    w.clock = announced + FENCE_RESULT_TIMEOUT.as_millis() as u64 - 1;
+    let out = ticks(&w, &mut dc);
+    assert!(
+        !out.contains(&Output::Fence { target: 3 }),
+        "fenced before the deadline: {out:?}"
+    );
+    w.clock += 1;
+    let out = ticks(&w, &mut dc);
+    assert!(
+        out.contains(&Output::Fence { target: 3 }),
+        "no record within the deadline: the DC must fence node 3 itself: {out:?}"
+    );
+    assert!(
+        executes(&out).iter().all(|e| e.op != OpName::Start),
+        "started before node 3 was fenced: {out:?}"
+    );
+}
+
+/// An announcement that does not come back (the ring keeps re-forming)
+/// does not stop the operator's fencing: it runs after
+/// FENCE_ANNOUNCE_WAIT. Another node's announcement of the same target
+/// does not start this node's.
+#[test]
+fn an_operator_fencing_runs_anyway_when_its_announcement_does_not_come_back_in_time() {
+    let (mut w, _, mut two) = web_on_node3_with_fencing();
+    let t0 = w.clock;
+    two.announce_fencing(3, Instant::from_millis(t0));
+    outputs(&mut two);
+    two.handle_fencing(1, 3, Instant::from_millis(t0));
+    assert!(operator_fences(&outputs(&mut two)).is_empty());
+    w.clock = t0 + FENCE_ANNOUNCE_WAIT.as_millis() as u64 - 1;
+    assert!(operator_fences(&w.tick(&mut two)).is_empty());
+    w.clock += 1;
+    assert_eq!(operator_fences(&w.tick(&mut two)), [3]);
+    assert!(operator_fences(&w.tick(&mut two)).is_empty(), "twice");
+    // Its announcement comes back late: nothing more to run.
+    two.handle_fencing(2, 3, Instant::from_millis(w.clock));
+    assert!(operator_fences(&outputs(&mut two)).is_empty(), "twice");
+}
+
+/// The announced fencing fails (node 2's record says so): the DC fences
+/// node 3 itself. A failure of another node's fencing of node 3 does not
+/// end the wait for node 2's.
+#[test]
+fn the_dc_fences_the_node_itself_when_the_announced_fencing_fails() {
+    let (mut w, mut dc, _) = web_on_node3_with_fencing();
+    dc.handle_fencing(2, 3, Instant::from_millis(w.clock));
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = ticks(&w, &mut dc);
+    assert!(!out.contains(&Output::Fence { target: 3 }), "{out:?}");
+    let other = fence_record_by(&w, 1, 3, Some("f3: timeout"));
+    w.apply(2, other, &mut [&mut dc]);
+    let out = ticks(&w, &mut dc);
+    assert!(
+        !out.contains(&Output::Fence { target: 3 }),
+        "another node's failure ended the wait for node 2's fencing: {out:?}"
+    );
+    let failed = fence_record_by(&w, 2, 3, Some("f3: timeout"));
+    w.apply(2, failed, &mut [&mut dc]);
+    let out = ticks(&w, &mut dc);
+    assert!(
+        out.contains(&Output::Fence { target: 3 }),
+        "node 2's fencing failed: the DC must fence node 3 itself: {out:?}"
+    );
+}
+
+/// The partition of the node that announced a fencing lost quorum before
+/// the announcement came back: the devices do not run (the target may be
+/// fine in the majority's ring), the caller is told why, and this node,
+/// as a DC later, does not await a fencing that never ran.
+#[test]
+fn an_announced_operator_fencing_does_not_run_once_the_partition_lost_quorum() {
+    let (w, mut dc, mut two) = web_on_node3_with_fencing();
+    let now = Instant::from_millis(w.clock);
+    two.announce_fencing(3, now);
+    outputs(&mut two);
+    two.handle_ring(set(&[2]), true, false, true);
+    outputs(&mut two);
+    two.handle_fencing(2, 3, now);
+    let out = outputs(&mut two);
+    assert!(operator_fences(&out).is_empty(), "{out:?}");
+    assert!(
+        out.iter().any(|o| matches!(o,
+            Output::OperatorFenceRefused { target: 3, reason } if reason.contains("lost quorum"))),
+        "{out:?}"
+    );
+    // The same when the announcement does not come back at all: the DC
+    // (node 1) that announced it and then lost quorum fences nobody, and
+    // once quorate again it fences node 3 itself, without waiting.
+    dc.announce_fencing(3, now);
+    outputs(&mut dc);
+    dc.handle_ring(set(&[1]), true, false, true);
+    let mut w = w;
+    w.clock += FENCE_ANNOUNCE_WAIT.as_millis() as u64;
+    let out = w.tick(&mut dc);
+    assert!(operator_fences(&out).is_empty(), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::OperatorFenceRefused { target: 3, .. })),
+        "{out:?}"
+    );
+    dc.handle_ring(set(&[1, 2]), true, true, true);
+    let out = ticks(&w, &mut dc);
+    assert!(out.contains(&Output::Fence { target: 3 }), "{out:?}");
 }

@@ -10,9 +10,13 @@
 //! ```
 //! Integers are big-endian. `op`: 1 start, 2 stop, 3 monitor, 4 promote,
 //! 5 demote. Kind 2 (`[3][1][2]`, nothing more): the sender is shutting
-//! down cleanly.
+//! down cleanly. Kind 3 (`[3][1][3][target: u32]`, nothing more): the
+//! sender is about to fence node `target` on an operator's request (`hactl
+//! fence`); it starts once this message came back to it in agreed order,
+//! so every node has it before the ring can notice `target` gone.
 
 use crate::config::OpName;
+use crate::config::{NODE_ID_MAX, NODE_ID_MIN};
 use crate::totem::NodeId;
 
 /// The first byte of a controller message (1 is quorum, 2 the state).
@@ -21,6 +25,7 @@ pub const SERVICE_CONTROL: u8 = 3;
 pub const WIRE_VERSION: u8 = 1;
 const KIND_EXECUTE: u8 = 1;
 const KIND_LEAVING: u8 = 2;
+const KIND_FENCING: u8 = 3;
 /// Longest resource id carried.
 pub const RESOURCE_BYTES_MAX: usize = 256;
 
@@ -43,6 +48,12 @@ pub enum Message {
     Execute(Execute),
     /// The sender is shutting down cleanly: move its resources away.
     Leaving,
+    /// The sender fences `target` on an operator's request: a DC that
+    /// must fence `target` awaits that outcome (its `Fenced` record)
+    /// instead of fencing it a second time.
+    Fencing {
+        target: NodeId,
+    },
 }
 
 impl Message {
@@ -58,6 +69,15 @@ impl Message {
             KIND_EXECUTE => Execute::from_bytes(b).map(Message::Execute),
             KIND_LEAVING if b.len() == 3 => Ok(Message::Leaving),
             KIND_LEAVING => Err(WireError::Trailing),
+            KIND_FENCING if b.len() < 7 => Err(WireError::Short),
+            KIND_FENCING if b.len() > 7 => Err(WireError::Trailing),
+            KIND_FENCING => {
+                let target = u32::from_be_bytes(b[3..7].try_into().expect("4 bytes"));
+                if !(NODE_ID_MIN..=NODE_ID_MAX).contains(&target) {
+                    return Err(WireError::Node(target));
+                }
+                Ok(Message::Fencing { target })
+            }
             k => Err(WireError::Kind(k)),
         }
     }
@@ -65,6 +85,17 @@ impl Message {
     /// The totem payload of [`Message::Leaving`].
     pub fn leaving_bytes() -> Vec<u8> {
         vec![SERVICE_CONTROL, WIRE_VERSION, KIND_LEAVING]
+    }
+
+    /// The totem payload of [`Message::Fencing`].
+    pub fn fencing_bytes(target: NodeId) -> Vec<u8> {
+        assert!(
+            (NODE_ID_MIN..=NODE_ID_MAX).contains(&target),
+            "node id checked by config"
+        );
+        let mut b = vec![SERVICE_CONTROL, WIRE_VERSION, KIND_FENCING];
+        b.extend_from_slice(&target.to_be_bytes());
+        b
     }
 }
 
@@ -77,6 +108,8 @@ pub enum WireError {
     Op(u8),
     Resource,
     Trailing,
+    /// A node id outside the configurable range.
+    Node(u32),
 }
 
 impl std::fmt::Display for WireError {
@@ -91,6 +124,10 @@ impl std::fmt::Display for WireError {
             WireError::Op(o) => write!(f, "unknown operation code {o}"),
             WireError::Resource => f.write_str("resource id too long or not UTF-8"),
             WireError::Trailing => f.write_str("trailing bytes after a controller message"),
+            WireError::Node(n) => write!(
+                f,
+                "node id {n} out of range (node ids are {NODE_ID_MIN} to {NODE_ID_MAX})"
+            ),
         }
     }
 }
@@ -222,5 +259,42 @@ mod tests {
             Message::from_bytes(&Message::leaving_bytes()),
             Ok(Message::Leaving)
         );
+    }
+
+    #[test]
+    fn fencing_round_trips_and_refuses_damage() {
+        let b = Message::fencing_bytes(3);
+        assert_eq!(b, [SERVICE_CONTROL, WIRE_VERSION, 3, 0, 0, 0, 3]);
+        assert_eq!(Message::from_bytes(&b), Ok(Message::Fencing { target: 3 }));
+        let last = Message::fencing_bytes(NODE_ID_MAX);
+        assert_eq!(
+            Message::from_bytes(&last),
+            Ok(Message::Fencing {
+                target: NODE_ID_MAX
+            })
+        );
+        for cut in 0..b.len() {
+            assert!(Message::from_bytes(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(Message::from_bytes(&b[..5]), Err(WireError::Short));
+        let mut long = b.clone();
+        long.push(0);
+        assert_eq!(Message::from_bytes(&long), Err(WireError::Trailing));
+        let mut v = b.clone();
+        v[1] = 2;
+        assert_eq!(Message::from_bytes(&v), Err(WireError::Version(2)));
+        for bad in [0, NODE_ID_MAX + 1, u32::MAX] {
+            let mut n = b.clone();
+            n[3..7].copy_from_slice(&bad.to_be_bytes());
+            assert_eq!(Message::from_bytes(&n), Err(WireError::Node(bad)));
+        }
+        // Neither of the other kinds.
+        assert!(Execute::from_bytes(&b).is_err());
+        let mut leaving = Message::leaving_bytes();
+        leaving.extend_from_slice(&3u32.to_be_bytes());
+        assert_eq!(Message::from_bytes(&leaving), Err(WireError::Trailing));
+        let mut unknown = b.clone();
+        unknown[2] = 4;
+        assert_eq!(Message::from_bytes(&unknown), Err(WireError::Kind(4)));
     }
 }

@@ -21,6 +21,9 @@
 //! running), then, if the DC that asked is still the same process, its
 //! replica records `Command::Fenced` (success), as `fence_node` does. The
 //! fenced machine boots again a few seconds later and starts hactld.
+//! An operator's fencing (`hactl fence`, announced with
+//! `Message::Fencing`) is not simulated: the message is delivered to the
+//! controllers as hactld delivers it, but no node sends one.
 //!
 //! docs/simulation-cluster.md describes the invariants the tests check.
 
@@ -530,6 +533,11 @@ impl ClusterSim {
                                 }
                             }
                             Ok(Message::Leaving) => node.ctl.handle_leaving(sender),
+                            // Nothing here runs `hactl fence` (only the DC's
+                            // own fencing is simulated); delivered as hactld does.
+                            Ok(Message::Fencing { target }) => {
+                                node.ctl.handle_fencing(sender, target, now)
+                            }
                             Err(e) => {
                                 error = Some(format!(
                                     "node {}: controller message from {sender} refused: {e:?}",
@@ -655,7 +663,12 @@ impl ClusterSim {
                         SystemTime::UNIX_EPOCH + Duration::from_millis(wall.0),
                     );
                 }
-                controller::Output::Fence { target } => fences.push(target),
+                // Nothing here announces an operator's fencing (the
+                // simulator runs no `hactl fence`); if it did, this node
+                // would run the devices as for its own fencing.
+                controller::Output::Fence { target }
+                | controller::Output::OperatorFence { target } => fences.push(target),
+                controller::Output::OperatorFenceRefused { .. } => {}
                 controller::Output::ForgetFailures { resource } => {
                     node.exec.cleanup(resource.as_deref())
                 }
