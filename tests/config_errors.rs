@@ -4463,7 +4463,7 @@ fn libvirt_uris_the_device_accepts_pass_the_check() {
 
 #[test]
 fn a_hold_above_half_the_token_retransmit_interval_is_clamped_with_a_warning() {
-    // token 300 ms → token_retransmit 300 / 2.2 = 136 ms → at most 40 %: 54 ms.
+    // token 250 ms → token_retransmit 250 / 2.2 = 113 ms → at most 40 %: 45 ms.
     let d = expect_warning(
         r#"
 [cluster]
@@ -4478,7 +4478,7 @@ addresses = ["10.0.0.1"]
         4,
         8,
         "totem.hold",
-        "hold (100 ms) is more than 40 % of the token retransmit interval (136 ms with 1 node); 54 ms is used",
+        "hold (100 ms) is more than 40 % of the token retransmit interval (113 ms with 1 node); 45 ms is used",
     );
     assert!(d.hint.contains("raise token"), "{}", d.hint);
 }
@@ -4503,7 +4503,7 @@ fn hold_accepts_zero_and_units_and_a_default_above_the_limit_is_clamped_silently
     let units = expect_ok(&text("hold = \"20ms\""));
     assert_eq!(units.config.totem.timers.hold_ms, 20);
     // token 50 ms → retransmit 22 ms → hold at most 8 ms; the default
-    // (54 ms) is clamped without a warning the user could not act on.
+    // (45 ms) is clamped without a warning the user could not act on.
     let short = expect_ok(&text("token = 50"));
     assert!(about_totem(&short).is_empty(), "{}", dump(&short.warnings));
     assert_eq!(short.config.totem.timers.effective_hold_ms(1), 8);

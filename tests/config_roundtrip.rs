@@ -268,10 +268,10 @@ fn show_fills_in_defaults() {
     let shown = config::canonical(&c);
     for expected in [
         "no_quorum_policy = \"stop\"",
-        "token = 300",
+        "token = 250",
         "consensus = 100",
         "token_retransmits_before_loss_const = 2",
-        "hold = 54",
+        "hold = 45",
         "port = 5405",
         "votes = 1",
         "migration_threshold = \"INFINITY\"",

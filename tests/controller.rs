@@ -493,7 +493,7 @@ fn ms(d: Duration) -> String {
 /// minute. Prints figures, asserts nothing about them:
 /// `cargo nextest run --release --test controller --run-ignored only --no-capture`
 /// (HACTL_BENCH_RUNS=N, default 10; HACTL_BENCH_TOKEN=ms sets the totem
-/// token, default the shipped 300 ms).
+/// token, default the shipped 250 ms).
 #[test]
 #[ignore = "benchmark: prints figures"]
 fn measure_failover_migrate_standby_and_idle_cost() {

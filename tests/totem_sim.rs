@@ -257,8 +257,8 @@ fn a_crashed_node_is_noticed_within_token_plus_consensus() {
         );
     }
     let took = t - crash;
-    // token (300) + consensus (360) + forming the ring (a few ms).
-    assert!(took <= Duration::from_millis(700), "took {took:?}");
+    // token (250) + consensus (100) + forming the ring (a few ms).
+    assert!(took <= Duration::from_millis(400), "took {took:?}");
     println!("3 nodes, perfect network: crash to new ring in {took:?}");
 }
 
@@ -598,8 +598,8 @@ fn a_crash_on_an_idle_ring_is_noticed_as_fast_with_the_hold_as_without() {
                 worst[w] = worst[w].max(d);
             }
         }
-        // token (300) + consensus (360) + forming the ring (a few ms).
-        assert!(worst[1] <= Duration::from_millis(700), "{worst:?}");
+        // token (250) + consensus (100) + forming the ring (a few ms).
+        assert!(worst[1] <= Duration::from_millis(400), "{worst:?}");
         assert!(
             worst[1] <= worst[0] + Duration::from_millis(2),
             "{n} nodes, node {} crashed: worst detection {:?} with hold, {:?} without",

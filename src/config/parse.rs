@@ -17,12 +17,12 @@ use super::score::Score;
 
 /// Totem defaults, chosen for fast failure detection on a LAN (corosync
 /// 3.1's are in brackets); measured in docs/totem.md ("Choosing the
-/// defaults"). A crash is noticed after token + consensus (400 ms); an idle
-/// ring costs one token rotation per hold (54 ms).
-pub const TOKEN_MS_DEFAULT: u64 = 300; // [3000]
+/// defaults"). A crash is noticed after token + consensus (350 ms); an idle
+/// ring costs one token rotation per hold (45 ms).
+pub const TOKEN_MS_DEFAULT: u64 = 250; // [3000]
 pub const TOKEN_COEFFICIENT_MS_DEFAULT: u64 = 0; // [650]
 /// Two re-sends of a lost token before it counts as lost (corosync: four):
-/// the retransmit interval, token / 2.2 = 136 ms, bounds the hold, and with
+/// the retransmit interval, token / 2.2 = 113 ms, bounds the hold, and with
 /// it the idle cost; the simulator's lossy network shows no false
 /// membership change at 5 % loss with it (examples/totem_timers.rs).
 pub const TOKEN_RETRANSMITS_BEFORE_LOSS_DEFAULT: u32 = 2; // [4]
@@ -36,10 +36,10 @@ pub const FAIL_RECV_CONST_DEFAULT: u32 = 2500; // [2500]
 pub const SEQNO_UNCHANGED_CONST_DEFAULT: u32 = 30; // [30]
 /// Token hold of an idle ring (corosync derives it: 0.8 × token_retransmit
 /// − 10 ms, 561 ms with its defaults): the most the default token allows
-/// (40 % of its 136 ms retransmit interval). Measured in docs/totem.md: idle
+/// (40 % of its 113 ms retransmit interval). Measured in docs/totem.md: idle
 /// CPU falls with 1/hold, and a hold cancel makes the latency independent
 /// of it.
-pub const HOLD_MS_DEFAULT: u64 = 54; // [derived]
+pub const HOLD_MS_DEFAULT: u64 = 45; // [derived]
 pub const MAX_MESSAGES_DEFAULT: u32 = 17; // [17]
 pub const WINDOW_SIZE_DEFAULT: u32 = 50; // [50]
 pub const TOTEM_PORT_DEFAULT: u16 = 5405;

@@ -464,8 +464,8 @@ pub fn run_seeds(test: &str, short: u64, long: u64, run: impl Fn(u64) -> String 
 }
 
 /// The protocol settings of nodes 1..=`n` with hactl's default timers, as
-/// the parser fills them in for `n` nodes (token 300 ms, token_retransmit
-/// 300 / 2.2 = 136 ms, hold 54 ms, consensus 100 ms, join 50 ms, merge
+/// the parser fills them in for `n` nodes (token 250 ms, token_retransmit
+/// 250 / 2.2 = 113 ms, hold 45 ms, consensus 100 ms, join 50 ms, merge
 /// 200 ms), as the simulation tests use them.
 pub fn srp_config(n: usize) -> SrpConfig {
     let mut nodes = NodeSet::EMPTY;
