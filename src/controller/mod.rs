@@ -905,16 +905,7 @@ impl Controller {
             });
             for r in &config.resources {
                 if resource.as_ref().is_none_or(|x| *x == r.id) {
-                    *self
-                        .local_ops
-                        .entry((r.id.clone(), OpName::Monitor, 0))
-                        .or_default() += 1;
-                    self.out.push_back(Output::Run {
-                        resource: r.id.clone(),
-                        op: OpName::Monitor,
-                        interval_ms: 0,
-                        timeout_ms: op_timeout_ms(config, &r.id, OpName::Monitor, 0),
-                    });
+                    self.probe(config, &r.id);
                 }
             }
         }
@@ -1074,6 +1065,20 @@ impl Controller {
         }
     }
 
+    /// Runs a probe (a one-shot monitor) of `resource` on this node.
+    fn probe(&mut self, config: &Config, resource: &str) {
+        *self
+            .local_ops
+            .entry((resource.to_string(), OpName::Monitor, 0))
+            .or_default() += 1;
+        self.out.push_back(Output::Run {
+            resource: resource.to_string(),
+            op: OpName::Monitor,
+            interval_ms: 0,
+            timeout_ms: op_timeout_ms(config, resource, OpName::Monitor, 0),
+        });
+    }
+
     /// Probes the resources the configuration gained since the last tick
     /// (before this node forgot its history at start, the probes of that
     /// cleanup cover every resource).
@@ -1084,23 +1089,16 @@ impl Controller {
         if same {
             return;
         }
-        if let Some(known) = &self.known_resources
+        let known = self
+            .known_resources
+            .replace(config.resources.iter().map(|r| r.id.clone()).collect());
+        if let Some(known) = known
             && self.started_clean
         {
             for r in config.resources.iter().filter(|r| !known.contains(&r.id)) {
-                *self
-                    .local_ops
-                    .entry((r.id.clone(), OpName::Monitor, 0))
-                    .or_default() += 1;
-                self.out.push_back(Output::Run {
-                    resource: r.id.clone(),
-                    op: OpName::Monitor,
-                    interval_ms: 0,
-                    timeout_ms: op_timeout_ms(config, &r.id, OpName::Monitor, 0),
-                });
+                self.probe(config, &r.id);
             }
         }
-        self.known_resources = Some(config.resources.iter().map(|r| r.id.clone()).collect());
     }
 
     /// Runs the DC's work: time-outs of awaited results, dispatch, and a new

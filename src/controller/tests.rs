@@ -60,6 +60,20 @@ fn deliver_records(c: &mut Controller, out: &[Output]) {
     }
 }
 
+/// The DC (node 1) asks node 2 to start web, in `transition`.
+fn start_web_on_2(transition: u64) -> Execute {
+    Execute {
+        dc: 1,
+        transition,
+        action: 0,
+        node: 2,
+        resource: "web".into(),
+        op: OpName::Start,
+        interval_ms: 0,
+        timeout_ms: 20_000,
+    }
+}
+
 fn executes(out: &[Output]) -> Vec<Execute> {
     out.iter()
         .filter_map(|o| match o {
@@ -517,16 +531,7 @@ fn a_result_with_the_same_operation_still_queued_records_it_pending_again() {
     w.tick(&mut c);
     outputs(&mut c);
     assert!(!c.has_local_ops());
-    let start = |transition| Execute {
-        dc: 1,
-        transition,
-        action: 0,
-        node: 2,
-        resource: "web".into(),
-        op: OpName::Start,
-        interval_ms: 0,
-        timeout_ms: 20_000,
-    };
+    let start = start_web_on_2;
     c.handle_execute(1, &start(1), WallMs(1));
     c.handle_execute(1, &start(2), WallMs(2));
     let mut submitted = outputs(&mut c);
@@ -572,16 +577,7 @@ fn a_node_has_local_operations_until_their_records_are_applied() {
     w.tick(&mut c);
     deliver_records(&mut c, &probes);
     outputs(&mut c);
-    let start = Execute {
-        dc: 1,
-        transition: 1,
-        action: 0,
-        node: 2,
-        resource: "web".into(),
-        op: OpName::Start,
-        interval_ms: 0,
-        timeout_ms: 20_000,
-    };
+    let start = start_web_on_2(1);
     c.handle_execute(1, &start, WallMs(1));
     let pending = outputs(&mut c);
     c.handle_op_result("web", OpName::Start, 0, 0, "", false, 0, WallMs(2));
@@ -625,16 +621,7 @@ fn probes_after_a_cleanup_are_local_operations_until_they_answer() {
     assert!(!c.has_local_ops());
     // With a start still running here, a cleanup records it pending again
     // (long seed 3398).
-    let start = Execute {
-        dc: 1,
-        transition: 1,
-        action: 0,
-        node: 2,
-        resource: "web".into(),
-        op: OpName::Start,
-        interval_ms: 0,
-        timeout_ms: 20_000,
-    };
+    let start = start_web_on_2(1);
     c.handle_execute(1, &start, WallMs(6));
     outputs(&mut c);
     w.apply(
@@ -800,16 +787,7 @@ fn take_submits_hands_over_the_pending_record_and_keeps_the_run() {
     let mut c = Controller::new(2);
     c.handle_ring(set(&[1, 2, 3]), true, true, false);
     outputs(&mut c);
-    let start = Execute {
-        dc: 1,
-        transition: 1,
-        action: 0,
-        node: 2,
-        resource: "web".into(),
-        op: OpName::Start,
-        interval_ms: 0,
-        timeout_ms: 20_000,
-    };
+    let start = start_web_on_2(1);
     c.handle_execute(1, &start, WallMs(1));
     let submits = c.take_submits();
     assert!(

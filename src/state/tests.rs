@@ -500,15 +500,7 @@ fn standby_and_migrate_from_the_state_move_a_group_in_the_scheduler() {
 #[test]
 fn target_roles_become_meta_and_stop_a_group_in_the_scheduler() {
     let config = web();
-    let view = ClusterView {
-        nodes: config
-            .nodes
-            .iter()
-            .map(|n| NodeStatus::online(&n.name))
-            .collect(),
-        has_quorum: true,
-        resources: Vec::new(),
-    };
+    let view = all_online(&config);
     let now = Instant::from_millis(50_000);
     let schedule = |s: &ClusterState, config: &Config| {
         let mut c = config.clone();
@@ -1516,15 +1508,7 @@ fn a_promotable_clone_stops_and_starts_with_its_target_role_over_its_primitives(
     clone.resource = "db".into();
     clone.promotable = true;
     config.clones.push(clone);
-    let view = ClusterView {
-        nodes: config
-            .nodes
-            .iter()
-            .map(|n| NodeStatus::online(&n.name))
-            .collect(),
-        has_quorum: true,
-        resources: Vec::new(),
-    };
+    let view = all_online(&config);
     let now = Instant::from_millis(50_000);
     let instances = |s: &ClusterState| {
         let mut c = config.clone();
@@ -1541,4 +1525,17 @@ fn a_promotable_clone_stops_and_starts_with_its_target_role_over_its_primitives(
     assert_eq!(instances(&s), config.nodes.len());
     s.apply(1, &role("db-clone", Some(Stopped)), t(20)).unwrap();
     assert_eq!(instances(&s), 0);
+}
+
+/// Every configured node online, with quorum, nothing known to run.
+fn all_online(config: &Config) -> ClusterView {
+    ClusterView {
+        nodes: config
+            .nodes
+            .iter()
+            .map(|n| NodeStatus::online(&n.name))
+            .collect(),
+        has_quorum: true,
+        resources: Vec::new(),
+    }
 }
